@@ -1,0 +1,123 @@
+"""The tables: customers and their KYC verifications."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, String
+from sqlalchemy import DateTime as SADateTime
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class KycStatus(enum.StrEnum):
+    """Where a verification stands; see the transition table in `db.kyc`."""
+
+    PENDING = "PENDING"
+    VERIFIED = "VERIFIED"
+    UNDER_REVIEW = "UNDER_REVIEW"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    VERIFIED_MANUALLY = "VERIFIED_MANUALLY"
+    REJECTED_MANUALLY = "REJECTED_MANUALLY"
+
+
+class KycType(enum.StrEnum):
+    """What a verification checks."""
+
+    PROOF_OF_ID = "PROOF_OF_ID"
+
+
+def utc_now() -> datetime:
+    """The current instant in UTC, at the millisecond precision that the database keeps."""
+    return to_millis(datetime.now(UTC))
+
+
+def to_millis(moment: datetime) -> datetime:
+    """The instant in UTC, cut to whole milliseconds (what the API shows and the tables keep)."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime with millisecond precision on every backend.
+
+    PostgreSQL keeps a `timestamptz`; SQLite has no time zones, so the value is stored as naive
+    UTC text (fixed width, so it sorts in time order) and made aware again when read.
+    """
+
+    impl = SADateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        value = to_millis(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum_column(kind: type[enum.StrEnum], **kwargs: Any) -> Column[Any]:
+    # Stored as VARCHAR, not a native enum, so a new status is a code change, not a migration.
+    return Column(SAEnum(kind, native_enum=False, length=32, create_constraint=False), **kwargs)
+
+
+class Customer(SQLModel, table=True):
+    """A customer, known by the id that the client's own system gave it."""
+
+    __tablename__: ClassVar[str] = "customer"
+    __table_args__ = (
+        Index("ix_customer_created_at", "created_at", "id"),
+        Index("ix_customer_updated_at", "updated_at", "id"),
+        Index("ix_customer_kyc_status", "kyc_status", "created_at", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    external_customer_id: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    email: str = Field(sa_column=Column(String(320), nullable=False))
+    # The e-mail case-folded: what uniqueness, the e-mail filter and the e-mail order use, the
+    # same on every backend (SQLite's lower() folds ASCII only).
+    email_key: str = Field(sa_column=Column(String(320), nullable=False, unique=True))
+    phone: str | None = Field(default=None, sa_column=Column(String(20)))
+    first_name: str | None = Field(default=None, sa_column=Column(String(100)))
+    last_name: str | None = Field(default=None, sa_column=Column(String(100)))
+    street: str | None = Field(default=None, sa_column=Column(String(200)))
+    street2: str | None = Field(default=None, sa_column=Column(String(200)))
+    state: str | None = Field(default=None, sa_column=Column(String(2)))
+    city: str | None = Field(default=None, sa_column=Column(String(100)))
+    zip: str | None = Field(default=None, sa_column=Column(String(10)))
+    country: str | None = Field(default=None, sa_column=Column(String(2)))
+    # The status of the newest verification, kept in the same transaction as every transition,
+    # so that filtering by it needs no scan of the history.
+    kyc_status: KycStatus | None = Field(default=None, sa_column=_enum_column(KycStatus))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class KycVerification(SQLModel, table=True):
+    """One identity-verification attempt of a customer; it goes when its customer goes."""
+
+    __tablename__: ClassVar[str] = "kyc_verification"
+    __table_args__ = (
+        Index("ix_kyc_verification_customer", "customer_id", "id"),
+        Index("ix_kyc_verification_status_created", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False)
+    )
+    type: KycType = Field(sa_column=_enum_column(KycType, nullable=False))
+    status: KycStatus = Field(sa_column=_enum_column(KycStatus, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

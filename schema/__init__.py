@@ -1,0 +1,39 @@
+"""Builds `schema`, the GraphQL schema that the server serves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from schema.customer_mutations import CustomerMutation
+from schema.errors import MaskUnexpectedErrors
+from schema.query import Query
+from schema.scalars import DateTime
+from schema.types import Customer, KycVerification
+
+
+@strawberry.type(description="Changes to customers and their verifications.")
+class Mutation(CustomerMutation):
+    pass
+
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Errors in a client's request are the client's to read, not server faults to log;
+        # unexpected ones are logged, with an error id, where they are masked.
+        return None
+
+
+schema = Schema(
+    query=Query,
+    mutation=Mutation,
+    types=[Customer, KycVerification],
+    extensions=[MaskUnexpectedErrors],
+    config=StrawberryConfig(scalar_map={datetime: DateTime}),
+)

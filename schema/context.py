@@ -1,0 +1,26 @@
+"""What every resolver gets in `info.context`: the database, settings and per-request loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from strawberry.types import Info as StrawberryInfo
+
+from db.engine import Database
+from db.rules import Environment
+from schema.loaders import Loaders
+
+
+@dataclass
+class Context:
+    """Built afresh for each request, so loaders never serve one request's rows to another."""
+
+    db: Database
+    environment: Environment
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.db)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,168 @@
+"""The customer mutations: create, update (patch semantics) and delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from db import customers
+from schema.context import Info
+from schema.types import Customer, UserError, UserWarning, user_errors, user_warnings
+
+_PHONE = "Mobile phone number; with a leading + any country, without it a US number."
+_STATE = "Two-character state code; for the US (or no country) a US state, DC or territory."
+_ZIP = "Postal code, up to 10 characters; for the US 5 digits or ZIP+4."
+_COUNTRY = "ISO 3166-1 alpha-2 country code, any case."
+
+
+@strawberry.input(description="A new customer's contact data. Blank optional values count as null.")
+class CustomerDataInput:
+    email: str = strawberry.field(description="E-mail address; unique across customers, any case.")
+    phone: str | None = strawberry.field(default=None, description=_PHONE)
+    first_name: str | None = strawberry.field(default=None, description="Given name.")
+    last_name: str | None = strawberry.field(default=None, description="Family name.")
+    street: str | None = strawberry.field(default=None, description="Street address, first line.")
+    street2: str | None = strawberry.field(default=None, description="Street address, second line.")
+    state: str | None = strawberry.field(default=None, description=_STATE)
+    city: str | None = strawberry.field(default=None, description="City.")
+    zip: str | None = strawberry.field(default=None, description=_ZIP)
+    country: str | None = strawberry.field(default=None, description=_COUNTRY)
+
+    def values(self) -> dict[str, str | None]:
+        """The data under the contract's field names."""
+        return {name: getattr(self, attribute) for name, attribute in customers.COLUMNS.items()}
+
+
+@strawberry.input(
+    description=(
+        "Changes to a customer's data. Every field is optional: an omitted field is left as it "
+        "is, an explicit null clears it (the e-mail cannot be cleared)."
+    )
+)
+class CustomerDataPatch:
+    email: strawberry.Maybe[str | None] = strawberry.field(description="New e-mail address.")
+    phone: strawberry.Maybe[str | None] = strawberry.field(description=_PHONE)
+    first_name: strawberry.Maybe[str | None] = strawberry.field(description="Given name.")
+    last_name: strawberry.Maybe[str | None] = strawberry.field(description="Family name.")
+    street: strawberry.Maybe[str | None] = strawberry.field(description="Street, first line.")
+    street2: strawberry.Maybe[str | None] = strawberry.field(description="Street, second line.")
+    state: strawberry.Maybe[str | None] = strawberry.field(description=_STATE)
+    city: strawberry.Maybe[str | None] = strawberry.field(description="City.")
+    zip: strawberry.Maybe[str | None] = strawberry.field(description=_ZIP)
+    country: strawberry.Maybe[str | None] = strawberry.field(description=_COUNTRY)
+
+    def changes(self) -> dict[str, str | None]:
+        """Only the fields the client sent, by the contract's names: a value, or None to clear."""
+        given = {name: getattr(self, attribute) for name, attribute in customers.COLUMNS.items()}
+        return {name: some.value for name, some in given.items() if some is not None}
+
+
+@strawberry.input(description="A customer to create.")
+class CreateCustomerInput:
+    external_customer_id: str = strawberry.field(
+        description="Your system's id for the customer: 1 to 255 characters, no blanks."
+    )
+    data: CustomerDataInput = strawberry.field(description="The customer's contact data.")
+
+
+@strawberry.input(description="Changes to one customer.")
+class UpdateCustomerInput:
+    external_customer_id: str = strawberry.field(description="Which customer to change.")
+    data: CustomerDataPatch = strawberry.field(description="The fields to set or clear.")
+
+
+@strawberry.input(description="A customer to delete.")
+class DeleteCustomerInput:
+    external_customer_id: str = strawberry.field(description="Which customer to delete.")
+
+
+@strawberry.type(description="The outcome of createCustomer.")
+class CreateCustomerPayload:
+    customer: Customer | None = strawberry.field(description="The new customer; null on errors.")
+    user_errors: list[UserError] = strawberry.field(
+        description="Every problem with the input; empty on success."
+    )
+    warnings: list[UserWarning] = strawberry.field(
+        description="Values that only the sandbox environment accepts."
+    )
+
+
+@strawberry.type(description="The outcome of updateCustomer.")
+class UpdateCustomerPayload:
+    customer: Customer | None = strawberry.field(
+        description="The customer as it is now; null on errors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="Every problem with the input; empty on success."
+    )
+    warnings: list[UserWarning] = strawberry.field(
+        description="Values that only the sandbox environment accepts."
+    )
+
+
+@strawberry.type(description="The outcome of deleteCustomer.")
+class DeleteCustomerPayload:
+    deleted_external_customer_id: str | None = strawberry.field(
+        description="The id of the deleted customer; null on errors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="NOT_FOUND when there was no such customer."
+    )
+
+
+@strawberry.type
+class CustomerMutation:
+    @strawberry.mutation(
+        description="Create a customer. Every rule runs; all problems are reported together."
+    )
+    async def create_customer(
+        self,
+        info: Info,
+        input: Annotated[CreateCustomerInput, strawberry.argument(description="The customer.")],
+    ) -> CreateCustomerPayload:
+        context = info.context
+        async with context.db.write() as session:
+            written = await customers.create_customer(
+                session, input.external_customer_id, input.data.values(), context.environment
+            )
+        return CreateCustomerPayload(
+            customer=Customer.from_optional(written.customer),
+            user_errors=user_errors(written.problems),
+            warnings=user_warnings(written.warnings),
+        )
+
+    @strawberry.mutation(
+        description=(
+            "Change a customer's data: omitted fields stay, null clears. The merged record must "
+            "pass every rule that create runs."
+        )
+    )
+    async def update_customer(
+        self,
+        info: Info,
+        input: Annotated[UpdateCustomerInput, strawberry.argument(description="The changes.")],
+    ) -> UpdateCustomerPayload:
+        context = info.context
+        async with context.db.write() as session:
+            written = await customers.update_customer(
+                session, input.external_customer_id, input.data.changes(), context.environment
+            )
+        return UpdateCustomerPayload(
+            customer=Customer.from_optional(written.customer),
+            user_errors=user_errors(written.problems),
+            warnings=user_warnings(written.warnings),
+        )
+
+    @strawberry.mutation(description="Delete a customer and its verification history.")
+    async def delete_customer(
+        self,
+        info: Info,
+        input: Annotated[DeleteCustomerInput, strawberry.argument(description="The customer.")],
+    ) -> DeleteCustomerPayload:
+        async with info.context.db.write() as session:
+            problems = await customers.delete_customer(session, input.external_customer_id)
+        return DeleteCustomerPayload(
+            deleted_external_customer_id=None if problems else input.external_customer_id,
+            user_errors=user_errors(problems),
+        )

@@ -1,0 +1,45 @@
+"""Unexpected errors are masked: the client gets an error id, the log gets the details."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+logger = logging.getLogger("customer_api.errors")
+
+INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for a Python exception escaping a resolver; GraphQL's own errors stay readable."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Replace unexpected errors by a generic message that carries an id found in the log."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        error_id = uuid.uuid4().hex[:16]
+        original = error.original_error
+        # The exception's type and traceback only: its message may quote SQL parameters,
+        # which hold personal data.
+        logger.error(
+            "unexpected error %s at %s: %s",
+            error_id,
+            ".".join(str(part) for part in error.path or ()),
+            type(original).__name__,
+            exc_info=(type(original), original, original.__traceback__) if original else None,
+        )
+        return GraphQLError(
+            f"Internal server error (error id {error_id}).",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": INTERNAL_ERROR, "errorId": error_id},
+        )

@@ -1,0 +1,28 @@
+"""Opaque global ids: the type name and the primary key, base64url-encoded.
+
+Clients must treat an id as an opaque string; it is stable for the life of the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import strawberry
+
+
+def encode(type_name: str, key: int) -> strawberry.ID:
+    raw = f"{type_name}:{key}".encode()
+    return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+
+
+def decode(global_id: str) -> tuple[str, int] | None:
+    """The type name and key inside a global id, or None when it is not one of ours."""
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, _, key = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition(":")
+    except (binascii.Error, UnicodeError, ValueError):
+        return None
+    if not type_name or not key.isascii() or not key.isdigit() or len(key) > 18:
+        return None
+    return type_name, int(key)

@@ -1,0 +1,46 @@
+"""The read side: one customer by your id, any object by its global id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from db import customers
+from schema import ids
+from schema.context import Info
+from schema.types import Customer, KycVerification, Node
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global id; null when there is none.")
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global id.")],
+    ) -> Node | None:
+        decoded = ids.decode(id)
+        if decoded is None:
+            return None
+        type_name, key = decoded
+        loaders = info.context.loaders
+        if type_name == "Customer":
+            customer = await loaders.customer.load(key)
+            return None if customer is None else Customer.from_row(customer)
+        if type_name == "KycVerification":
+            verification = await loaders.verification.load(key)
+            return None if verification is None else KycVerification.from_row(verification)
+        return None
+
+    @strawberry.field(description="The customer with this id of your system; null when none.")
+    async def customer(
+        self,
+        info: Info,
+        external_customer_id: Annotated[
+            str, strawberry.argument(description="Your system's id, exact and case-sensitive.")
+        ],
+    ) -> Customer | None:
+        async with info.context.db.read() as session:
+            row = await customers.get_customer(session, external_customer_id)
+        return None if row is None else Customer.from_row(row)

@@ -1,0 +1,215 @@
+"""The GraphQL object types, enums and user errors of the contract."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+
+import strawberry
+
+from db import models, rules
+from schema import ids
+from schema.context import Info
+
+
+@strawberry.enum(description="What a KYC verification checks.")
+class KycVerificationType(enum.Enum):
+    PROOF_OF_ID = strawberry.enum_value(
+        "PROOF_OF_ID", description="A government-issued identity document."
+    )
+
+
+@strawberry.enum(description="Where a KYC verification stands.")
+class KycVerificationStatus(enum.Enum):
+    PENDING = strawberry.enum_value(
+        "PENDING", description="Started; waiting for the verification provider's result."
+    )
+    VERIFIED = strawberry.enum_value(
+        "VERIFIED", description="The provider verified the customer's identity."
+    )
+    UNDER_REVIEW = strawberry.enum_value(
+        "UNDER_REVIEW", description="The provider could not decide; an operator must review it."
+    )
+    REJECTED = strawberry.enum_value("REJECTED", description="The provider refused the identity.")
+    EXPIRED = strawberry.enum_value(
+        "EXPIRED", description="No result came within the time to live; start a new one."
+    )
+    VERIFIED_MANUALLY = strawberry.enum_value(
+        "VERIFIED_MANUALLY", description="An operator approved it on review."
+    )
+    REJECTED_MANUALLY = strawberry.enum_value(
+        "REJECTED_MANUALLY", description="An operator rejected it on review."
+    )
+
+
+@strawberry.enum(description="Why a mutation refused its input. Branch on this, not on messages.")
+class UserErrorCode(enum.Enum):
+    REQUIRED = strawberry.enum_value("REQUIRED", description="A required value is missing.")
+    INVALID = strawberry.enum_value(
+        "INVALID", description="The value holds characters it may not hold."
+    )
+    TOO_LONG = strawberry.enum_value("TOO_LONG", description="The value is too long.")
+    INVALID_EMAIL = strawberry.enum_value(
+        "INVALID_EMAIL", description="Not a valid e-mail address."
+    )
+    DISPOSABLE_EMAIL = strawberry.enum_value(
+        "DISPOSABLE_EMAIL", description="The e-mail's domain hands out disposable addresses."
+    )
+    EMAIL_PLUS_SUFFIX = strawberry.enum_value(
+        "EMAIL_PLUS_SUFFIX", description="The e-mail's local part has a '+' sub-address."
+    )
+    INVALID_PHONE = strawberry.enum_value("INVALID_PHONE", description="Not a valid phone number.")
+    PHONE_NOT_MOBILE = strawberry.enum_value(
+        "PHONE_NOT_MOBILE", description="A valid number, but not a mobile one."
+    )
+    INVALID_COUNTRY = strawberry.enum_value(
+        "INVALID_COUNTRY", description="Not an assigned ISO 3166-1 alpha-2 country code."
+    )
+    INVALID_STATE = strawberry.enum_value(
+        "INVALID_STATE", description="Not a two-character state code (a US one for the US)."
+    )
+    INVALID_ZIP = strawberry.enum_value("INVALID_ZIP", description="Not a valid postal code.")
+    TAKEN = strawberry.enum_value("TAKEN", description="Another customer already has this value.")
+    NOT_FOUND = strawberry.enum_value("NOT_FOUND", description="No record has this id.")
+    INVALID_TRANSITION = strawberry.enum_value(
+        "INVALID_TRANSITION",
+        description="The verification's current status does not allow this change.",
+    )
+
+
+@strawberry.type(
+    description="A problem with the input of a mutation; the mutation changed nothing."
+)
+class UserError:
+    field: list[str] | None = strawberry.field(
+        description='Path into the mutation\'s arguments, e.g. ["input", "data", "phone"].'
+    )
+    message: str = strawberry.field(description="What is wrong and what would be right.")
+    code: UserErrorCode = strawberry.field(description="Why the input was refused.")
+
+
+@strawberry.type(
+    description=(
+        "Something accepted only because the server runs in the sandbox environment; "
+        "production would refuse it with the same code."
+    )
+)
+class UserWarning:
+    field: list[str] | None = strawberry.field(
+        description="Path into the mutation's arguments of the value warned about."
+    )
+    message: str = strawberry.field(description="What production would refuse, and why.")
+    code: UserErrorCode = strawberry.field(description="The rule that production enforces.")
+
+
+def user_errors(problems: Iterable[rules.Problem]) -> list[UserError]:
+    """The db layer's problems as user errors, their paths rooted at the `input` argument."""
+    return [
+        UserError(field=["input", *p.field], message=p.message, code=UserErrorCode[p.code.name])
+        for p in problems
+    ]
+
+
+def user_warnings(problems: Iterable[rules.Problem]) -> list[UserWarning]:
+    return [
+        UserWarning(field=["input", *p.field], message=p.message, code=UserErrorCode[p.code.name])
+        for p in problems
+    ]
+
+
+@strawberry.interface(description="An object with a globally unique, opaque id.")
+class Node:
+    id: strawberry.ID = strawberry.field(
+        description="The object's global id, for `Query.node`; opaque and stable."
+    )
+
+
+@strawberry.type(description="One identity-verification attempt of a customer.")
+class KycVerification(Node):
+    type: KycVerificationType = strawberry.field(description="What the verification checks.")
+    status: KycVerificationStatus = strawberry.field(description="Where it stands now.")
+    created_at: datetime = strawberry.field(description="When it was started.")
+    updated_at: datetime = strawberry.field(description="When its status last changed.")
+
+    @classmethod
+    def from_row(cls, row: models.KycVerification) -> KycVerification:
+        assert row.id is not None
+        return cls(
+            id=ids.encode("KycVerification", row.id),
+            type=KycVerificationType[row.type.name],
+            status=KycVerificationStatus[row.status.name],
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type(description="A customer's contact data, normalised when it was written.")
+class CustomerData:
+    email: str = strawberry.field(description="E-mail address; its domain is lower case.")
+    phone: str | None = strawberry.field(
+        description="Mobile phone number in E.164 form, e.g. +12015550123."
+    )
+    first_name: str | None = strawberry.field(description="Given name.")
+    last_name: str | None = strawberry.field(description="Family name.")
+    street: str | None = strawberry.field(description="Street address, first line.")
+    street2: str | None = strawberry.field(description="Street address, second line.")
+    state: str | None = strawberry.field(
+        description="Two-character state code, upper case (a US state, DC or territory for the US)."
+    )
+    city: str | None = strawberry.field(description="City.")
+    zip: str | None = strawberry.field(
+        description="Postal code; for the US 5 digits or ZIP+4 (10001-1234)."
+    )
+    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 code, upper case.")
+
+
+@strawberry.type(description="A customer, known by the id that your own system gave it.")
+class Customer(Node):
+    external_customer_id: str = strawberry.field(
+        description="Your system's id for the customer: case-sensitive, unique, never changes."
+    )
+    data: CustomerData = strawberry.field(description="Contact data.")
+    created_at: datetime = strawberry.field(description="When the customer was created.")
+    updated_at: datetime = strawberry.field(
+        description="When a value of the customer last changed."
+    )
+    row_id: strawberry.Private[int]
+    status: strawberry.Private[models.KycStatus | None]
+
+    @strawberry.field(description="Every identity verification of the customer, oldest first.")
+    async def kyc_verifications(self, info: Info) -> list[KycVerification]:
+        rows = await info.context.loaders.verifications_of.load(self.row_id)
+        return [KycVerification.from_row(row) for row in rows]
+
+    @strawberry.field(description="Status of the newest verification; null when there is none.")
+    def kyc_status(self) -> KycVerificationStatus | None:
+        return None if self.status is None else KycVerificationStatus[self.status.name]
+
+    @classmethod
+    def from_optional(cls, row: models.Customer | None) -> Customer | None:
+        return None if row is None else cls.from_row(row)
+
+    @classmethod
+    def from_row(cls, row: models.Customer) -> Customer:
+        assert row.id is not None
+        return cls(
+            id=ids.encode("Customer", row.id),
+            external_customer_id=row.external_customer_id,
+            data=CustomerData(
+                email=row.email,
+                phone=row.phone,
+                first_name=row.first_name,
+                last_name=row.last_name,
+                street=row.street,
+                street2=row.street2,
+                state=row.state,
+                city=row.city,
+                zip=row.zip,
+                country=row.country,
+            ),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            row_id=row.id,
+            status=row.kyc_status,
+        )
