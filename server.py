@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
+from cross_web import HTTPException
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
@@ -67,6 +68,14 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(db=self.db, environment=self.settings.environment)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        # Strawberry reads fields off whatever the JSON was; anything but an object (or a
+        # batch, which it checks itself) would reach it as a str or int and raise a 500.
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return parsed
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

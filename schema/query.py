@@ -12,7 +12,7 @@ from schema.context import Info
 from schema.types import Customer, KycVerification, Node
 
 
-@strawberry.type
+@strawberry.type(description="Reads of customers and their verifications.")
 class Query:
     @strawberry.field(description="Any object by its global id; null when there is none.")
     async def node(

@@ -1,0 +1,104 @@
+"""Shared fixtures: a real database file per test, the app over HTTP, the operation documents."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+from db.engine import Database
+from db.rules import Environment
+from server import Settings, create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+OPERATIONS = ROOT / "graphql" / "operations"
+
+
+def operation(name: str) -> str:
+    """The text of graphql/operations/<name>.graphql."""
+    return (OPERATIONS / f"{name}.graphql").read_text()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'customers.db'}"
+
+
+@pytest.fixture
+def environment() -> Environment:
+    return Environment.PRODUCTION
+
+
+@pytest.fixture
+def settings(database_url: str, environment: Environment) -> Settings:
+    return Settings(database_url=database_url, environment=environment)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    app = create_app(settings)
+    async with LifespanManager(app):
+        yield app
+
+
+@pytest.fixture
+def db(app: Starlette) -> Database:
+    database: Database = app.state.db
+    return database
+
+
+@pytest.fixture
+async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+class GraphQLClient:
+    """Runs the committed operation documents over HTTP and returns their `data`."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.http.post("/graphql", json={"query": query, "variables": variables})
+
+    async def run(self, name: str, **variables: Any) -> dict[str, Any]:
+        """Run graphql/operations/<name>.graphql; fail on any GraphQL error."""
+        response = await self.post(operation(name), variables)
+        body = response.json()
+        assert response.status_code == 200, body
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def create(self, external_id: str, **data: Any) -> dict[str, Any]:
+        """createCustomer's payload for this id and data (an e-mail is made up if not given)."""
+        data.setdefault("email", f"{external_id}@example.com")
+        result = await self.run(
+            "create_customer", input={"externalCustomerId": external_id, "data": data}
+        )
+        payload: dict[str, Any] = result["createCustomer"]
+        return payload
+
+    async def update(self, external_id: str, **patch: Any) -> dict[str, Any]:
+        result = await self.run(
+            "update_customer", input={"externalCustomerId": external_id, "data": patch}
+        )
+        payload: dict[str, Any] = result["updateCustomer"]
+        return payload
+
+    async def customer(self, external_id: str) -> dict[str, Any] | None:
+        result = await self.run("customer", externalCustomerId=external_id)
+        customer: dict[str, Any] | None = result["customer"]
+        return customer
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)

@@ -1,0 +1,102 @@
+"""The HTTP wiring: bad requests get clear 4xx answers or GraphQL errors, never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from db import customers
+from tests.conftest import GraphQLClient, operation
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{bad json", "application/json"),
+        (b'"just a string"', "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"query=1", "text/plain"),
+    ],
+)
+async def test_malformed_bodies_get_4xx(
+    http: httpx.AsyncClient, body: bytes, content_type: str
+) -> None:
+    response = await http.post("/graphql", content=body, headers={"content-type": content_type})
+    assert 400 <= response.status_code < 500
+    assert "Traceback" not in response.text
+
+
+async def test_missing_query_gets_4xx(http: httpx.AsyncClient) -> None:
+    response = await http.post("/graphql", json={"variables": {}})
+    assert response.status_code == 400
+    assert "Traceback" not in response.text
+
+
+async def test_wrong_variable_type_is_a_graphql_error(gql: GraphQLClient) -> None:
+    response = await gql.post(operation("customer"), {"externalCustomerId": 42})
+    assert response.status_code in (200, 400)
+    body = response.json()
+    assert "data" not in body or body["data"] is None
+    [error] = body["errors"]
+    assert "externalCustomerId" in error["message"]
+    assert "String" in error["message"]
+
+
+async def test_missing_required_input_field_is_a_graphql_error(gql: GraphQLClient) -> None:
+    response = await gql.post(operation("create_customer"), {"input": {"externalCustomerId": "c"}})
+    body = response.json()
+    assert "data" not in body or body["data"] is None
+    assert "required field 'data'" in body["errors"][0]["message"]
+
+
+async def test_syntax_error_is_readable(gql: GraphQLClient) -> None:
+    body = (await gql.post("query { customer(")).json()
+    assert body["errors"][0]["message"].startswith("Syntax Error")
+
+
+async def test_unknown_field_is_readable(gql: GraphQLClient) -> None:
+    body = (await gql.post('{ customer(externalCustomerId: "x") { nope } }')).json()
+    assert "Cannot query field 'nope'" in body["errors"][0]["message"]
+
+
+async def test_unexpected_error_is_masked_with_an_id_in_the_log(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("SELECT secret FROM customer /home/app/db.py")
+
+    monkeypatch.setattr(customers, "get_customer", broken)
+    with caplog.at_level(logging.ERROR, logger="customer_api.errors"):
+        response = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    error_id = error["extensions"]["errorId"]
+    assert error["message"] == f"Internal server error (error id {error_id})."
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert "secret" not in response.text
+    assert "db.py" not in response.text
+    assert any(error_id in record.getMessage() for record in caplog.records)
+
+
+async def test_browser_get_serves_graphiql(http: httpx.AsyncClient) -> None:
+    response = await http.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
+
+
+async def test_root_redirects_to_graphql(http: httpx.AsyncClient) -> None:
+    response = await http.get("/")
+    assert response.status_code in (302, 307)
+    assert response.headers["location"] == "/graphql"
+
+
+async def test_query_over_get(http: httpx.AsyncClient) -> None:
+    response = await http.get(
+        "/graphql", params={"query": '{ customer(externalCustomerId: "x") { id } }'}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"customer": None}}

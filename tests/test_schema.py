@@ -1,0 +1,84 @@
+"""The served schema: the committed SDL, the public contract, the example operations, the docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    build_schema,
+    find_breaking_changes,
+    parse,
+    validate,
+)
+
+from schema import schema
+from tests.conftest import OPERATIONS, ROOT
+
+CONTRACT = ROOT / "tests" / "contract" / "api-contract.graphql"
+SHARED_CONTRACT = ROOT.parent / "shared" / "api-contract.graphql"
+BUILT_IN_SCALARS = {"String", "Int", "Float", "Boolean", "ID"}
+
+
+def test_committed_sdl_matches_the_code() -> None:
+    committed = (ROOT / "graphql" / "schema.graphql").read_text()
+    assert committed == schema.as_str() + "\n", "graphql/schema.graphql is stale: run make schema"
+
+
+def test_served_schema_keeps_the_contract() -> None:
+    contract = build_schema(CONTRACT.read_text())
+    assert find_breaking_changes(contract, schema._schema) == []
+
+
+@pytest.mark.skipif(not SHARED_CONTRACT.exists(), reason="no ../shared checkout beside this one")
+def test_contract_copy_is_current() -> None:
+    assert CONTRACT.read_text() == SHARED_CONTRACT.read_text()
+
+
+@pytest.mark.parametrize("path", sorted(OPERATIONS.glob("*.graphql")), ids=lambda p: p.stem)
+def test_example_operation_validates(path: Path) -> None:
+    document = parse(path.read_text())
+    assert validate(schema._schema, document) == []
+    # One operation per file, named in PascalCase after the snake_case file.
+    names = [d.name.value for d in document.definitions if getattr(d, "name", None)]  # type: ignore[attr-defined]
+    assert names == ["".join(part.title() for part in path.stem.split("_"))]
+
+
+def test_every_operation_has_an_example() -> None:
+    root_fields = {
+        *schema._schema.query_type.fields,  # type: ignore[union-attr]
+        *schema._schema.mutation_type.fields,  # type: ignore[union-attr]
+    }
+    documents = " ".join(p.read_text() for p in OPERATIONS.glob("*.graphql"))
+    assert [name for name in sorted(root_fields) if f"{name}(" not in documents] == []
+
+
+def undocumented() -> list[str]:
+    missing = []
+    for name, type_ in schema._schema.type_map.items():
+        if name.startswith("__") or name in BUILT_IN_SCALARS:
+            continue
+        if not type_.description:
+            missing.append(name)
+        if isinstance(type_, GraphQLEnumType):
+            missing += [f"{name}.{v}" for v, value in type_.values.items() if not value.description]
+        if isinstance(type_, GraphQLInputObjectType):
+            missing += [f"{name}.{f}" for f, field in type_.fields.items() if not field.description]
+        if isinstance(type_, GraphQLObjectType | GraphQLInterfaceType):
+            for f, field in type_.fields.items():
+                if not field.description and not f.startswith("_"):
+                    missing.append(f"{name}.{f}")
+                missing += [
+                    f"{name}.{f}({a})" for a, arg in field.args.items() if not arg.description
+                ]
+        assert not isinstance(type_, GraphQLScalarType) or type_.description
+    return missing
+
+
+def test_every_type_field_argument_and_value_is_documented() -> None:
+    assert undocumented() == []
