@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -24,12 +26,16 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
+from db import kyc
 from db.engine import Database
+from db.models import utc_now
 from db.rules import Environment
 from schema import schema
 from schema.context import Context
 
 logger = logging.getLogger("customer_api")
+
+Clock = Callable[[], datetime]
 
 
 class Settings(BaseSettings):
@@ -56,18 +62,36 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    kyc_pending_ttl_seconds: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a PENDING verification lives before it expires.",
+    )
+    kyc_sweep_interval_seconds: float = Field(
+        default=60, ge=0, description="How often the server writes expiries down; 0 turns it off."
+    )
+
+    @property
+    def kyc_ttl(self) -> timedelta:
+        return timedelta(seconds=self.kyc_pending_ttl_seconds)
 
 
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.db = db
         self.settings = settings
+        self.clock = clock
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(db=self.db, environment=self.settings.environment)
+        return Context(
+            db=self.db,
+            environment=self.settings.environment,
+            clock=self.clock,
+            kyc_ttl=self.settings.kyc_ttl,
+        )
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)
@@ -78,31 +102,71 @@ class GraphQLView(GraphQL[Context, None]):
         return parsed
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The ASGI app: /graphql serves the API (and GraphiQL to a browser)."""
-    settings = settings or Settings()
-    db = Database(
+def open_database(settings: Settings) -> Database:
+    return Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
     )
 
+
+async def expire_kyc(db: Database, settings: Settings, clock: Clock = utc_now) -> int:
+    """One expiry sweep; returns how many verifications it expired."""
+    async with db.write() as session:
+        return await kyc.expire_stale(session, clock(), settings.kyc_ttl)
+
+
+async def sweep_forever(db: Database, settings: Settings, clock: Clock) -> None:
+    """Write expiries down on an interval. Reads apply the rule meanwhile, so the interval
+    only bounds how stale the stored rows (and filters on them) may be."""
+    while True:
+        try:
+            expired = await expire_kyc(db, settings, clock)
+            if expired:
+                logger.info("expired %d KYC verifications", expired)
+        except Exception:
+            # A failed sweep (the database restarting, say) is retried on the next tick.
+            logger.exception("KYC expiry sweep failed")
+        await asyncio.sleep(settings.kyc_sweep_interval_seconds)
+
+
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Starlette:
+    """The ASGI app: /graphql serves the API (and GraphiQL to a browser)."""
+    settings = settings or Settings()
+    db = open_database(settings)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await db.create_tables()
+        sweeper = None
+        if settings.kyc_sweep_interval_seconds > 0:
+            sweeper = asyncio.create_task(sweep_forever(db, settings, clock))
         yield
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await db.dispose()
 
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")
 
     app = Starlette(
-        routes=[Route("/", home), Route("/graphql", GraphQLView(db, settings))],
+        routes=[Route("/", home), Route("/graphql", GraphQLView(db, settings, clock))],
         lifespan=lifespan,
     )
     app.state.db = db
     return app
+
+
+async def expire_kyc_once(settings: Settings) -> int:
+    db = open_database(settings)
+    try:
+        await db.create_tables()
+        return await expire_kyc(db, settings)
+    finally:
+        await db.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,10 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.add_parser("serve", help="serve the API (the default)")
     commands.add_parser("export-schema", help="print the schema's SDL")
+    commands.add_parser("expire-kyc", help="expire stale PENDING verifications once, then exit")
     args = parser.parse_args(argv)
 
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
+        return 0
+    if args.command == "expire-kyc":
+        expired = asyncio.run(expire_kyc_once(Settings()))
+        print(f"expired {expired} KYC verifications")
         return 0
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}

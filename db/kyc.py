@@ -1,13 +1,97 @@
-"""Reads and writes of KYC verifications."""
+"""The KYC verification lifecycle: the transition table and every write that moves a status.
+
+Every status change goes through `TRANSITIONS`, in the same transaction as the read that
+decided it (the row is locked first: `FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite),
+so two concurrent requests can never both move one verification.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from db.models import KycVerification
+from db.models import Customer, KycStatus, KycType, KycVerification
+from db.rules import Code, Problem
+
+DEFAULT_TTL = timedelta(hours=24)
+
+
+class Actor(enum.StrEnum):
+    """Who may make a transition: the name is what the client calls."""
+
+    PROVIDER = "recordKycResult"
+    REVIEWER = "reviewKycVerification"
+    EXPIRY = "the expiry sweep"
+
+
+# The one table of allowed transitions: from a status, to a status, by whom. Anything not
+# here answers INVALID_TRANSITION and changes nothing.
+TRANSITIONS: Mapping[KycStatus, Mapping[KycStatus, Actor]] = {
+    KycStatus.PENDING: {
+        KycStatus.VERIFIED: Actor.PROVIDER,
+        KycStatus.REJECTED: Actor.PROVIDER,
+        KycStatus.UNDER_REVIEW: Actor.PROVIDER,
+        KycStatus.EXPIRED: Actor.EXPIRY,
+    },
+    KycStatus.UNDER_REVIEW: {
+        KycStatus.VERIFIED_MANUALLY: Actor.REVIEWER,
+        KycStatus.REJECTED_MANUALLY: Actor.REVIEWER,
+    },
+}
+# startKycVerification: with one of these newest, it returns that one instead of a new one ...
+ACTIVE = frozenset({KycStatus.PENDING, KycStatus.UNDER_REVIEW})
+# ... and with one of these newest, the customer is verified and it refuses.
+VERIFIED = frozenset({KycStatus.VERIFIED, KycStatus.VERIFIED_MANUALLY})
+
+
+@dataclass
+class Moved:
+    """What a KYC write did: the verification and its customer, or the problems that stopped it."""
+
+    verification: KycVerification | None = None
+    customer: Customer | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def effective_status(
+    status: KycStatus, started_at: datetime | None, now: datetime, ttl: timedelta
+) -> KycStatus:
+    """The status as the rules have it now: a PENDING older than the ttl has EXPIRED.
+
+    Reads apply this, so nobody sees a stale PENDING between two sweeps.
+    """
+    if status is KycStatus.PENDING and started_at is not None and started_at <= now - ttl:
+        return KycStatus.EXPIRED
+    return status
+
+
+def effective_updated_at(row: KycVerification, now: datetime, ttl: timedelta) -> datetime:
+    """When the status last changed, counting an expiry that the sweep has not written yet."""
+    if effective_status(row.status, row.created_at, now, ttl) is not row.status:
+        return row.created_at + ttl
+    return row.updated_at
+
+
+def check_transition(current: KycStatus, target: KycStatus, actor: Actor) -> list[Problem]:
+    """No problem when the table lets `actor` move `current` to `target`; else why not."""
+    allowed = TRANSITIONS.get(current, {})
+    if allowed.get(target) is actor:
+        return []
+    if allowed:
+        options = ", ".join(f"{to} (by {who})" for to, who in allowed.items())
+        message = f"The verification is {current}; it can move only to {options}."
+    else:
+        message = f"The verification is {current}, which is final; it can move to nothing else."
+    return [Problem(("verificationId",), Code.INVALID_TRANSITION, message)]
 
 
 async def list_verifications(
@@ -32,3 +116,172 @@ async def get_verifications(
     rows = await session.scalars(select(KycVerification).where(col(KycVerification.id).in_(ids)))
     by_id = {row.id: row for row in rows}
     return [by_id.get(id_) for id_ in ids]
+
+
+async def start_verification(
+    session: AsyncSession,
+    external_customer_id: str,
+    kind: KycType,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+) -> Moved:
+    """A new PENDING verification, the active one if there is one, or why neither.
+
+    NOT_FOUND for an unknown customer; INVALID_TRANSITION when the newest is verified.
+    """
+    customer = await session.scalar(
+        select(Customer)
+        .where(col(Customer.external_customer_id) == external_customer_id)
+        .with_for_update()  # one start at a time per customer
+    )
+    if customer is None:
+        return Moved(
+            problems=[
+                Problem(
+                    ("externalCustomerId",),
+                    Code.NOT_FOUND,
+                    f"There is no customer with the id {external_customer_id!r}.",
+                )
+            ]
+        )
+    assert customer.id is not None
+    newest = await session.scalar(
+        select(KycVerification)
+        .where(col(KycVerification.customer_id) == customer.id)
+        .order_by(col(KycVerification.id).desc())
+        .limit(1)
+    )
+    if newest is not None:
+        status = effective_status(newest.status, newest.created_at, now, ttl)
+        if status in ACTIVE:
+            return Moved(verification=newest, customer=customer)
+        if status in VERIFIED:
+            return Moved(
+                problems=[
+                    Problem(
+                        ("externalCustomerId",),
+                        Code.INVALID_TRANSITION,
+                        f"The customer's newest verification is {status}; a verified customer "
+                        "needs no new verification.",
+                    )
+                ]
+            )
+        if status is not newest.status:  # expired on read: write it down before the new one
+            await _set_status(session, newest, status, newest.created_at + ttl)
+
+    verification = KycVerification(
+        customer_id=customer.id,
+        type=kind,
+        status=KycStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(verification)
+    await session.flush()
+    await _refresh_customer_status(session, [customer.id])
+    await session.refresh(customer)
+    return Moved(verification=verification, customer=customer)
+
+
+async def move_verification(
+    session: AsyncSession,
+    verification_id: int,
+    target: KycStatus,
+    actor: Actor,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+) -> Moved:
+    """Move a verification to `target` if the table lets `actor` do so; else why not."""
+    verification = await session.scalar(
+        select(KycVerification).where(col(KycVerification.id) == verification_id).with_for_update()
+    )
+    if verification is None:
+        return Moved(
+            problems=[
+                Problem(
+                    ("verificationId",), Code.NOT_FOUND, "There is no verification with this id."
+                )
+            ]
+        )
+    current = effective_status(verification.status, verification.created_at, now, ttl)
+    problems = check_transition(current, target, actor)
+    if problems:
+        return Moved(problems=problems)
+    await _set_status(session, verification, target, now)
+    customer = await session.get(Customer, verification.customer_id, populate_existing=True)
+    return Moved(verification=verification, customer=customer)
+
+
+async def expire_stale(
+    session: AsyncSession, now: datetime, ttl: timedelta = DEFAULT_TTL, batch: int = 500
+) -> int:
+    """Expire PENDING verifications older than the ttl; returns how many this call expired.
+
+    Idempotent and safe to run in several processes at once: each row is claimed with a
+    conditional UPDATE, so a row that another sweep expired first is not counted again.
+    """
+    expired = 0
+    while True:
+        stale = (
+            await session.execute(
+                sa_select(col(KycVerification.id), col(KycVerification.created_at))
+                .where(
+                    col(KycVerification.status) == KycStatus.PENDING,
+                    col(KycVerification.created_at) <= now - ttl,
+                )
+                .order_by(col(KycVerification.id))
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        customer_ids = []
+        for id_, created_at in stale:
+            claimed = await session.execute(
+                update(KycVerification)
+                .where(
+                    col(KycVerification.id) == id_,
+                    col(KycVerification.status) == KycStatus.PENDING,
+                )
+                .values(status=KycStatus.EXPIRED, updated_at=created_at + ttl)
+                .returning(col(KycVerification.customer_id))
+            )
+            customer_id = claimed.scalar_one_or_none()
+            if customer_id is not None:
+                expired += 1
+                customer_ids.append(customer_id)
+        await _refresh_customer_status(session, customer_ids)
+        if len(stale) < batch:
+            return expired
+
+
+async def _set_status(
+    session: AsyncSession, verification: KycVerification, status: KycStatus, at: datetime
+) -> None:
+    verification.status = status
+    verification.updated_at = at
+    await session.flush()
+    await _refresh_customer_status(session, [verification.customer_id])
+
+
+async def _refresh_customer_status(session: AsyncSession, customer_ids: Sequence[int]) -> None:
+    """Copy the newest verification's status and start onto each customer's row."""
+    if not customer_ids:
+        return
+    newest = aliased(KycVerification)
+
+    def of_newest(column: Any) -> Any:
+        return (
+            sa_select(column)
+            .where(col(newest.customer_id) == col(Customer.id))
+            .order_by(col(newest.id).desc())
+            .limit(1)
+            .correlate(Customer)
+            .scalar_subquery()
+        )
+
+    await session.execute(
+        update(Customer)
+        .where(col(Customer.id).in_(customer_ids))
+        .values(kyc_status=of_newest(newest.status), kyc_started_at=of_newest(newest.created_at))
+        .execution_options(synchronize_session=False)
+    )

@@ -100,6 +100,9 @@ class Customer(SQLModel, table=True):
     # The status of the newest verification, kept in the same transaction as every transition,
     # so that filtering by it needs no scan of the history.
     kyc_status: KycStatus | None = Field(default=None, sa_column=_enum_column(KycStatus))
+    # When the newest verification was started: with the time to live, it tells whether a
+    # PENDING status has expired before the sweep has got to it.
+    kyc_started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 

@@ -11,13 +11,14 @@ from strawberry.types import ExecutionContext
 
 from schema.customer_mutations import CustomerMutation
 from schema.errors import MaskUnexpectedErrors
+from schema.kyc_mutations import KycMutation
 from schema.query import Query
 from schema.scalars import DateTime
 from schema.types import Customer, KycVerification
 
 
 @strawberry.type(description="Changes to customers and their verifications.")
-class Mutation(CustomerMutation):
+class Mutation(CustomerMutation, KycMutation):
     pass
 
 

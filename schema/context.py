@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from strawberry.types import Info as StrawberryInfo
 
@@ -17,6 +19,8 @@ class Context:
 
     db: Database
     environment: Environment
+    clock: Callable[[], datetime]
+    kyc_ttl: timedelta
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -26,3 +26,9 @@ def decode(global_id: str) -> tuple[str, int] | None:
     if not type_name or not key.isascii() or not key.isdigit() or len(key) > 18:
         return None
     return type_name, int(key)
+
+
+def decode_as(type_name: str, global_id: str) -> int | None:
+    """The key inside a global id of this type, or None when it is not one."""
+    decoded = decode(global_id)
+    return decoded[1] if decoded is not None and decoded[0] == type_name else None

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import strawberry
 
-from db import models, rules
+from db import kyc, models, rules
 from schema import ids
 from schema.context import Info
 
@@ -128,9 +128,29 @@ class Node:
 @strawberry.type(description="One identity-verification attempt of a customer.")
 class KycVerification(Node):
     type: KycVerificationType = strawberry.field(description="What the verification checks.")
-    status: KycVerificationStatus = strawberry.field(description="Where it stands now.")
     created_at: datetime = strawberry.field(description="When it was started.")
-    updated_at: datetime = strawberry.field(description="When its status last changed.")
+    row: strawberry.Private[models.KycVerification]
+
+    @strawberry.field(
+        description=(
+            "Where it stands now. A PENDING verification older than the server's time to live "
+            "shows as EXPIRED."
+        )
+    )
+    def status(self, info: Info) -> KycVerificationStatus:
+        context = info.context
+        status = kyc.effective_status(
+            self.row.status, self.row.created_at, context.clock(), context.kyc_ttl
+        )
+        return KycVerificationStatus[status.name]
+
+    @strawberry.field(description="When its status last changed.")
+    def updated_at(self, info: Info) -> datetime:
+        return kyc.effective_updated_at(self.row, info.context.clock(), info.context.kyc_ttl)
+
+    @classmethod
+    def from_optional(cls, row: models.KycVerification | None) -> KycVerification | None:
+        return None if row is None else cls.from_row(row)
 
     @classmethod
     def from_row(cls, row: models.KycVerification) -> KycVerification:
@@ -138,9 +158,8 @@ class KycVerification(Node):
         return cls(
             id=ids.encode("KycVerification", row.id),
             type=KycVerificationType[row.type.name],
-            status=KycVerificationStatus[row.status.name],
             created_at=row.created_at,
-            updated_at=row.updated_at,
+            row=row,
         )
 
 
@@ -176,6 +195,7 @@ class Customer(Node):
     )
     row_id: strawberry.Private[int]
     status: strawberry.Private[models.KycStatus | None]
+    kyc_started_at: strawberry.Private[datetime | None]
 
     @strawberry.field(description="Every identity verification of the customer, oldest first.")
     async def kyc_verifications(self, info: Info) -> list[KycVerification]:
@@ -183,8 +203,14 @@ class Customer(Node):
         return [KycVerification.from_row(row) for row in rows]
 
     @strawberry.field(description="Status of the newest verification; null when there is none.")
-    def kyc_status(self) -> KycVerificationStatus | None:
-        return None if self.status is None else KycVerificationStatus[self.status.name]
+    def kyc_status(self, info: Info) -> KycVerificationStatus | None:
+        if self.status is None:
+            return None
+        context = info.context
+        status = kyc.effective_status(
+            self.status, self.kyc_started_at, context.clock(), context.kyc_ttl
+        )
+        return KycVerificationStatus[status.name]
 
     @classmethod
     def from_optional(cls, row: models.Customer | None) -> Customer | None:
@@ -212,4 +238,5 @@ class Customer(Node):
             updated_at=row.updated_at,
             row_id=row.id,
             status=row.kyc_status,
+            kyc_started_at=row.kyc_started_at,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,35 @@ def environment() -> Environment:
     return Environment.PRODUCTION
 
 
+class Clock:
+    """A clock the test moves by hand, so time-based rules are tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 6, 5, 4, 57, 11, 151000, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def settings(database_url: str, environment: Environment) -> Settings:
-    return Settings(database_url=database_url, environment=environment)
+    # The background sweep is off: tests run sweeps themselves, against the test's clock.
+    return Settings(
+        database_url=database_url, environment=environment, kyc_sweep_interval_seconds=0
+    )
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    app = create_app(settings)
+async def app(settings: Settings, clock: Clock) -> AsyncIterator[Starlette]:
+    app = create_app(settings, clock)
     async with LifespanManager(app):
         yield app
 
@@ -91,6 +113,26 @@ class GraphQLClient:
             "update_customer", input={"externalCustomerId": external_id, "data": patch}
         )
         payload: dict[str, Any] = result["updateCustomer"]
+        return payload
+
+    async def start_kyc(self, external_id: str) -> dict[str, Any]:
+        result = await self.run("start_kyc_verification", input={"externalCustomerId": external_id})
+        payload: dict[str, Any] = result["startKycVerification"]
+        return payload
+
+    async def record_kyc(self, verification_id: str, status: str) -> dict[str, Any]:
+        result = await self.run(
+            "record_kyc_result", input={"verificationId": verification_id, "status": status}
+        )
+        payload: dict[str, Any] = result["recordKycResult"]
+        return payload
+
+    async def review_kyc(self, verification_id: str, decision: str) -> dict[str, Any]:
+        result = await self.run(
+            "review_kyc_verification",
+            input={"verificationId": verification_id, "decision": decision},
+        )
+        payload: dict[str, Any] = result["reviewKycVerification"]
         return payload
 
     async def customer(self, external_id: str) -> dict[str, Any] | None:

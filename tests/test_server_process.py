@@ -9,11 +9,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from db import customers, kyc
+from db.engine import Database
+from db.models import KycType, utc_now
 from tests.conftest import ROOT, operation
 
 READY = re.compile(r"Uvicorn running on (http://\S+)")
@@ -80,3 +84,28 @@ def test_real_server_creates_and_reads_a_customer(server: tuple[str, Path]) -> N
         assert page.status_code == 200
         assert "graphiql" in page.text.lower()
     assert database.exists()
+
+
+async def test_expire_kyc_command_runs_one_sweep(tmp_path: Path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'sweep.db'}"
+    db = Database(database_url)
+    await db.create_tables()
+    async with db.write() as session:
+        customer = (
+            await customers.create_customer(session, "c-1", {"email": "a@example.com"})
+        ).customer
+        assert customer is not None
+        await kyc.start_verification(
+            session, "c-1", KycType.PROOF_OF_ID, utc_now() - timedelta(days=2)
+        )
+    await db.dispose()
+
+    def run() -> str:
+        env = {**os.environ, "DATABASE_URL": database_url}
+        command = [sys.executable, "server.py", "expire-kyc"]
+        return subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    assert run() == "expired 1 KYC verifications\n"
+    assert run() == "expired 0 KYC verifications\n"

@@ -1,0 +1,154 @@
+"""The KYC mutations: start a verification, record the provider's result, review it."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import strawberry
+
+from db import kyc, models
+from db.rules import Code, Problem
+from schema import ids
+from schema.context import Info
+from schema.types import (
+    Customer,
+    KycVerification,
+    KycVerificationStatus,
+    KycVerificationType,
+    UserError,
+    user_errors,
+)
+
+
+@strawberry.enum(description="An operator's decision on a verification UNDER_REVIEW.")
+class KycReviewDecision(enum.Enum):
+    APPROVE = strawberry.enum_value("APPROVE", description="Moves it to VERIFIED_MANUALLY.")
+    REJECT = strawberry.enum_value("REJECT", description="Moves it to REJECTED_MANUALLY.")
+
+
+DECISIONS = {
+    KycReviewDecision.APPROVE: models.KycStatus.VERIFIED_MANUALLY,
+    KycReviewDecision.REJECT: models.KycStatus.REJECTED_MANUALLY,
+}
+
+
+@strawberry.input(description="Which customer to verify, and how.")
+class StartKycVerificationInput:
+    external_customer_id: str = strawberry.field(description="The customer to verify.")
+    type: KycVerificationType = strawberry.field(
+        default=KycVerificationType.PROOF_OF_ID, description="What to verify."
+    )
+
+
+@strawberry.input(description="The verification provider's outcome for a PENDING verification.")
+class RecordKycResultInput:
+    verification_id: strawberry.ID = strawberry.field(
+        description="The global id of the verification."
+    )
+    status: KycVerificationStatus = strawberry.field(
+        description="VERIFIED, REJECTED or UNDER_REVIEW; anything else is INVALID_TRANSITION."
+    )
+
+
+@strawberry.input(description="An operator's decision on a verification UNDER_REVIEW.")
+class ReviewKycVerificationInput:
+    verification_id: strawberry.ID = strawberry.field(
+        description="The global id of the verification."
+    )
+    decision: KycReviewDecision = strawberry.field(description="Approve or reject it.")
+
+
+@strawberry.type(description="The outcome of a KYC mutation.")
+class KycVerificationPayload:
+    verification: KycVerification | None = strawberry.field(
+        description="The verification as it is now; null on errors."
+    )
+    customer: Customer | None = strawberry.field(
+        description="The verification's customer, with its new kycStatus; null on errors."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="Why nothing changed: NOT_FOUND or INVALID_TRANSITION."
+    )
+
+
+def payload(moved: kyc.Moved) -> KycVerificationPayload:
+    return KycVerificationPayload(
+        verification=KycVerification.from_optional(moved.verification),
+        customer=Customer.from_optional(moved.customer),
+        user_errors=user_errors(moved.problems),
+    )
+
+
+async def move(
+    info: Info, verification_id: str, target: models.KycStatus, actor: kyc.Actor
+) -> KycVerificationPayload:
+    """Run one transition of the table on the verification with this global id."""
+    key = ids.decode_as("KycVerification", verification_id)
+    if key is None:
+        not_found = Problem(
+            ("verificationId",), Code.NOT_FOUND, "There is no verification with this id."
+        )
+        return payload(kyc.Moved(problems=[not_found]))
+    context = info.context
+    async with context.db.write() as session:
+        moved = await kyc.move_verification(
+            session, key, target, actor, context.clock(), context.kyc_ttl
+        )
+    return payload(moved)
+
+
+@strawberry.type
+class KycMutation:
+    @strawberry.mutation(
+        description=(
+            "Start verifying a customer: a new PENDING verification when it has none, or its "
+            "newest was REJECTED, EXPIRED or REJECTED_MANUALLY; the active one when one is "
+            "PENDING or UNDER_REVIEW; INVALID_TRANSITION when it is already verified."
+        )
+    )
+    async def start_kyc_verification(
+        self,
+        info: Info,
+        input: Annotated[StartKycVerificationInput, strawberry.argument(description="Who.")],
+    ) -> KycVerificationPayload:
+        context = info.context
+        async with context.db.write() as session:
+            moved = await kyc.start_verification(
+                session,
+                input.external_customer_id,
+                models.KycType[input.type.name],
+                context.clock(),
+                context.kyc_ttl,
+            )
+        return payload(moved)
+
+    @strawberry.mutation(
+        description=(
+            "Record the verification provider's result: PENDING moves to VERIFIED, REJECTED "
+            "or UNDER_REVIEW."
+        )
+    )
+    async def record_kyc_result(
+        self,
+        info: Info,
+        input: Annotated[RecordKycResultInput, strawberry.argument(description="The result.")],
+    ) -> KycVerificationPayload:
+        target = models.KycStatus[input.status.name]
+        return await move(info, input.verification_id, target, kyc.Actor.PROVIDER)
+
+    @strawberry.mutation(
+        description=(
+            "Record an operator's review: UNDER_REVIEW moves to VERIFIED_MANUALLY (APPROVE) or "
+            "REJECTED_MANUALLY (REJECT)."
+        )
+    )
+    async def review_kyc_verification(
+        self,
+        info: Info,
+        input: Annotated[
+            ReviewKycVerificationInput, strawberry.argument(description="The decision.")
+        ],
+    ) -> KycVerificationPayload:
+        target = DECISIONS[input.decision]
+        return await move(info, input.verification_id, target, kyc.Actor.REVIEWER)
