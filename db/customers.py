@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, or_
+from sqlalchemy import and_, delete, func, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from db import rules
-from db.models import Customer, utc_now
+from db.models import Customer, KycStatus
+from db.pages import Direction, Ordering, Page, fetch_page
 from db.rules import Code, Environment, Problem
 
 # The contract's data field names and the columns that hold them.
@@ -41,6 +46,18 @@ class Written:
     warnings: list[Problem] = field(default_factory=list)
 
 
+def search_keys(values: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The case-folded key columns of a record, from its contract-named values."""
+    external_id = values.get("externalCustomerId")
+    keys = {
+        "email_key": values["email"],
+        "first_name_key": values["firstName"],
+        "last_name_key": values["lastName"],
+        **({"external_id_key": external_id} if external_id is not None else {}),
+    }
+    return {column: None if value is None else rules.fold(value) for column, value in keys.items()}
+
+
 def data_of(customer: Customer) -> dict[str, str | None]:
     """The customer's data under the contract's field names."""
     return {name: getattr(customer, column) for name, column in COLUMNS.items()}
@@ -65,6 +82,8 @@ async def create_customer(
     external_customer_id: str | None,
     data: Mapping[str, str | None],
     environment: Environment = Environment.PRODUCTION,
+    *,
+    now: datetime,
 ) -> Written:
     """Create a customer, or return every problem with the input and write nothing."""
     checked = rules.check_customer(external_customer_id, data, environment)
@@ -75,14 +94,13 @@ async def create_customer(
     if problems:
         return Written(problems=rules.in_field_order(problems), warnings=checked.warnings)
 
-    now = utc_now()
     customer = Customer.model_validate(
         {
             "external_customer_id": values["externalCustomerId"],
-            "email_key": rules.email_key(values["email"] or ""),
             "created_at": now,
             "updated_at": now,
             **{column: values[name] for name, column in COLUMNS.items()},
+            **search_keys(values),
         }
     )
     return await _flush(session, customer, checked.warnings, external_id, email)
@@ -93,6 +111,8 @@ async def update_customer(
     external_customer_id: str,
     patch: Mapping[str, str | None],
     environment: Environment = Environment.PRODUCTION,
+    *,
+    now: datetime,
 ) -> Written:
     """Apply a patch (absent key: unchanged; None: cleared) to a customer.
 
@@ -119,10 +139,9 @@ async def update_customer(
     }
     if not changed:
         return Written(customer=customer, warnings=checked.warnings)
-    for column, value in changed.items():
+    for column, value in {**changed, **search_keys(checked.values)}.items():
         setattr(customer, column, value)
-    customer.email_key = rules.email_key(customer.email)
-    customer.updated_at = utc_now()
+    customer.updated_at = now
     return await _flush(session, customer, checked.warnings, None, email, exclude=customer.id)
 
 
@@ -166,7 +185,7 @@ async def _taken(
     if external_id is not None:
         conditions.append(col(Customer.external_customer_id) == external_id)
     if email is not None:
-        conditions.append(col(Customer.email_key) == rules.email_key(email))
+        conditions.append(col(Customer.email_key) == rules.fold(email))
     if not conditions:
         return []
     query = select(col(Customer.external_customer_id), col(Customer.email_key)).where(
@@ -184,7 +203,7 @@ async def _taken(
                 f"A customer with the id {external_id!r} already exists.",
             )
         )
-    if email is not None and any(row[1] == rules.email_key(email) for row in rows):
+    if email is not None and any(row[1] == rules.fold(email) for row in rows):
         problems.append(
             Problem(
                 _EMAIL_PATH,
@@ -206,3 +225,116 @@ def _not_found(external_customer_id: str) -> Problem:
         Code.NOT_FOUND,
         f"There is no customer with the id {external_customer_id!r}.",
     )
+
+
+class OrderField(enum.StrEnum):
+    """What a list of customers can be sorted by."""
+
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    EXTERNAL_CUSTOMER_ID = "EXTERNAL_CUSTOMER_ID"
+    EMAIL = "EMAIL"
+
+
+# Each order's sort key ends in a unique column, so that rows sharing a value keep one place.
+_SORT_KEYS: Mapping[OrderField, tuple[Any, ...]] = {
+    OrderField.CREATED_AT: (col(Customer.created_at), col(Customer.id)),
+    OrderField.UPDATED_AT: (col(Customer.updated_at), col(Customer.id)),
+    OrderField.EXTERNAL_CUSTOMER_ID: (col(Customer.external_customer_id),),
+    OrderField.EMAIL: (col(Customer.email_key),),
+}
+
+
+def ordering(field_: OrderField, direction: Direction) -> Ordering:
+    return Ordering(field_.value, _SORT_KEYS[field_], direction)
+
+
+@dataclass(frozen=True)
+class CustomerFilter:
+    """Conditions on a list of customers, all of which must hold; None means any."""
+
+    external_customer_ids: Sequence[str] | None = None
+    email: str | None = None  # exact, ignoring case
+    search: str | None = None  # prefix of the e-mail, first or last name or id, ignoring case
+    country: str | None = None
+    kyc_status: Sequence[KycStatus] | None = None  # the newest verification's, as reads see it
+    has_kyc_verification: bool | None = None
+    created_after: datetime | None = None  # strictly after
+    created_before: datetime | None = None  # strictly before
+
+
+async def list_customers(
+    session: AsyncSession,
+    where: CustomerFilter,
+    order: Ordering,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    now: datetime,
+    ttl: timedelta,
+) -> Page[Customer]:
+    """One page of the customers that match, in one statement; PageError for a bad cursor."""
+    query = select(Customer).where(*_conditions(where, now, ttl))
+    return await fetch_page(
+        session, query, order, first=first, after=after, last=last, before=before
+    )
+
+
+async def count_customers(
+    session: AsyncSession, where: CustomerFilter, now: datetime, ttl: timedelta
+) -> int:
+    """How many customers match."""
+    query = sa_select(func.count()).select_from(Customer).where(*_conditions(where, now, ttl))
+    return (await session.execute(query)).scalar_one()
+
+
+def _conditions(where: CustomerFilter, now: datetime, ttl: timedelta) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if where.external_customer_ids is not None:
+        conditions.append(col(Customer.external_customer_id).in_(where.external_customer_ids))
+    if where.email is not None:
+        conditions.append(col(Customer.email_key) == rules.fold(where.email.strip()))
+    if where.search is not None and (term := rules.fold(where.search.strip())):
+        keys = (
+            Customer.email_key,
+            Customer.external_id_key,
+            Customer.first_name_key,
+            Customer.last_name_key,
+        )
+        conditions.append(or_(*(_prefix(col(key), term) for key in keys)))
+    if where.country is not None:
+        conditions.append(col(Customer.country) == where.country.strip().upper())
+    if where.kyc_status is not None:
+        conditions.append(_kyc_status_in(set(where.kyc_status), now - ttl))
+    if where.has_kyc_verification is not None:
+        status = col(Customer.kyc_status)
+        conditions.append(status.is_not(None) if where.has_kyc_verification else status.is_(None))
+    if where.created_after is not None:
+        conditions.append(col(Customer.created_at) > where.created_after)
+    if where.created_before is not None:
+        conditions.append(col(Customer.created_at) < where.created_before)
+    return conditions
+
+
+def _prefix(column: Any, term: str) -> ColumnElement[bool]:
+    """`column` starts with `term`, as a range that an index answers: term <= column < next."""
+    last = ord(term[-1])
+    if last == 0x10FFFF:  # no next code point: fall back to comparing the start
+        return func.substr(column, 1, len(term)) == term
+    following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1  # skip the surrogates
+    return and_(column >= term, column < term[:-1] + chr(following))
+
+
+def _kyc_status_in(statuses: set[KycStatus], stale_before: datetime) -> ColumnElement[bool]:
+    """The newest verification's status is one of these, as reads see it: a PENDING started
+    before `stale_before` counts as EXPIRED even before the sweep writes it down."""
+    status, started = col(Customer.kyc_status), col(Customer.kyc_started_at)
+    pending, expired = KycStatus.PENDING in statuses, KycStatus.EXPIRED in statuses
+    if pending == expired:  # both or neither: a stale PENDING is in, or out, either way
+        return status.in_(statuses)
+    stored = status.in_(statuses - {KycStatus.PENDING})
+    if pending:
+        return or_(stored, and_(status == KycStatus.PENDING, started > stale_before))
+    return or_(stored, and_(status == KycStatus.PENDING, started <= stale_before))

@@ -27,11 +27,12 @@ _SQLITE_BEGIN = "sqlite_begin"
 class Database:
     """The engine plus `read()` and `write()` transactions.
 
-    On SQLite the driver's own transaction handling is switched off and every transaction is
-    begun here: reads with a plain (deferred) `BEGIN`, which in WAL mode never waits for
-    writers; writes with `BEGIN IMMEDIATE`, which takes the write lock up front. A deferred
-    write transaction would read, then fail to upgrade its lock ("database is locked", which
-    the busy timeout does not retry) or, worse, decide on a stale read.
+    On SQLite the driver's own transaction handling is switched off and transactions are
+    begun here. Writes begin with `BEGIN IMMEDIATE`, which takes the write lock up front: a
+    deferred write transaction would read, then fail to upgrade its lock ("database is
+    locked", which the busy timeout does not retry) or, worse, decide on a stale read. Reads
+    begin nothing: each statement is its own snapshot, as under PostgreSQL's READ COMMITTED,
+    and in WAL mode never waits for the writer. That saves a round trip per read.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
         self._readers = async_sessionmaker(
-            self.engine.execution_options(**{_SQLITE_BEGIN: "BEGIN"}), expire_on_commit=False
+            self.engine.execution_options(**{_SQLITE_BEGIN: None}), expire_on_commit=False
         )
         self._writers = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"}),
@@ -64,7 +65,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction; it sees one consistent snapshot."""
+        """A session for reads; each statement sees a consistent snapshot."""
         async with self._readers() as session, session.begin():
             yield session
 
@@ -108,4 +109,6 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+        begin = connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN IMMEDIATE")
+        if begin is not None:
+            connection.exec_driver_sql(begin)

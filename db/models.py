@@ -53,6 +53,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = SADateTime(timezone=True)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -67,6 +71,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _binary_string(length: int) -> String:
+    """A string compared by code point on every backend.
+
+    SQLite compares bytes; PostgreSQL would use the database's locale, which orders and
+    matches prefixes differently. "C" makes both agree, and makes a prefix a plain range.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 def _enum_column(kind: type[enum.StrEnum], **kwargs: Any) -> Column[Any]:
     # Stored as VARCHAR, not a native enum, so a new status is a code change, not a migration.
     return Column(SAEnum(kind, native_enum=False, length=32, create_constraint=False), **kwargs)
@@ -76,18 +89,30 @@ class Customer(SQLModel, table=True):
     """A customer, known by the id that the client's own system gave it."""
 
     __tablename__: ClassVar[str] = "customer"
+    # Every ordering and every filter that can match many rows has an index whose columns
+    # end in the page order, so a page at any depth is one index seek.
     __table_args__ = (
         Index("ix_customer_created_at", "created_at", "id"),
         Index("ix_customer_updated_at", "updated_at", "id"),
         Index("ix_customer_kyc_status", "kyc_status", "created_at", "id"),
+        Index("ix_customer_country", "country", "created_at", "id"),
+        Index("ix_customer_external_id_key", "external_id_key"),
+        Index("ix_customer_first_name_key", "first_name_key"),
+        Index("ix_customer_last_name_key", "last_name_key"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    external_customer_id: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    external_customer_id: str = Field(
+        sa_column=Column(_binary_string(255), nullable=False, unique=True)
+    )
     email: str = Field(sa_column=Column(String(320), nullable=False))
-    # The e-mail case-folded: what uniqueness, the e-mail filter and the e-mail order use, the
-    # same on every backend (SQLite's lower() folds ASCII only).
-    email_key: str = Field(sa_column=Column(String(320), nullable=False, unique=True))
+    # Case-folded copies of what is matched or sorted regardless of case, the same on every
+    # backend (SQLite's lower() folds ASCII only): the e-mail's is unique, and the e-mail
+    # filter and order use it; the others serve the case-insensitive prefix search.
+    email_key: str = Field(sa_column=Column(_binary_string(320), nullable=False, unique=True))
+    external_id_key: str = Field(sa_column=Column(_binary_string(255), nullable=False))
+    first_name_key: str | None = Field(default=None, sa_column=Column(_binary_string(100)))
+    last_name_key: str | None = Field(default=None, sa_column=Column(_binary_string(100)))
     phone: str | None = Field(default=None, sa_column=Column(String(20)))
     first_name: str | None = Field(default=None, sa_column=Column(String(100)))
     last_name: str | None = Field(default=None, sa_column=Column(String(100)))

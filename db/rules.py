@@ -230,9 +230,9 @@ def is_disposable_domain(domain: str) -> bool:
     )
 
 
-def email_key(email: str) -> str:
-    """The form in which e-mails are compared: unique, matched and sorted case-insensitively."""
-    return email.casefold()
+def fold(text: str) -> str:
+    """The form in which text is compared regardless of case (e-mail uniqueness, search)."""
+    return text.casefold()
 
 
 def check_phone(value: str | None) -> tuple[str | None, list[Problem]]:

@@ -124,7 +124,11 @@ class CustomerMutation:
         context = info.context
         async with context.db.write() as session:
             written = await customers.create_customer(
-                session, input.external_customer_id, input.data.values(), context.environment
+                session,
+                input.external_customer_id,
+                input.data.values(),
+                context.environment,
+                now=context.clock(),
             )
         return CreateCustomerPayload(
             customer=Customer.from_optional(written.customer),
@@ -146,7 +150,11 @@ class CustomerMutation:
         context = info.context
         async with context.db.write() as session:
             written = await customers.update_customer(
-                session, input.external_customer_id, input.data.changes(), context.environment
+                session,
+                input.external_customer_id,
+                input.data.changes(),
+                context.environment,
+                now=context.clock(),
             )
         return UpdateCustomerPayload(
             customer=Customer.from_optional(written.customer),

@@ -9,11 +9,12 @@ import strawberry
 from db import customers
 from schema import ids
 from schema.context import Info
+from schema.customer_list import CustomerListQuery
 from schema.types import Customer, KycVerification, Node
 
 
 @strawberry.type(description="Reads of customers and their verifications.")
-class Query:
+class Query(CustomerListQuery):
     @strawberry.field(description="Any object by its global id; null when there is none.")
     async def node(
         self,

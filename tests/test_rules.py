@@ -101,8 +101,9 @@ def test_disposable_domain_with_plus_reports_both() -> None:
     ]
 
 
-def test_email_key_ignores_case() -> None:
-    assert rules.email_key("Ann@Example.com") == rules.email_key("ANN@example.COM")
+def test_fold_ignores_case() -> None:
+    assert rules.fold("Ann@Example.com") == rules.fold("ANN@example.COM")
+    assert rules.fold("Straße") == rules.fold("STRASSE")
 
 
 # -- phone -------------------------------------------------------------------------------------

@@ -91,13 +91,10 @@ async def test_expire_kyc_command_runs_one_sweep(tmp_path: Path) -> None:
     db = Database(database_url)
     await db.create_tables()
     async with db.write() as session:
-        customer = (
-            await customers.create_customer(session, "c-1", {"email": "a@example.com"})
-        ).customer
-        assert customer is not None
-        await kyc.start_verification(
-            session, "c-1", KycType.PROOF_OF_ID, utc_now() - timedelta(days=2)
-        )
+        two_days_ago = utc_now() - timedelta(days=2)
+        data = {"email": "a@example.com"}
+        assert (await customers.create_customer(session, "c-1", data, now=two_days_ago)).customer
+        await kyc.start_verification(session, "c-1", KycType.PROOF_OF_ID, two_days_ago)
     await db.dispose()
 
     def run() -> str:
