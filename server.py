@@ -2,6 +2,8 @@
 
 python server.py [--host H] [--port P]     serve the API at http://H:P/graphql
 python server.py export-schema             print the SDL (what graphql/schema.graphql holds)
+python server.py expire-kyc                expire stale PENDING verifications once
+python server.py migrate                   bring the database to the latest schema
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from db import kyc
+from db import kyc, migrate
 from db.engine import Database
 from db.models import utc_now
 from db.rules import Environment
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    migrate_on_start: bool = Field(
+        default=True, description="Bring the database to the latest schema when the server starts."
+    )
     kyc_pending_ttl_seconds: float = Field(
         default=24 * 3600,
         gt=0,
@@ -138,7 +143,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await db.create_tables()
+        if settings.migrate_on_start:
+            await migrate.upgrade(db)
         sweeper = None
         if settings.kyc_sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(sweep_forever(db, settings, clock))
@@ -163,8 +169,18 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
 async def expire_kyc_once(settings: Settings) -> int:
     db = open_database(settings)
     try:
-        await db.create_tables()
+        if settings.migrate_on_start:
+            await migrate.upgrade(db)
         return await expire_kyc(db, settings)
+    finally:
+        await db.dispose()
+
+
+async def migrate_once(settings: Settings) -> str:
+    db = open_database(settings)
+    try:
+        await migrate.upgrade(db)
+        return await migrate.current_revision(db) or "none"
     finally:
         await db.dispose()
 
@@ -177,10 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("serve", help="serve the API (the default)")
     commands.add_parser("export-schema", help="print the schema's SDL")
     commands.add_parser("expire-kyc", help="expire stale PENDING verifications once, then exit")
+    commands.add_parser("migrate", help="bring the database to the latest schema, then exit")
     args = parser.parse_args(argv)
 
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
+        return 0
+    if args.command == "migrate":
+        print(f"database at revision {asyncio.run(migrate_once(Settings()))}")
         return 0
     if args.command == "expire-kyc":
         expired = asyncio.run(expire_kyc_once(Settings()))

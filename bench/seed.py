@@ -23,7 +23,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlmodel import SQLModel
 from tqdm import tqdm
 
-from db import customers, rules
+from db import customers, migrate, rules
 from db.engine import Database
 from db.models import Customer, KycStatus, KycType, KycVerification
 
@@ -149,7 +149,7 @@ def generate(
 async def seed(database_url: str, count: int, seed_value: int = 1) -> float:
     """Insert `count` customers; returns the seconds it took."""
     db = Database(database_url)
-    await db.create_tables()
+    await migrate.upgrade(db)
     async with db.read() as session:
         start = ((await session.execute(select(func.max(Customer.id)))).scalar() or 0) + 1
     began = time.perf_counter()

@@ -16,9 +16,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import SQLModel
-
-from db import models
 
 # An execution option read by the SQLite `begin` hook below: which BEGIN a transaction uses.
 _SQLITE_BEGIN = "sqlite_begin"
@@ -75,19 +72,8 @@ class Database:
         async with self._writers() as session, session.begin():
             yield session
 
-    async def create_tables(self) -> None:
-        """Create the tables that do not exist yet."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all)
-
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-_TABLES = [
-    SQLModel.metadata.tables[model.__tablename__]
-    for model in (models.Customer, models.KycVerification)
-]
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

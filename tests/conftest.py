@@ -1,8 +1,8 @@
-"""Shared fixtures: a real database file per test, the app over HTTP, the operation documents."""
+"""Shared fixtures: a database per test on each backend, the app over HTTP, the operations."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from db.engine import Database
 from db.rules import Environment
 from server import Settings, create_app
+from tests.databases import BACKENDS, Databases
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "graphql" / "operations"
@@ -25,9 +26,26 @@ def operation(name: str) -> str:
     return (OPERATIONS / f"{name}.graphql").read_text()
 
 
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    found = Databases(tmp_path_factory.mktemp("databases"))
+    yield found
+    found.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test that touches a database runs once on SQLite and once on PostgreSQL."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'customers.db'}"
+def database_url(databases: Databases, backend: str) -> Iterator[str]:
+    """A migrated database of the test's own."""
+    url = databases.url_for(backend)
+    yield url
+    databases.drop(url)
 
 
 @pytest.fixture

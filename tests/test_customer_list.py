@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from db.models import KycStatus, KycType
 from schema import ids
 from schema.scalars import serialize
 from tests.conftest import Clock, GraphQLClient
+from tests.databases import Databases
 
 N = 240
 PAGE = 37
@@ -100,33 +99,26 @@ async def truth(db: Database, clock: Clock) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
-    """A database seeded once for the module, and the clock's time when seeding ended."""
-    path = tmp_path_factory.mktemp("seeded") / "customers.db"
-    clock = Clock()
+SEEDED_AT: dict[str, datetime] = {}  # by backend: the seeding clock's time when it ended
 
-    async def build() -> None:
-        db = Database(f"sqlite+aiosqlite:///{path}")
-        await db.create_tables()
+
+@pytest.fixture
+def database_url(databases: Databases, backend: str) -> Iterator[str]:
+    """A copy of a database seeded once per backend, so no test sees another's writes."""
+
+    async def build(db: Database) -> None:
+        clock = Clock()
         await seed(db, clock)
-        await db.dispose()  # the last connection to close checkpoints the WAL into the file
+        SEEDED_AT[backend] = clock.now
 
-    asyncio.run(build())
-    return path, clock.now
-
-
-@pytest.fixture
-def database_url(seeded: tuple[Path, datetime], tmp_path: Path) -> str:
-    """Each test gets its own copy of the seeded file, so none sees another's writes."""
-    copy = tmp_path / "customers.db"
-    shutil.copyfile(seeded[0], copy)
-    return f"sqlite+aiosqlite:///{copy}"
+    url = databases.url_for(backend, "seeded", build)
+    yield url
+    databases.drop(url)
 
 
 @pytest.fixture
-async def world(db: Database, clock: Clock, seeded: tuple[Path, datetime]) -> list[dict[str, Any]]:
-    clock.now = seeded[1]
+async def world(db: Database, clock: Clock, backend: str) -> list[dict[str, Any]]:
+    clock.now = SEEDED_AT[backend]
     return await truth(db, clock)
 
 

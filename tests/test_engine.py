@@ -1,12 +1,22 @@
-"""The SQLite settings that durability and concurrency depend on, read back from the database."""
+"""The SQLite settings that durability and concurrency depend on, read back from the database.
+
+SQLite only: on PostgreSQL the writes lock the rows they read (`FOR UPDATE`), which the
+concurrency tests of the API exercise on both backends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 
 from db.engine import Database
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
 
 
 async def pragma(db: Database, name: str) -> object:

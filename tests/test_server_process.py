@@ -1,40 +1,62 @@
-"""End to end: a real `python server.py` process on a free port, spoken to over real HTTP."""
+"""End to end: real `python server.py` processes on free ports, spoken to over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import col, select
 
 from db import customers, kyc
 from db.engine import Database
-from db.models import KycType, utc_now
+from db.models import KycStatus, KycType, KycVerification, utc_now
 from tests.conftest import ROOT, operation
+from tests.databases import Databases
 
 READY = re.compile(r"Uvicorn running on (http://\S+)")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The base URL of a server started on port 0 (the OS picks a free one) and its database."""
-    database = tmp_path / "served.db"
-    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
-    process = subprocess.Popen(
-        [sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@dataclass
+class Server:
+    """A running server: where it listens, and its log lines as they come."""
+
+    url: str
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    log: list[str] = field(default_factory=list)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        """Block until a log line matches (the timeout only stops a hung test)."""
+        compiled = re.compile(pattern)
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if match := compiled.search(line):
+                return match
+
+
+@contextmanager
+def running_server(
+    database_url: str, lines: queue.Queue[str] | None = None, **settings: str
+) -> Iterator[Server]:
+    """`python server.py` on port 0 (the OS picks a free one) until the block ends.
+
+    Its log lines go to `lines` (a queue several servers may share) as they come."""
+    env = {**os.environ, "DATABASE_URL": database_url, **settings}
+    command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     with process:
         assert process.stderr is not None
         url = None
@@ -43,66 +65,174 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 url = match.group(1)
                 break
         assert url, "the server exited before it was ready"
-        # Keep reading the log, or the server blocks once the pipe's buffer is full.
-        rest: list[str] = []
-        drain = threading.Thread(target=lambda: rest.extend(process.stderr or ()), daemon=True)
-        drain.start()
+        server = Server(url) if lines is None else Server(url, lines)
+
+        def drain() -> None:  # keep reading, or the server blocks once the pipe is full
+            for line in process.stderr or ():
+                server.log.append(line)
+                server.lines.put(line)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
         try:
-            yield url, database
+            yield server
         finally:
             process.send_signal(signal.SIGTERM)
             # uvicorn shuts down gracefully, then re-raises the signal it caught.
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
-            drain.join()
-            assert "Application shutdown complete." in "".join(rest)
+            reader.join()
+            assert "Application shutdown complete." in "".join(server.log)
 
 
-def test_real_server_creates_and_reads_a_customer(server: tuple[str, Path]) -> None:
-    url, database = server
-    with httpx.Client(base_url=url, timeout=30) as client:
-        created = client.post(
-            "/graphql",
-            json={
-                "query": operation("create_customer"),
-                "variables": {
-                    "input": {
-                        "externalCustomerId": "e2e-1",
-                        "data": {"email": "E2E@Example.com", "phone": "+447400123456"},
-                    }
-                },
+def graphql(client: httpx.Client, name: str, **variables: Any) -> dict[str, Any]:
+    response = client.post("/graphql", json={"query": operation(name), "variables": variables})
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def test_real_server_creates_and_reads_a_customer(database_url: str) -> None:
+    with running_server(database_url) as server, httpx.Client(base_url=server.url) as client:
+        created = graphql(
+            client,
+            "create_customer",
+            input={
+                "externalCustomerId": "e2e-1",
+                "data": {"email": "E2E@Example.com", "phone": "+447400123456"},
             },
-        ).json()
-        assert created["data"]["createCustomer"]["userErrors"] == []
-        read = client.post(
-            "/graphql",
-            json={"query": operation("customer"), "variables": {"externalCustomerId": "e2e-1"}},
-        ).json()
-        assert read["data"]["customer"]["data"]["email"] == "E2E@example.com"
-        assert read["data"]["customer"]["data"]["phone"] == "+447400123456"
-
+        )
+        assert created["createCustomer"]["userErrors"] == []
+        read = graphql(client, "customer", externalCustomerId="e2e-1")["customer"]
+        assert (read["data"]["email"], read["data"]["phone"]) == (
+            "E2E@example.com",
+            "+447400123456",
+        )
         page = client.get("/graphql", headers={"accept": "text/html"})
         assert page.status_code == 200
         assert "graphiql" in page.text.lower()
+
+
+def test_server_creates_the_schema_of_an_empty_sqlite_file(tmp_path: Path) -> None:
+    database = tmp_path / "new.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    with running_server(url) as server, httpx.Client(base_url=server.url) as client:
+        assert graphql(client, "customer", externalCustomerId="x") == {"customer": None}
     assert database.exists()
 
 
-async def test_expire_kyc_command_runs_one_sweep(tmp_path: Path) -> None:
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'sweep.db'}"
+def test_migrate_command(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"}
+    done = subprocess.run(
+        [sys.executable, "server.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "database at revision 0002\n"
+
+
+async def add_stale_verifications(database_url: str, count: int) -> None:
+    """Customers whose PENDING verification was started two days ago, past any default ttl."""
+    two_days_ago = utc_now() - timedelta(days=2)
     db = Database(database_url)
-    await db.create_tables()
     async with db.write() as session:
-        two_days_ago = utc_now() - timedelta(days=2)
-        data = {"email": "a@example.com"}
-        assert (await customers.create_customer(session, "c-1", data, now=two_days_ago)).customer
-        await kyc.start_verification(session, "c-1", KycType.PROOF_OF_ID, two_days_ago)
+        for n in range(count):
+            data = {"email": f"stale{n}@example.com"}
+            assert (
+                await customers.create_customer(session, f"s-{n}", data, now=two_days_ago)
+            ).customer
+            await kyc.start_verification(session, f"s-{n}", KycType.PROOF_OF_ID, two_days_ago)
     await db.dispose()
+
+
+async def statuses(database_url: str) -> list[KycStatus]:
+    db = Database(database_url)
+    async with db.read() as session:
+        found = list(await session.scalars(select(col(KycVerification.status))))
+    await db.dispose()
+    return found
+
+
+def test_expire_kyc_command_runs_one_sweep(database_url: str) -> None:
+    asyncio.run(add_stale_verifications(database_url, 1))
 
     def run() -> str:
         env = {**os.environ, "DATABASE_URL": database_url}
         command = [sys.executable, "server.py", "expire-kyc"]
-        return subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, check=True
-        ).stdout
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     assert run() == "expired 1 KYC verifications\n"
     assert run() == "expired 0 KYC verifications\n"
+
+
+# -- several servers on one PostgreSQL database ------------------------------------------------
+
+
+@pytest.fixture
+def shared_postgres(databases: Databases) -> Iterator[str]:
+    url = databases.url_for("postgresql")
+    yield url
+    databases.drop(url)
+
+
+def test_two_servers_on_one_postgres_database(shared_postgres: str) -> None:
+    stale = 60
+    asyncio.run(add_stale_verifications(shared_postgres, stale))
+    log: queue.Queue[str] = queue.Queue()
+    sweeping = {"KYC_SWEEP_INTERVAL_SECONDS": "0.05"}
+    with (
+        running_server(shared_postgres, log, **sweeping) as one,
+        running_server(shared_postgres, log, **sweeping) as two,
+        httpx.Client(base_url=one.url) as first,
+        httpx.Client(base_url=two.url) as second,
+    ):
+        # Both sweeps run from start-up on the same rows; each row is expired by one of them,
+        # so the counts they log add up to the number of rows, not more.
+        expired = 0
+        while expired < stale:
+            if match := re.search(r"expired (\d+) KYC verifications", log.get(timeout=60)):
+                expired += int(match.group(1))
+        assert expired == stale
+        assert asyncio.run(statuses(shared_postgres)) == [KycStatus.EXPIRED] * stale
+
+        # Written through one, read through the other.
+        created = graphql(
+            first,
+            "create_customer",
+            input={"externalCustomerId": "both-1", "data": {"email": "both@example.com"}},
+        )
+        assert created["createCustomer"]["userErrors"] == []
+        read = graphql(second, "customer", externalCustomerId="both-1")["customer"]
+        assert read["id"] == created["createCustomer"]["customer"]["id"]
+
+        # Concurrent creates of one id, spread over both servers: one customer, the rest TAKEN.
+        async def race() -> list[dict[str, Any]]:
+            async with (
+                httpx.AsyncClient(base_url=one.url) as a,
+                httpx.AsyncClient(base_url=two.url) as b,
+            ):
+                requests = [
+                    (a if n % 2 else b).post(
+                        "/graphql",
+                        json={
+                            "query": operation("create_customer"),
+                            "variables": {
+                                "input": {
+                                    "externalCustomerId": "race",
+                                    "data": {"email": f"race{n}@example.com"},
+                                }
+                            },
+                        },
+                    )
+                    for n in range(10)
+                ]
+                responses = await asyncio.gather(*requests)
+            return [r.json()["data"]["createCustomer"] for r in responses]
+
+        payloads = asyncio.run(race())
+        assert sum(p["customer"] is not None for p in payloads) == 1
+        assert [
+            [(e["field"], e["code"]) for e in p["userErrors"]]
+            for p in payloads
+            if p["customer"] is None
+        ] == [[(["input", "externalCustomerId"], "TAKEN")]] * 9

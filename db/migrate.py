@@ -1,0 +1,66 @@
+"""Schema migrations with Alembic: the only way the tables are made or changed, on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from db.engine import Database
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any fixed number: the key of the PostgreSQL advisory lock that makes concurrent upgrades
+# (several servers starting at once) wait for each other instead of racing.
+_LOCK_KEY = 4_224_242_001
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Bring the schema to `revision` (the latest by default); does nothing when it is there."""
+    await _run(db, lambda config: command.upgrade(config, revision))
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    """Take the schema back to `revision` (`base` drops every table)."""
+    await _run(db, lambda config: command.downgrade(config, revision))
+
+
+async def make_revision(db: Database, message: str) -> None:
+    """Write a new revision file with what autogenerate finds between the models and `db`."""
+    await _run(db, lambda config: command.revision(config, message=message, autogenerate=True))
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def _run(db: Database, action: Callable[[Config], object]) -> None:
+    # One transaction for the whole run: on SQLite it begins IMMEDIATE (the write lock), on
+    # PostgreSQL it takes the advisory lock; either way a second process waits, then finds
+    # the schema already at the revision it wants.
+    async with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        await connection.run_sync(lambda sync: action(_config(sync)))
