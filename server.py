@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +24,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 
 from db import kyc, migrate
 from db.engine import Database
@@ -81,6 +86,24 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.kyc_pending_ttl_seconds)
 
 
+GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
+
+
+def accepts_graphql_response(headers: Mapping[str, str]) -> bool:
+    """Whether the Accept header allows application/graphql-response+json (q above 0)."""
+    for item in headers.get("accept", "").split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if media.lower() == "application/graphql-response+json":
+            return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00") for p in params)
+    return False
+
+
+def refused(result: ExecutionResult) -> bool:
+    """True when the request never ran: no data, and no error points at a field."""
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(not error.path for error in errors)
+
+
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
 
@@ -97,6 +120,59 @@ class GraphQLView(GraphQL[Context, None]):
             clock=self.clock,
             kyc_ttl=self.settings.kyc_ttl,
         )
+
+    # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
+    # with it status codes that tell a request the server refused (400: the document does not
+    # parse or validate, or its variables do not coerce; no `data` entry) from one it ran.
+    # Clients that ask only for application/json keep the 200s they were written against.
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        if isinstance(request, Request) and accepts_graphql_response(request.headers):
+            sub_response.headers["content-type"] = GRAPHQL_RESPONSE
+        request.state.sub_response = sub_response
+        return sub_response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        sub_response: Response = request.state.sub_response
+        if sub_response.headers.get("content-type") == GRAPHQL_RESPONSE and refused(result):
+            processed.pop("data", None)
+            sub_response.status_code = 400
+        return processed
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if media_type := sub_response.headers.get("content-type"):
+            response.headers["content-type"] = media_type  # replaces the default JSON one
+        return response
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as error:
+            # A mutation over GET: the method is what is wrong, so 405, as the spec asks.
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, "Mutations are sent with POST, not GET.") from error
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as error:
+            response = PlainTextResponse(error.reason, status_code=error.status_code)
+            if error.status_code == 405:
+                response.headers["allow"] = "GET, POST"
+        await response(scope, receive, send)
+        return None
 
     def parse_json(self, data: str | bytes) -> Any:
         parsed = super().parse_json(data)

@@ -100,3 +100,63 @@ async def test_query_over_get(http: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 200
     assert response.json() == {"data": {"customer": None}}
+
+
+# -- GraphQL over HTTP: application/graphql-response+json ---------------------------------------
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+async def post_accepting(
+    http: httpx.AsyncClient, accept: str, body: dict[str, object]
+) -> httpx.Response:
+    return await http.post("/graphql", json=body, headers={"accept": accept})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"query": "{ customer("}, "Syntax Error"),
+        ({"query": "{ nope }"}, "Cannot query field 'nope'"),
+        ({"query": operation("customer"), "variables": {"externalCustomerId": 1}}, "String"),
+        ({"query": operation("customer"), "variables": {}}, "to be provided"),
+    ],
+    ids=["parse", "validate", "coerce", "missing variable"],
+)
+async def test_refused_requests_are_400_without_data(
+    http: httpx.AsyncClient, body: dict[str, object], message: str
+) -> None:
+    response = await post_accepting(http, GRAPHQL_RESPONSE, body)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    payload = response.json()
+    assert "data" not in payload
+    assert message in payload["errors"][0]["message"]
+    # Older clients asking for application/json keep a 200 with the same errors.
+    legacy = await post_accepting(http, "application/json", body)
+    assert legacy.status_code == 200
+    assert legacy.headers["content-type"].startswith("application/json")
+    assert legacy.json()["errors"] == payload["errors"]
+
+
+async def test_a_request_that_ran_is_200_even_with_field_errors(http: httpx.AsyncClient) -> None:
+    body = {"query": "{ customers(first: 1000) { nodes { id } } }"}
+    response = await post_accepting(http, f"{GRAPHQL_RESPONSE}, application/json;q=0.9", body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    payload = response.json()
+    assert payload["data"] is None
+    assert payload["errors"][0]["path"] == ["customers"]
+
+
+async def test_graphql_response_with_q_zero_is_not_chosen(http: httpx.AsyncClient) -> None:
+    body = {"query": "{ __typename }"}
+    response = await post_accepting(http, f"{GRAPHQL_RESPONSE};q=0, application/json", body)
+    assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_mutation_over_get_is_405(http: httpx.AsyncClient) -> None:
+    query = 'mutation { deleteCustomer(input: {externalCustomerId: "x"}) { userErrors { code } } }'
+    response = await http.get("/graphql", params={"query": query})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
