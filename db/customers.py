@@ -77,6 +77,15 @@ async def get_customers(session: AsyncSession, ids: Sequence[int]) -> list[Custo
     return [by_id.get(id_) for id_ in ids]
 
 
+async def get_customers_by_external_id(
+    session: AsyncSession, external_ids: Sequence[str]
+) -> list[Customer | None]:
+    """The customers with these ids of the client's system, in order, None where there is none."""
+    query = select(Customer).where(col(Customer.external_customer_id).in_(external_ids))
+    by_id = {row.external_customer_id: row for row in await session.scalars(query)}
+    return [by_id.get(external_id) for external_id in external_ids]
+
+
 async def create_customer(
     session: AsyncSession,
     external_customer_id: str | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import strawberry
+import strawberry.federation
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -22,7 +22,7 @@ class Mutation(CustomerMutation, KycMutation):
     pass
 
 
-class Schema(strawberry.Schema):
+class Schema(strawberry.federation.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -34,7 +34,9 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
+    # Listed so that entities reachable only through _entities never drop out of the schema.
     types=[Customer, KycVerification],
     extensions=[MaskUnexpectedErrors],
     config=StrawberryConfig(scalar_map={datetime: DateTime}),
+    federation_version="2.11",
 )

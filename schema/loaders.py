@@ -19,6 +19,9 @@ class Loaders:
             self._load_verifications_of
         )
         self.customer = DataLoader[int, models.Customer | None](self._load_customers)
+        self.customer_by_external_id = DataLoader[str, models.Customer | None](
+            self._load_customers_by_external_id
+        )
         self.verification = DataLoader[int, models.KycVerification | None](self._load_verifications)
 
     async def _load_verifications_of(
@@ -31,6 +34,12 @@ class Loaders:
     async def _load_customers(self, ids: Sequence[int]) -> list[models.Customer | None]:
         async with self._db.read() as session:
             return await customers.get_customers(session, ids)
+
+    async def _load_customers_by_external_id(
+        self, external_ids: Sequence[str]
+    ) -> list[models.Customer | None]:
+        async with self._db.read() as session:
+            return await customers.get_customers_by_external_id(session, external_ids)
 
     async def _load_verifications(self, ids: Sequence[int]) -> list[models.KycVerification | None]:
         async with self._db.read() as session:

@@ -183,7 +183,13 @@ class CustomerData:
     country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 code, upper case.")
 
 
-@strawberry.type(description="A customer, known by the id that your own system gave it.")
+@strawberry.federation.type(
+    keys=["externalCustomerId", "id"],
+    description=(
+        "A customer, known by the id that your own system gave it. A federation entity: "
+        "other subgraphs reference it by externalCustomerId (or by id)."
+    ),
+)
 class Customer(Node):
     external_customer_id: str = strawberry.field(
         description="Your system's id for the customer: case-sensitive, unique, never changes."
@@ -215,6 +221,18 @@ class Customer(Node):
     @classmethod
     def from_optional(cls, row: models.Customer | None) -> Customer | None:
         return None if row is None else cls.from_row(row)
+
+    @classmethod
+    async def resolve_reference(
+        cls, info: Info, externalCustomerId: str | None = None, id: str | None = None
+    ) -> Customer | None:
+        """The entity for a federation representation. The gateway sends many at once: the
+        loaders answer them all with one query per key."""
+        loaders = info.context.loaders
+        if externalCustomerId is not None:
+            return cls.from_optional(await loaders.customer_by_external_id.load(externalCustomerId))
+        key = None if id is None else ids.decode_as("Customer", id)
+        return None if key is None else cls.from_optional(await loaders.customer.load(key))
 
     @classmethod
     def from_row(cls, row: models.Customer) -> Customer:

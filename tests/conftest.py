@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy import event
 from starlette.applications import Starlette
 
 from db.engine import Database
@@ -162,3 +164,17 @@ class GraphQLClient:
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
+
+
+@contextmanager
+def counting_statements(db: Database) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlmodel import select
 
 from db import customers, kyc, models, rules
@@ -17,7 +15,7 @@ from db.engine import Database
 from db.models import KycStatus, KycType
 from schema import ids
 from schema.scalars import serialize
-from tests.conftest import Clock, GraphQLClient
+from tests.conftest import Clock, GraphQLClient, counting_statements
 from tests.databases import Databases
 
 N = 240
@@ -339,20 +337,6 @@ async def test_cursor_of_another_ordering_is_refused(
 
 
 # -- statements --------------------------------------------------------------------------------
-
-
-@contextmanager
-def counting_statements(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_statements_per_page_do_not_grow_with_the_page(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -108,7 +109,7 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 async def post_accepting(
-    http: httpx.AsyncClient, accept: str, body: dict[str, object]
+    http: httpx.AsyncClient, accept: str, body: Mapping[str, object]
 ) -> httpx.Response:
     return await http.post("/graphql", json=body, headers={"accept": accept})
 

@@ -1,0 +1,72 @@
+"""Running `python server.py` for end-to-end tests: on a free port, its log read as it comes."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from tests.conftest import ROOT
+
+READY = re.compile(r"Uvicorn running on (http://\S+)")
+
+
+@dataclass
+class Server:
+    """A running server: where it listens, and its log lines as they come."""
+
+    url: str
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    log: list[str] = field(default_factory=list)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        """Block until a log line matches (the timeout only stops a hung test)."""
+        compiled = re.compile(pattern)
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if match := compiled.search(line):
+                return match
+
+
+@contextmanager
+def running_server(
+    database_url: str, lines: queue.Queue[str] | None = None, **settings: str
+) -> Iterator[Server]:
+    """`python server.py` on port 0 (the OS picks a free one) until the block ends.
+
+    Its log lines go to `lines` (a queue several servers may share) as they come."""
+    env = {**os.environ, "DATABASE_URL": database_url, **settings}
+    command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    with process:
+        assert process.stderr is not None
+        url = None
+        for line in process.stderr:  # blocks until uvicorn says where it listens, or it dies
+            if match := READY.search(line):
+                url = match.group(1)
+                break
+        assert url, "the server exited before it was ready"
+        server = Server(url) if lines is None else Server(url, lines)
+
+        def drain() -> None:  # keep reading, or the server blocks once the pipe is full
+            for line in process.stderr or ():
+                server.log.append(line)
+                server.lines.put(line)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            yield server
+        finally:
+            process.send_signal(signal.SIGTERM)
+            # uvicorn shuts down gracefully, then re-raises the signal it caught.
+            assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+            reader.join()
+            assert "Application shutdown complete." in "".join(server.log)
