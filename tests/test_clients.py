@@ -1,0 +1,157 @@
+"""Real clients against a real server process: graphql-http's audits and an Apollo gateway.
+
+They need Node and `npm ci`'s node_modules: skipped without them on a laptop, required when
+CI=true. They run on SQLite only: what they test is the HTTP and GraphQL layers, which the
+backend does not touch. Every Node process runs with Apollo's telemetry off, and the
+federation script refuses (and reports) any connection or look-up beyond this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, operation
+from tests.databases import IN_CI
+from tests.servers import running_server
+
+ARTIFACTS = ROOT / "artifacts"
+NODE_ENV = {
+    **os.environ,
+    "APOLLO_TELEMETRY_DISABLED": "1",
+    "NO_UPDATE_NOTIFIER": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        problem = "Node.js is not installed"
+    elif not (ROOT / "node_modules" / ".package-lock.json").exists():
+        problem = "node_modules is missing (make env runs npm ci when Node is there)"
+    else:
+        return path
+    if IN_CI:
+        pytest.fail(f"CI=true requires the Node tests: {problem}")
+    pytest.skip(problem)
+
+
+def run_node(
+    node: str, script: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [node, str(ROOT / "tests" / "node" / script), *args],
+        cwd=ROOT,
+        env={**NODE_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def save_artifact(name: str, text: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_text(text)
+    return path
+
+
+def test_graphql_http_audits_all_pass(node: str, database_url: str) -> None:
+    with running_server(database_url) as server:
+        done = run_node(node, "http_audit.mjs", f"{server.url}/graphql")
+    report = save_artifact("graphql-http-audit.txt", done.stdout + done.stderr)
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "audits: 0 failed, 0 warned", f"see {report}"
+    assert len(lines) > 40  # every audit printed with its result
+    assert all(line.startswith("ok ") for line in lines[:-1]), f"see {report}"
+    assert done.returncode == 0
+
+
+def create(client: httpx.Client, external_id: str, email: str) -> None:
+    body = {
+        "query": operation("create_customer"),
+        "variables": {"input": {"externalCustomerId": external_id, "data": {"email": email}}},
+    }
+    assert client.post("/graphql", json=body).json()["data"]["createCustomer"]["userErrors"] == []
+
+
+def test_apollo_gateway_joins_our_subgraph_with_another(node: str, database_url: str) -> None:
+    orders = [
+        {"id": "o-1", "total": 12.5, "customer": "c-1"},
+        {"id": "o-2", "total": 3.0, "customer": "c-2"},
+        {"id": "o-3", "total": 7.25, "customer": "c-1"},
+    ]
+    with running_server(database_url) as server, httpx.Client(base_url=server.url) as client:
+        create(client, "c-1", "ann@example.com")
+        create(client, "c-2", "bob@example.com")
+        start = {
+            "query": operation("start_kyc_verification"),
+            "variables": {"input": {"externalCustomerId": "c-1"}},
+        }
+        assert (
+            client.post("/graphql", json=start).json()["data"]["startKycVerification"]["userErrors"]
+            == []
+        )
+        done = run_node(node, "federation.mjs", f"{server.url}/graphql", json.dumps(orders))
+    save_artifact("federation.json", done.stdout + done.stderr)
+    outcome: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert outcome["strangers"] == [], "something tried to reach beyond 127.0.0.1"
+    assert all(host.startswith("127.0.0.1:") for host in outcome["outbound"])
+    results = outcome["results"]
+    assert results["ordersWithCustomers"] == {
+        "data": {
+            "orders": [
+                {
+                    "id": "o-1",
+                    "total": 12.5,
+                    "customer": {
+                        "externalCustomerId": "c-1",
+                        "kycStatus": "PENDING",
+                        "data": {"email": "ann@example.com"},
+                    },
+                },
+                {
+                    "id": "o-2",
+                    "total": 3,
+                    "customer": {
+                        "externalCustomerId": "c-2",
+                        "kycStatus": None,
+                        "data": {"email": "bob@example.com"},
+                    },
+                },
+                {
+                    "id": "o-3",
+                    "total": 7.25,
+                    "customer": {
+                        "externalCustomerId": "c-1",
+                        "kycStatus": "PENDING",
+                        "data": {"email": "ann@example.com"},
+                    },
+                },
+            ]
+        }
+    }
+    assert results["customerWithOrders"] == {
+        "data": {
+            "customer": {
+                "externalCustomerId": "c-1",
+                "data": {"email": "ann@example.com"},
+                "orders": [{"id": "o-1", "total": 12.5}, {"id": "o-3", "total": 7.25}],
+            }
+        }
+    }
+    assert done.returncode == 0, done.stderr
