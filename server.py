@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,8 +25,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -104,6 +106,15 @@ def refused(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(not error.path for error in errors)
 
 
+GRAPHIQL = Path(__file__).resolve().parent / "static" / "graphiql"
+# The explorer page may load and call nothing but this server: the browser enforces it.
+GRAPHIQL_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
 
@@ -112,6 +123,11 @@ class GraphQLView(GraphQL[Context, None]):
         self.db = db
         self.settings = settings
         self.clock = clock
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
+        page = (GRAPHIQL / "index.html").read_text()
+        return HTMLResponse(page, headers={"content-security-policy": GRAPHIQL_POLICY})
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(
@@ -235,7 +251,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         return RedirectResponse("/graphql")
 
     app = Starlette(
-        routes=[Route("/", home), Route("/graphql", GraphQLView(db, settings, clock))],
+        routes=[
+            Route("/", home),
+            Route("/graphql", GraphQLView(db, settings, clock)),
+            Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql"),
+        ],
         lifespan=lifespan,
     )
     app.state.db = db

@@ -18,6 +18,7 @@ from db.engine import Database
 from db.rules import Environment
 from server import Settings, create_app
 from tests.databases import BACKENDS, Databases
+from tests.node_tools import find_node
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "graphql" / "operations"
@@ -26,6 +27,12 @@ OPERATIONS = ROOT / "graphql" / "operations"
 def operation(name: str) -> str:
     """The text of graphql/operations/<name>.graphql."""
     return (OPERATIONS / f"{name}.graphql").read_text()
+
+
+@pytest.fixture
+def node() -> str:
+    """The path of Node, with `npm ci`'s node_modules beside it (else skip; in CI, fail)."""
+    return find_node()
 
 
 @pytest.fixture(scope="session")

@@ -9,65 +9,19 @@ federation script refuses (and reports) any connection or look-up beyond this ma
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, operation
-from tests.databases import IN_CI
+from tests.conftest import operation
+from tests.node_tools import run_node, save_artifact
 from tests.servers import running_server
-
-ARTIFACTS = ROOT / "artifacts"
-NODE_ENV = {
-    **os.environ,
-    "APOLLO_TELEMETRY_DISABLED": "1",
-    "NO_UPDATE_NOTIFIER": "1",
-    "DO_NOT_TRACK": "1",
-}
 
 
 @pytest.fixture
 def backend() -> str:
     return "sqlite"
-
-
-@pytest.fixture
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        problem = "Node.js is not installed"
-    elif not (ROOT / "node_modules" / ".package-lock.json").exists():
-        problem = "node_modules is missing (make env runs npm ci when Node is there)"
-    else:
-        return path
-    if IN_CI:
-        pytest.fail(f"CI=true requires the Node tests: {problem}")
-    pytest.skip(problem)
-
-
-def run_node(
-    node: str, script: str, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [node, str(ROOT / "tests" / "node" / script), *args],
-        cwd=ROOT,
-        env={**NODE_ENV, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def save_artifact(name: str, text: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    path.write_text(text)
-    return path
 
 
 def test_graphql_http_audits_all_pass(node: str, database_url: str) -> None:

@@ -1,0 +1,35 @@
+// Starts GraphiQL against this server: the docs explorer open, the headers editor showing,
+// ready for the API key ("Authorization": "Bearer <key>").
+const EXAMPLE_QUERY = `# Welcome to the customer API.
+#
+# The Docs panel on the left describes every type and field. Put your API key in the
+# Headers tab below as  {"Authorization": "Bearer <your key>"}  and run a query with ▶.
+
+query Customers {
+  customers(first: 5) {
+    totalCount
+    nodes {
+      externalCustomerId
+      data {
+        email
+        phone
+      }
+      kycStatus
+    }
+  }
+}
+`;
+
+const fetcher = GraphiQL.createFetcher({ url: window.location.origin + "/graphql" });
+const root = ReactDOM.createRoot(document.getElementById("graphiql"));
+root.render(
+  React.createElement(GraphiQL, {
+    fetcher,
+    defaultQuery: EXAMPLE_QUERY,
+    defaultHeaders: '{\n  "Authorization": "Bearer "\n}',
+    defaultEditorToolsVisibility: "headers",
+    headerEditorEnabled: true,
+    shouldPersistHeaders: true,
+    visiblePlugin: GraphiQL.React.DOC_EXPLORER_PLUGIN,
+  }),
+);

@@ -1,0 +1,93 @@
+// Drives GraphiQL in headless Chromium (Debian's /usr/bin/chromium) as a person would: opens
+// /graphql, checks the docs and the headers editor are there, types a query, runs it and reads
+// the result from the page. Chromium may resolve no host but this machine, and every request
+// the page makes is recorded. Prints one JSON line; saves a screenshot.
+//
+// Usage: node tests/node/graphiql.mjs SERVER_URL QUERY EXPECTED_TEXT SCREENSHOT_PATH
+import { chromium } from "playwright-core";
+
+const [serverUrl, query, expected, screenshot] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const origin = new URL(serverUrl).origin;
+
+const editorText = (page) =>
+  page.evaluate(() =>
+    document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror.getValue(),
+  );
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    // The network is this machine only: any other name fails to resolve in the browser.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+  ],
+});
+const outcome = { requests: [], elsewhere: [], consoleErrors: [] };
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+try {
+  page.on("request", (request) => {
+    const url = request.url();
+    outcome.requests.push(request.method() === "POST" ? `${url} ${request.postData()?.slice(0, 160)}` : url);
+    if (!url.startsWith(origin) && !url.startsWith("data:")) outcome.elsewhere.push(url);
+  });
+  page.on("console", (message) => {
+    if (message.type() === "error") outcome.consoleErrors.push(message.text());
+  });
+
+  await page.goto(`${serverUrl}/graphql`, { waitUntil: "networkidle" });
+  await page.waitForSelector(".graphiql-container .graphiql-query-editor .CodeMirror");
+  // The docs explorer opens on the schema's root types; wait until it has loaded them.
+  await page.waitForSelector(".graphiql-doc-explorer", { timeout: 20000 });
+  await page.getByText("Root Types", { exact: false }).first().waitFor({ timeout: 20000 });
+  outcome.docsShown = true;
+  outcome.headersEditor = await page
+    .locator(".graphiql-editor-tool .graphiql-editor:not(.hidden)")
+    .evaluateAll((nodes) => nodes.map((node) => node.textContent));
+
+  // Type the query into the editor, replacing the example.
+  const editor = page.locator(".graphiql-query-editor .CodeMirror");
+  await editor.click();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.press("Delete");
+  await page.keyboard.type(query, { delay: 5 });
+  await page.keyboard.press("Escape"); // close any autocomplete hint
+  outcome.typed = await editorText(page);
+  await page.keyboard.press("Shift+Control+P"); // prettify, as people do before running
+  await page.waitForFunction(
+    (typed) =>
+      document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror.getValue() !== typed,
+    outcome.typed,
+  );
+  // GraphiQL takes in an edit (and the operation name in it) after a short debounce; it has
+  // once it has stored the editor's text.
+  await page.waitForFunction(
+    (text) => localStorage.getItem("graphiql:query") === text,
+    await editorText(page),
+  );
+  await page.keyboard.press("Escape"); // close the completion hint that prettify opened
+  await page.waitForSelector(".CodeMirror-hints", { state: "detached" });
+  await page.locator(".graphiql-execute-button").click();
+  const response = page.locator(".graphiql-response .CodeMirror");
+  await response.getByText(expected, { exact: false }).first().waitFor({ timeout: 20000 });
+  outcome.result = await page.evaluate(
+    () => document.querySelector(".graphiql-response .CodeMirror").CodeMirror.getValue(),
+  );
+
+} catch (error) {
+  outcome.error = String(error);
+} finally {
+  await page.screenshot({ path: screenshot });
+  await browser.close();
+}
+console.log(JSON.stringify(outcome));
+process.exit(outcome.error || outcome.elsewhere.length ? 1 : 0);

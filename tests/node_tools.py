@@ -1,0 +1,54 @@
+"""Running the Node tools of the client tests: telemetry off, output kept as artifacts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.databases import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+NODE_ENV = {
+    **os.environ,
+    "APOLLO_TELEMETRY_DISABLED": "1",
+    "NO_UPDATE_NOTIFIER": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def run_node(
+    node: str, script: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [node, str(ROOT / "tests" / "node" / script), *args],
+        cwd=ROOT,
+        env={**NODE_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def save_artifact(name: str, text: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_text(text)
+    return path
+
+
+def find_node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        problem = "Node.js is not installed"
+    elif not (ROOT / "node_modules" / ".package-lock.json").exists():
+        problem = "node_modules is missing (make env runs npm ci when Node is there)"
+    else:
+        return path
+    if IN_CI:
+        pytest.fail(f"CI=true requires the Node tests: {problem}")
+    pytest.skip(problem)

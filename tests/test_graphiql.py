@@ -1,0 +1,123 @@
+"""GraphiQL with no CDN: pinned assets checked against published hashes, driven in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import strawberry
+
+from tests.conftest import ROOT, GraphQLClient
+from tests.databases import IN_CI
+from tests.node_tools import ARTIFACTS, run_node
+from tests.servers import running_server
+
+ASSETS = ROOT / "static" / "graphiql"
+PAGE = ASSETS / "index.html"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+TAG = re.compile(r'(?:src|href)="/graphiql/([^"]+)"\s+integrity="(sha384-[^"]+)"')
+
+
+def sri(path: Path) -> str:
+    return "sha384-" + base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
+
+
+def pinned() -> dict[str, str]:
+    """The assets the page loads, with the integrity hash it demands of each."""
+    return dict(TAG.findall(PAGE.read_text()))
+
+
+def published() -> dict[str, str]:
+    """The hashes Strawberry publishes for the same files of react, react-dom and graphiql."""
+    page = (Path(strawberry.__file__).parent / "static" / "graphiql.html").read_text()
+    found = re.findall(r'(?:src|href)="https://[^"]+/([^"/]+)"\s+integrity="(sha384-[^"]+)"', page)
+    return dict(found)
+
+
+def test_every_asset_matches_its_published_integrity_hash() -> None:
+    assets = pinned()
+    assert sorted(assets) == [
+        "graphiql.min.css",
+        "graphiql.min.js",
+        "react-dom.production.min.js",
+        "react.production.min.js",
+    ]
+    for name, integrity in assets.items():
+        assert sri(ASSETS / name) == integrity, name
+        assert published()[name] == integrity, name
+
+
+@pytest.mark.skipif(not (ROOT / "node_modules").exists(), reason="no node_modules (npm ci)")
+def test_assets_are_the_npm_packages_files() -> None:
+    """npm ci checked each package's tarball against package-lock.json's sha512."""
+    sources = {
+        "react.production.min.js": "react/umd/react.production.min.js",
+        "react-dom.production.min.js": "react-dom/umd/react-dom.production.min.js",
+        "graphiql.min.js": "graphiql/graphiql.min.js",
+        "graphiql.min.css": "graphiql/graphiql.min.css",
+    }
+    for name, source in sources.items():
+        assert (ASSETS / name).read_bytes() == (ROOT / "node_modules" / source).read_bytes()
+
+
+async def test_page_loads_nothing_from_elsewhere(gql: GraphQLClient) -> None:
+    response = await gql.http.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "connect-src 'self'" in policy
+    assert "://" not in response.text  # every script and style is this server's own
+    for name in [*pinned(), "start.js"]:
+        asset = await gql.http.get(f"/graphiql/{name}")
+        assert asset.status_code == 200, name
+        assert asset.content == (ASSETS / name).read_bytes()
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def browser(node: str) -> str:
+    if not Path(CHROMIUM).exists():
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"CI=true requires the browser test: {problem}")
+        pytest.skip(problem)
+    return node
+
+
+def test_graphiql_runs_a_query_in_chromium(browser: str, database_url: str) -> None:
+    screenshot = ARTIFACTS / "graphiql.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_server(database_url) as server, httpx.Client(base_url=server.url) as client:
+        body = {
+            "query": 'mutation { createCustomer(input: {externalCustomerId: "c-1", data: '
+            '{email: "ann@example.com"}}) { userErrors { code } } }'
+        }
+        assert (
+            client.post("/graphql", json=body).json()["data"]["createCustomer"]["userErrors"] == []
+        )
+        query = '{ customer(externalCustomerId: "c-1") { externalCustomerId data { email } } }'
+        done = run_node(
+            browser, "graphiql.mjs", server.url, query, "ann@example.com", str(screenshot)
+        )
+    outcome: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert outcome.get("error") is None, outcome
+    assert outcome["elsewhere"] == [], "the page asked another host for something"
+    assert outcome["docsShown"] is True
+    assert outcome["headersEditor"], "the headers editor is not showing"
+    assert json.loads(outcome["result"]) == {
+        "data": {"customer": {"externalCustomerId": "c-1", "data": {"email": "ann@example.com"}}}
+    }
+    assert outcome["consoleErrors"] == []
+    assert screenshot.stat().st_size > 10_000
+    assert done.returncode == 0
