@@ -4,6 +4,7 @@ python server.py [--host H] [--port P]     serve the API at http://H:P/graphql
 python server.py export-schema             print the SDL (what graphql/schema.graphql holds)
 python server.py expire-kyc                expire stale PENDING verifications once
 python server.py migrate                   bring the database to the latest schema
+python server.py keys create|list|revoke   manage API keys (see --help)
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from cross_web import HTTPException
@@ -25,7 +26,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -35,16 +42,18 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from db import kyc, migrate
+from db import keys, kyc, migrate
 from db.engine import Database
 from db.models import utc_now
 from db.rules import Environment
 from schema import schema
 from schema.context import Context
+from schema.scalars import serialize
 
 logger = logging.getLogger("customer_api")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class Settings(BaseSettings):
@@ -91,6 +100,20 @@ class Settings(BaseSettings):
 GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
 
 
+class Unauthenticated(Exception):
+    """No key, or one that is unknown or revoked: a 401, before any GraphQL runs."""
+
+
+def unauthenticated(message: str) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return JSONResponse(
+        body,
+        status_code=401,
+        headers={"www-authenticate": 'Bearer realm="customer-api"'},
+        media_type="application/json",
+    )
+
+
 def accepts_graphql_response(headers: Mapping[str, str]) -> bool:
     """Whether the Accept header allows application/graphql-response+json (q above 0)."""
     for item in headers.get("accept", "").split(","):
@@ -135,7 +158,27 @@ class GraphQLView(GraphQL[Context, None]):
             environment=self.settings.environment,
             clock=self.clock,
             kyc_ttl=self.settings.kyc_ttl,
+            principal=getattr(request.state, "principal", None),
         )
+
+    async def authenticate(self, request: Request) -> keys.Principal:
+        """The key's principal; Unauthenticated for a missing, unknown or revoked key."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated(
+                "Send your API key as the header 'Authorization: Bearer <key>'. "
+                "(python server.py keys create makes one.)"
+            )
+        async with self.db.read() as session:
+            row = await keys.find_active_key(session, token)
+        if row is None or row.id is None:
+            raise Unauthenticated("This API key is unknown or revoked.")
+        now = self.clock()
+        if keys.needs_touch(row, now):
+            async with self.db.write() as session:
+                await keys.touch(session, row.id, now)
+        return keys.principal_of(row)
 
     # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
     # with it status codes that tell a request the server refused (400: the document does not
@@ -181,8 +224,15 @@ class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
+        request = Request(scope, receive)
         try:
-            response = await self.run(Request(scope, receive))
+            # The GraphiQL page holds no data and loads without a key: the key goes into its
+            # headers editor. Everything else needs one.
+            if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+                request.state.principal = await self.authenticate(request)
+            response = await self.run(request)
+        except Unauthenticated as error:
+            response = unauthenticated(str(error))
         except HTTPException as error:
             response = PlainTextResponse(error.reason, status_code=error.status_code)
             if error.status_code == 405:
@@ -197,6 +247,29 @@ class GraphQLView(GraphQL[Context, None]):
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "The request body must be a JSON object.")
         return parsed
+
+
+async def bootstrap_key(db: Database, clock: Clock) -> None:
+    """On a database with no key at all, make one with every scope and show it once.
+
+    It goes to the console (stdout) only, never to the log stream; the next start finds a
+    key and says nothing. Servers starting together race for the name: one wins.
+    """
+    async with db.write() as session:
+        if await keys.count_keys(session):
+            return
+        try:
+            key = await keys.create_key(session, "bootstrap", keys.ALL_SCOPES, clock())
+        except keys.KeyProblem:
+            return
+    print(
+        "\nNo API key existed, so one with every scope was made. It is shown this once:\n\n"
+        f"    {key}\n\n"
+        "In GraphiQL (http://<host>:<port>/graphql) put it in the Headers tab as\n"
+        f'    {{"Authorization": "Bearer {key}"}}\n'
+        "Make narrower keys with: python server.py keys create --name NAME --scope SCOPE\n",
+        flush=True,
+    )
 
 
 def open_database(settings: Settings) -> Database:
@@ -237,6 +310,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate.upgrade(db)
+        await bootstrap_key(db, clock)
         sweeper = None
         if settings.kyc_sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(sweep_forever(db, settings, clock))
@@ -262,23 +336,60 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     return app
 
 
-async def expire_kyc_once(settings: Settings) -> int:
-    db = open_database(settings)
-    try:
-        if settings.migrate_on_start:
-            await migrate.upgrade(db)
-        return await expire_kyc(db, settings)
-    finally:
-        await db.dispose()
-
-
-async def migrate_once(settings: Settings) -> str:
+async def run_command(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one command against the database, brought to the latest schema first."""
     db = open_database(settings)
     try:
         await migrate.upgrade(db)
-        return await migrate.current_revision(db) or "none"
+        return await action(db)
     finally:
         await db.dispose()
+
+
+async def create_key_command(db: Database, name: str, scopes: Sequence[keys.Scope]) -> int:
+    async with db.write() as session:
+        try:
+            key = await keys.create_key(session, name, scopes, utc_now())
+        except keys.KeyProblem as problem:
+            print(problem, file=sys.stderr)
+            return 1
+    print(f"Created the key {name!r} with {', '.join(sorted(scopes))}. It is shown this once:")
+    print(key)
+    return 0
+
+
+async def list_keys_command(db: Database) -> int:
+    async with db.read() as session:
+        rows = await keys.list_keys(session)
+    print(f"{'name':<24} {'prefix':<14} {'created':<25} {'last used':<25} {'revoked':<25} scopes")
+    for row in rows:
+        dates = [row.created_at, row.last_used_at, row.revoked_at]
+        shown = [serialize(d) if d else "-" for d in dates]
+        print(f"{row.name:<24} {row.prefix + '…':<14} {shown[0]:<25} {shown[1]:<25} "
+              f"{shown[2]:<25} {row.scopes}")  # fmt: skip
+    return 0
+
+
+async def revoke_key_command(db: Database, name: str) -> int:
+    async with db.write() as session:
+        try:
+            await keys.revoke_key(session, name, utc_now())
+        except keys.KeyProblem as problem:
+            print(problem, file=sys.stderr)
+            return 1
+    print(f"Revoked the key {name!r}: requests with it now get 401.")
+    return 0
+
+
+def keys_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.keys_command == "create":
+        scopes = sorted(keys.ALL_SCOPES) if args.all_scopes else [keys.Scope(s) for s in args.scope]
+        return asyncio.run(
+            run_command(settings, lambda db: create_key_command(db, args.name, scopes))
+        )
+    if args.keys_command == "revoke":
+        return asyncio.run(run_command(settings, lambda db: revoke_key_command(db, args.name)))
+    return asyncio.run(run_command(settings, list_keys_command))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,18 +401,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("export-schema", help="print the schema's SDL")
     commands.add_parser("expire-kyc", help="expire stale PENDING verifications once, then exit")
     commands.add_parser("migrate", help="bring the database to the latest schema, then exit")
+    key_commands = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_actions = key_commands.add_subparsers(dest="keys_command", required=True)
+    create = key_actions.add_parser("create", help="make a key; it is printed once, last")
+    create.add_argument("--name", required=True, help="a name people will recognise")
+    chosen = create.add_mutually_exclusive_group(required=True)
+    chosen.add_argument(
+        "--scope", action="append", choices=[s.value for s in keys.Scope], help="repeatable"
+    )
+    chosen.add_argument("--all-scopes", action="store_true", help="every scope")
+    key_actions.add_parser("list", help="name, prefix, scopes, created and last used")
+    revoke = key_actions.add_parser("revoke", help="refuse the key from now on")
+    revoke.add_argument("name")
     args = parser.parse_args(argv)
 
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
         return 0
     if args.command == "migrate":
-        print(f"database at revision {asyncio.run(migrate_once(Settings()))}")
+        revision = asyncio.run(run_command(Settings(), migrate.current_revision))
+        print(f"database at revision {revision}")
         return 0
     if args.command == "expire-kyc":
-        expired = asyncio.run(expire_kyc_once(Settings()))
+        settings = Settings()
+        expired = asyncio.run(run_command(settings, lambda db: expire_kyc(db, settings)))
         print(f"expired {expired} KYC verifications")
         return 0
+    if args.command == "keys":
+        return keys_command(args, Settings())
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)

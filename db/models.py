@@ -157,3 +157,20 @@ class KycVerification(SQLModel, table=True):
     status: KycStatus = Field(sa_column=_enum_column(KycStatus, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ApiKey(SQLModel, table=True):
+    """A key a client sends as `Authorization: Bearer <key>`; only its hash is stored."""
+
+    __tablename__: ClassVar[str] = "api_key"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False, unique=True))
+    # The key's first characters, shown by `keys list` so that people can tell keys apart.
+    prefix: str = Field(sa_column=Column(String(16), nullable=False))
+    # SHA-256 of the key: keys are 32 random bytes, so a fast hash cannot be searched back.
+    key_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    scopes: str = Field(sa_column=Column(String(200), nullable=False))  # space-separated
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

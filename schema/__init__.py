@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from schema.access import RequireScopes
 from schema.customer_mutations import CustomerMutation
 from schema.errors import MaskUnexpectedErrors
 from schema.kyc_mutations import KycMutation
@@ -36,7 +37,7 @@ schema = Schema(
     mutation=Mutation,
     # Listed so that entities reachable only through _entities never drop out of the schema.
     types=[Customer, KycVerification],
-    extensions=[MaskUnexpectedErrors],
+    extensions=[RequireScopes, MaskUnexpectedErrors],
     config=StrawberryConfig(scalar_map={datetime: DateTime}),
     federation_version="2.11",
 )

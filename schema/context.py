@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from strawberry.types import Info as StrawberryInfo
 
 from db.engine import Database
+from db.keys import Principal
 from db.rules import Environment
 from schema.loaders import Loaders
 
@@ -21,6 +22,7 @@ class Context:
     environment: Environment
     clock: Callable[[], datetime]
     kyc_ttl: timedelta
+    principal: Principal | None = None  # the API key's, when the request had a valid one
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -11,15 +11,16 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from db import migrate
+from db import keys, migrate
 from db.engine import Database
+from db.models import ApiKey, utc_now
 
 BACKENDS = ["sqlite", "postgresql"]
 POSTGRES_URL = os.environ.get(
@@ -28,6 +29,23 @@ POSTGRES_URL = os.environ.get(
 IN_CI = os.environ.get("CI") == "true"
 
 Build = Callable[[Database], Awaitable[object]]
+# Every test database holds this key with every scope (so no server prints a bootstrap key);
+# the HTTP fixtures send it.
+TEST_API_KEY = keys.new_key()
+
+
+async def add_key(db: Database, name: str, key: str, scopes: Iterable[keys.Scope]) -> None:
+    """Store a key whose value the test knows (create_key makes its own)."""
+    async with db.write() as session:
+        session.add(
+            ApiKey(
+                name=name,
+                prefix=key[: keys.SHOWN_CHARACTERS],
+                key_hash=keys.hash_key(key),
+                scopes=" ".join(sorted(scopes)),
+                created_at=utc_now(),
+            )
+        )
 
 
 def _dsn(url: str) -> str:
@@ -101,6 +119,7 @@ class Databases:
             db = Database(url)
             try:
                 await migrate.upgrade(db)
+                await add_key(db, "tests", TEST_API_KEY, keys.ALL_SCOPES)
                 if build is not None:
                     await build(db)
             finally:

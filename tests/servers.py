@@ -24,15 +24,9 @@ class Server:
 
     url: str
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    log: list[str] = field(default_factory=list)
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
-        """Block until a log line matches (the timeout only stops a hung test)."""
-        compiled = re.compile(pattern)
-        while True:
-            line = self.lines.get(timeout=timeout)
-            if match := compiled.search(line):
-                return match
+    log: list[str] = field(default_factory=list)  # stderr: the log stream
+    console: queue.Queue[str] = field(default_factory=queue.Queue)  # stdout, line by line
+    printed: list[str] = field(default_factory=list)  # all of stdout, complete once it stops
 
 
 @contextmanager
@@ -44,7 +38,9 @@ def running_server(
     Its log lines go to `lines` (a queue several servers may share) as they come."""
     env = {**os.environ, "DATABASE_URL": database_url, **settings}
     command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     with process:
         assert process.stderr is not None
         url = None
@@ -60,8 +56,15 @@ def running_server(
                 server.log.append(line)
                 server.lines.put(line)
 
+        def drain_console() -> None:
+            for line in process.stdout or ():
+                server.printed.append(line)
+                server.console.put(line)
+
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
+        console_reader = threading.Thread(target=drain_console, daemon=True)
+        console_reader.start()
         try:
             yield server
         finally:
@@ -69,4 +72,5 @@ def running_server(
             # uvicorn shuts down gracefully, then re-raises the signal it caught.
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
             reader.join()
+            console_reader.join()
             assert "Application shutdown complete." in "".join(server.log)

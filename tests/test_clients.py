@@ -15,8 +15,11 @@ import httpx
 import pytest
 
 from tests.conftest import operation
+from tests.databases import TEST_API_KEY
 from tests.node_tools import run_node, save_artifact
 from tests.servers import running_server
+
+BEARER = f"Bearer {TEST_API_KEY}"
 
 
 @pytest.fixture
@@ -26,7 +29,9 @@ def backend() -> str:
 
 def test_graphql_http_audits_all_pass(node: str, database_url: str) -> None:
     with running_server(database_url) as server:
-        done = run_node(node, "http_audit.mjs", f"{server.url}/graphql")
+        done = run_node(
+            node, "http_audit.mjs", f"{server.url}/graphql", env={"AUDIT_AUTHORIZATION": BEARER}
+        )
     report = save_artifact("graphql-http-audit.txt", done.stdout + done.stderr)
     lines = done.stdout.splitlines()
     assert lines[-1] == "audits: 0 failed, 0 warned", f"see {report}"
@@ -49,7 +54,10 @@ def test_apollo_gateway_joins_our_subgraph_with_another(node: str, database_url:
         {"id": "o-2", "total": 3.0, "customer": "c-2"},
         {"id": "o-3", "total": 7.25, "customer": "c-1"},
     ]
-    with running_server(database_url) as server, httpx.Client(base_url=server.url) as client:
+    with (
+        running_server(database_url) as server,
+        httpx.Client(base_url=server.url, headers={"authorization": BEARER}) as client,
+    ):
         create(client, "c-1", "ann@example.com")
         create(client, "c-2", "bob@example.com")
         start = {
@@ -60,7 +68,13 @@ def test_apollo_gateway_joins_our_subgraph_with_another(node: str, database_url:
             client.post("/graphql", json=start).json()["data"]["startKycVerification"]["userErrors"]
             == []
         )
-        done = run_node(node, "federation.mjs", f"{server.url}/graphql", json.dumps(orders))
+        done = run_node(
+            node,
+            "federation.mjs",
+            f"{server.url}/graphql",
+            json.dumps(orders),
+            env={"CUSTOMERS_AUTHORIZATION": BEARER},
+        )
     save_artifact("federation.json", done.stdout + done.stderr)
     outcome: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     assert outcome["strangers"] == [], "something tried to reach beyond 127.0.0.1"

@@ -342,6 +342,7 @@ async def test_cursor_of_another_ordering_is_refused(
 async def test_statements_per_page_do_not_grow_with_the_page(
     gql: GraphQLClient, db: Database, world: list[dict[str, Any]]
 ) -> None:
+    await page(gql, first=1)  # the key's last-used stamp is written on its first request
     with counting_statements(db) as one:
         assert len((await page(gql, first=1))["edges"]) == 1
     with counting_statements(db) as hundred:

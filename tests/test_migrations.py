@@ -129,5 +129,5 @@ async def test_concurrent_upgrades_of_a_blank_database_both_succeed(
         await asyncio.gather(migrate.upgrade(blank), migrate.upgrade(other))
     finally:
         await other.dispose()
-    assert await tables(blank) == {"customer", "kyc_verification"}
+    assert await tables(blank) == {"api_key", "customer", "kyc_verification"}
     assert await migrate.current_revision(blank) == migrate.head_revision()

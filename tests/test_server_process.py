@@ -21,8 +21,10 @@ from db import customers, kyc
 from db.engine import Database
 from db.models import KycStatus, KycType, KycVerification, utc_now
 from tests.conftest import ROOT, operation
-from tests.databases import Databases
+from tests.databases import TEST_API_KEY, Databases
 from tests.servers import running_server
+
+AUTH = {"authorization": f"Bearer {TEST_API_KEY}"}
 
 
 def graphql(client: httpx.Client, name: str, **variables: Any) -> dict[str, Any]:
@@ -33,7 +35,10 @@ def graphql(client: httpx.Client, name: str, **variables: Any) -> dict[str, Any]
 
 
 def test_real_server_creates_and_reads_a_customer(database_url: str) -> None:
-    with running_server(database_url) as server, httpx.Client(base_url=server.url) as client:
+    with (
+        running_server(database_url) as server,
+        httpx.Client(base_url=server.url, headers=AUTH) as client,
+    ):
         created = graphql(
             client,
             "create_customer",
@@ -53,12 +58,31 @@ def test_real_server_creates_and_reads_a_customer(database_url: str) -> None:
         assert "graphiql" in page.text.lower()
 
 
-def test_server_creates_the_schema_of_an_empty_sqlite_file(tmp_path: Path) -> None:
+def test_first_start_makes_the_schema_and_shows_one_key_once(tmp_path: Path) -> None:
     database = tmp_path / "new.db"
     url = f"sqlite+aiosqlite:///{database}"
-    with running_server(url) as server, httpx.Client(base_url=server.url) as client:
-        assert graphql(client, "customer", externalCustomerId="x") == {"customer": None}
+    with running_server(url) as server:
+        while not (match := re.fullmatch(r"\s+(cak_\S+)\s*", server.console.get(timeout=60))):
+            pass
+        key = match.group(1)
+        with httpx.Client(
+            base_url=server.url, headers={"authorization": f"Bearer {key}"}
+        ) as client:
+            assert graphql(client, "customer", externalCustomerId="x") == {"customer": None}
+            created = graphql(
+                client,
+                "create_customer",
+                input={"externalCustomerId": "c-1", "data": {"email": "ann@example.com"}},
+            )
+            assert created["createCustomer"]["userErrors"] == []  # every scope
     assert database.exists()
+    printed = "".join(server.printed)
+    assert f'{{"Authorization": "Bearer {key}"}}' in printed  # how to use it in GraphiQL
+    assert key not in "".join(server.log)  # never in the log stream
+    with running_server(url) as again:
+        pass
+    assert key not in "".join(again.printed)
+    assert "cak_" not in "".join(again.printed)
 
 
 def test_migrate_command(tmp_path: Path) -> None:
@@ -67,7 +91,7 @@ def test_migrate_command(tmp_path: Path) -> None:
         [sys.executable, "server.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "database at revision 0002\n"
+    assert done.stdout == "database at revision 0003\n"
 
 
 async def add_stale_verifications(database_url: str, count: int) -> None:
@@ -124,8 +148,8 @@ def test_two_servers_on_one_postgres_database(shared_postgres: str) -> None:
     with (
         running_server(shared_postgres, log, **sweeping) as one,
         running_server(shared_postgres, log, **sweeping) as two,
-        httpx.Client(base_url=one.url) as first,
-        httpx.Client(base_url=two.url) as second,
+        httpx.Client(base_url=one.url, headers=AUTH) as first,
+        httpx.Client(base_url=two.url, headers=AUTH) as second,
     ):
         # Both sweeps run from start-up on the same rows; each row is expired by one of them,
         # so the counts they log add up to the number of rows, not more.
@@ -149,8 +173,8 @@ def test_two_servers_on_one_postgres_database(shared_postgres: str) -> None:
         # Concurrent creates of one id, spread over both servers: one customer, the rest TAKEN.
         async def race() -> list[dict[str, Any]]:
             async with (
-                httpx.AsyncClient(base_url=one.url) as a,
-                httpx.AsyncClient(base_url=two.url) as b,
+                httpx.AsyncClient(base_url=one.url, headers=AUTH) as a,
+                httpx.AsyncClient(base_url=two.url, headers=AUTH) as b,
             ):
                 requests = [
                     (a if n % 2 else b).post(

@@ -2,8 +2,9 @@
 // ready for the API key ("Authorization": "Bearer <key>").
 const EXAMPLE_QUERY = `# Welcome to the customer API.
 #
-# The Docs panel on the left describes every type and field. Put your API key in the
-# Headers tab below as  {"Authorization": "Bearer <your key>"}  and run a query with ▶.
+# Put your API key in the Headers tab below as  {"Authorization": "Bearer <your key>"},
+# press the re-fetch button (⟳, bottom left) to load the Docs panel, which describes every
+# type and field, and run a query with ▶.
 
 query Customers {
   customers(first: 5) {

@@ -4,6 +4,7 @@
 // the page makes is recorded. Prints one JSON line; saves a screenshot.
 //
 // Usage: node tests/node/graphiql.mjs SERVER_URL QUERY EXPECTED_TEXT SCREENSHOT_PATH
+//   API_KEY: put into the headers editor as {"Authorization": "Bearer <key>"}.
 import { chromium } from "playwright-core";
 
 const [serverUrl, query, expected, screenshot] = process.argv.slice(2);
@@ -46,13 +47,26 @@ try {
 
   await page.goto(`${serverUrl}/graphql`, { waitUntil: "networkidle" });
   await page.waitForSelector(".graphiql-container .graphiql-query-editor .CodeMirror");
-  // The docs explorer opens on the schema's root types; wait until it has loaded them.
-  await page.waitForSelector(".graphiql-doc-explorer", { timeout: 20000 });
-  await page.getByText("Root Types", { exact: false }).first().waitFor({ timeout: 20000 });
-  outcome.docsShown = true;
   outcome.headersEditor = await page
     .locator(".graphiql-editor-tool .graphiql-editor:not(.hidden)")
     .evaluateAll((nodes) => nodes.map((node) => node.textContent));
+
+  // The API key goes into the headers editor, as the page's example says; then the schema
+  // is fetched again with it, and the docs explorer shows the schema's root types.
+  if (process.env.API_KEY) {
+    const headers = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror";
+    await page.locator(headers).click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type(`{"Authorization": "Bearer ${process.env.API_KEY}"`, { delay: 2 });
+    await page.waitForFunction(
+      (key) => (localStorage.getItem("graphiql:headers") || "").includes(key),
+      process.env.API_KEY,
+    );
+    await page.getByLabel("Re-fetch GraphQL schema").click();
+  }
+  await page.waitForSelector(".graphiql-doc-explorer", { timeout: 20000 });
+  await page.getByText("Root Types", { exact: false }).first().waitFor({ timeout: 20000 });
+  outcome.docsShown = true;
 
   // Type the query into the editor, replacing the example.
   const editor = page.locator(".graphiql-query-editor .CodeMirror");

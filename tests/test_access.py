@@ -1,0 +1,196 @@
+"""API keys and scopes: who may call what, checked before anything runs."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from starlette.applications import Starlette
+
+from db import keys
+from db.engine import Database
+from db.keys import Scope
+from db.models import utc_now
+from schema import schema
+from schema.access import ROOT_FIELD_SCOPES
+from tests.conftest import GraphQLClient, operation
+from tests.databases import add_key
+
+CREATE = {"input": {"externalCustomerId": "c-new", "data": {"email": "new@example.com"}}}
+# One committed operation per root field, with variables that would make it do its work.
+OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "node": ("node", {"id": "Q3VzdG9tZXI6MQ"}),
+    "customer": ("customer", {"externalCustomerId": "c-1"}),
+    "customers": ("customers", {}),
+    "_entities": (
+        "entities",
+        {"representations": [{"__typename": "Customer", "externalCustomerId": "c-1"}]},
+    ),
+    "_service": ("service", {}),
+    "createCustomer": ("create_customer", CREATE),
+    "updateCustomer": (
+        "update_customer",
+        {"input": {"externalCustomerId": "c-1", "data": {"city": "Oslo"}}},
+    ),
+    "deleteCustomer": ("delete_customer", {"input": {"externalCustomerId": "c-1"}}),
+    "startKycVerification": ("start_kyc_verification", {"input": {"externalCustomerId": "c-1"}}),
+    "recordKycResult": (
+        "record_kyc_result",
+        {"input": {"verificationId": "x", "status": "VERIFIED"}},
+    ),
+    "reviewKycVerification": (
+        "review_kyc_verification",
+        {"input": {"verificationId": "x", "decision": "APPROVE"}},
+    ),
+}
+
+
+def test_every_root_field_has_a_scope_and_an_example() -> None:
+    root = {*schema._schema.query_type.fields, *schema._schema.mutation_type.fields}  # type: ignore[union-attr]
+    assert set(ROOT_FIELD_SCOPES) == root
+    assert set(OPERATIONS) == root
+
+
+async def post(
+    http: httpx.AsyncClient, key: str | None, name: str, variables: dict[str, Any]
+) -> httpx.Response:
+    headers = {} if key is None else {"authorization": f"Bearer {key}"}
+    body = {"query": operation(name), "variables": variables}
+    return await http.post("/graphql", json=body, headers=headers)
+
+
+@pytest.fixture
+async def anonymous(app: Starlette) -> Any:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("authorization", "message"),
+    [
+        (None, "Send your API key"),
+        ("Bearer", "Send your API key"),
+        ("Basic dXNlcjpwYXNz", "Send your API key"),
+        ("Bearer cak_not-a-real-key", "unknown or revoked"),
+    ],
+)
+async def test_requests_without_a_valid_key_are_401(
+    anonymous: httpx.AsyncClient, db: Database, authorization: str | None, message: str
+) -> None:
+    headers = {} if authorization is None else {"authorization": authorization}
+    response = await anonymous.post(
+        "/graphql",
+        json={"query": operation("create_customer"), "variables": CREATE},
+        headers=headers,
+    )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    [error] = response.json()["errors"]
+    assert message in error["message"]
+    assert error["extensions"] == {"code": "UNAUTHENTICATED"}
+    async with db.read() as session:
+        assert (await session.execute(text("SELECT count(*) FROM customer"))).scalar_one() == 0
+    get = await anonymous.get("/graphql", params={"query": "{ __typename }"}, headers=headers)
+    assert get.status_code == 401
+
+
+async def test_a_revoked_key_is_refused(anonymous: httpx.AsyncClient, db: Database) -> None:
+    async with db.write() as session:
+        key = await keys.create_key(session, "soon-gone", [Scope.CUSTOMERS_READ], utc_now())
+    assert (await post(anonymous, key, "customers", {})).status_code == 200
+    async with db.write() as session:
+        await keys.revoke_key(session, "soon-gone", utc_now())
+    response = await post(anonymous, key, "customers", {})
+    assert response.status_code == 401
+    assert "unknown or revoked" in response.json()["errors"][0]["message"]
+
+
+async def test_graphiql_page_needs_no_key(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+async def test_only_the_hash_is_stored(db: Database) -> None:
+    async with db.write() as session:
+        key = await keys.create_key(session, "hashed", [Scope.KYC_REVIEW], utc_now())
+    async with db.read() as session:
+        row = (await session.execute(text("SELECT * FROM api_key WHERE name = 'hashed'"))).one()
+    assert all(key not in str(value) for value in row)
+    assert hashlib.sha256(key.encode()).hexdigest() in row
+    assert len(key) >= len(keys.KEY_PREFIX) + 43  # 32 random bytes, base64url
+
+
+async def test_use_is_recorded(gql: GraphQLClient, db: Database) -> None:
+    await gql.run("customers")
+    async with db.read() as session:
+        used = (
+            await session.execute(text("SELECT last_used_at FROM api_key WHERE name = 'tests'"))
+        ).scalar_one()
+    assert used is not None
+
+
+@pytest.mark.parametrize("scope", list(Scope))
+async def test_each_scope_allows_its_operations_and_nothing_else(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, db: Database, scope: Scope
+) -> None:
+    await gql.create("c-1")
+    key = keys.new_key()
+    await add_key(db, f"only-{scope}", key, [scope])
+    for field, (name, variables) in OPERATIONS.items():
+        response = await post(anonymous, key, name, variables)
+        assert response.status_code == 200, (field, response.text)
+        body = response.json()
+        codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+        if ROOT_FIELD_SCOPES[field] is scope:
+            assert "FORBIDDEN" not in codes, (field, body)
+        else:
+            assert codes == ["FORBIDDEN"], (field, body)
+            assert body["data"] is None
+            assert body["errors"][0]["path"] == [field]
+            assert str(ROOT_FIELD_SCOPES[field]) in body["errors"][0]["message"]
+    # What the forbidden mutations would have done did not happen.
+    customer = await gql.customer("c-1")
+    if scope is not Scope.CUSTOMERS_WRITE:
+        assert customer is not None
+        assert customer["data"]["city"] is None
+        assert customer["kycVerifications"] == []
+        assert await gql.customer("c-new") is None
+
+
+async def test_introspection_needs_only_a_valid_key(
+    anonymous: httpx.AsyncClient, db: Database
+) -> None:
+    key = keys.new_key()
+    await add_key(db, "review-only", key, [Scope.KYC_REVIEW])
+    response = await anonymous.post(
+        "/graphql",
+        json={"query": "{ __schema { queryType { name } } __typename }"},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert response.json() == {
+        "data": {"__schema": {"queryType": {"name": "Query"}}, "__typename": "Query"}
+    }
+
+
+async def test_a_forbidden_field_in_a_fragment_is_still_forbidden(
+    anonymous: httpx.AsyncClient, db: Database
+) -> None:
+    key = keys.new_key()
+    await add_key(db, "review-only", key, [Scope.KYC_REVIEW])
+    query = (
+        "query { ...Sneaky } "
+        "fragment Sneaky on Query { ... on Query { list: customers { totalCount } } }"
+    )
+    response = await anonymous.post(
+        "/graphql", json={"query": query}, headers={"authorization": f"Bearer {key}"}
+    )
+    body = response.json()
+    assert body["data"] is None
+    assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [
+        (["list"], "FORBIDDEN")
+    ]
