@@ -35,7 +35,7 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
@@ -46,8 +46,9 @@ from db import keys, kyc, migrate
 from db.engine import Database
 from db.models import utc_now
 from db.rules import Environment
-from schema import schema
+from schema import build_schema, schema
 from schema.context import Context
+from schema.limits import Limits
 from schema.scalars import serialize
 
 logger = logging.getLogger("customer_api")
@@ -80,6 +81,21 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    max_query_depth: int = Field(default=Limits.max_depth, ge=1, description="Deepest nesting.")
+    max_aliases: int = Field(default=Limits.max_aliases, ge=0, description="Aliases a document.")
+    max_directives: int = Field(
+        default=Limits.max_directives, ge=0, description="Directive uses a document."
+    )
+    max_tokens: int = Field(default=Limits.max_tokens, ge=1, description="Tokens a document.")
+    max_cost: int = Field(default=Limits.max_cost, ge=1, description="Estimated cost a request.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest request body; larger ones get 413."
+    )
+    introspection: bool = Field(
+        default=True,
+        description="Allow introspection (GraphiQL and codegen need it); off also hides "
+        "'Did you mean' suggestions.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Bring the database to the latest schema when the server starts."
     )
@@ -142,7 +158,16 @@ class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        limits = Limits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_directives=settings.max_directives,
+            max_tokens=settings.max_tokens,
+            max_cost=settings.max_cost,
+        )
+        super().__init__(
+            build_schema(limits, introspection=settings.introspection), graphql_ide="graphiql"
+        )
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -224,7 +249,11 @@ class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        request = Request(scope, receive)
+        body = await read_body(receive, self.settings.max_body_bytes)
+        if body is None:
+            too_large = f"The request body is over {self.settings.max_body_bytes} bytes."
+            return await PlainTextResponse(too_large, status_code=413)(scope, receive, send)
+        request = Request(scope, replay(body))
         try:
             # The GraphiQL page holds no data and loads without a key: the key goes into its
             # headers editor. Everything else needs one.
@@ -270,6 +299,37 @@ async def bootstrap_key(db: Database, clock: Clock) -> None:
         "Make narrower keys with: python server.py keys create --name NAME --scope SCOPE\n",
         flush=True,
     )
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes) -> Receive:
+    """A `receive` that hands the app the body already read."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def open_database(settings: Settings) -> Database:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry.federation
 from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema.access import RequireScopes
 from schema.customer_mutations import CustomerMutation
-from schema.errors import MaskUnexpectedErrors
+from schema.errors import HideSuggestions, MaskUnexpectedErrors
 from schema.kyc_mutations import KycMutation
+from schema.limits import Limits
+from schema.limits import extensions as limit_extensions
 from schema.query import Query
 from schema.scalars import DateTime
 from schema.types import Customer, KycVerification
@@ -32,12 +36,21 @@ class Schema(strawberry.federation.Schema):
         return None
 
 
-schema = Schema(
-    query=Query,
-    mutation=Mutation,
-    # Listed so that entities reachable only through _entities never drop out of the schema.
-    types=[Customer, KycVerification],
-    extensions=[RequireScopes, MaskUnexpectedErrors],
-    config=StrawberryConfig(scalar_map={datetime: DateTime}),
-    federation_version="2.11",
-)
+def build_schema(limits: Limits | None = None, introspection: bool = True) -> Schema:
+    """The schema with the request limits and the introspection setting in force."""
+    extensions: list[Any] = [RequireScopes, *limit_extensions(limits or Limits())]
+    if not introspection:
+        extensions += [DisableIntrospection, HideSuggestions]
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        # Listed so that entities reachable only through _entities never drop out of the schema.
+        types=[Customer, KycVerification],
+        extensions=[*extensions, MaskUnexpectedErrors],
+        config=StrawberryConfig(scalar_map={datetime: DateTime}),
+        federation_version="2.11",
+    )
+
+
+# The schema with the default settings: what graphql/schema.graphql holds.
+schema = build_schema()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, SchemaExtension
 
 logger = logging.getLogger("customer_api.errors")
 
@@ -43,3 +45,17 @@ class MaskUnexpectedErrors(MaskErrors):
             path=error.path,
             extensions={"code": INTERNAL_ERROR, "errorId": error_id},
         )
+
+
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class HideSuggestions(SchemaExtension):
+    """Drop "Did you mean ...?" from error messages: with introspection off, suggestions would
+    hand out the schema's names one guess at a time."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or ():
+            error.message = _SUGGESTION.sub("", error.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 
@@ -100,7 +101,10 @@ async def test_query_over_get(http: httpx.AsyncClient) -> None:
         "/graphql", params={"query": '{ customer(externalCustomerId: "x") { id } }'}
     )
     assert response.status_code == 200
-    assert response.json() == {"data": {"customer": None}}
+    assert response.json() == {
+        "data": {"customer": None},
+        "extensions": {"cost": {"requested": 2, "maximum": 10_000}},
+    }
 
 
 # -- GraphQL over HTTP: application/graphql-response+json ---------------------------------------
@@ -161,3 +165,58 @@ async def test_mutation_over_get_is_405(http: httpx.AsyncClient) -> None:
     response = await http.get("/graphql", params={"query": query})
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
+
+
+# -- abusive documents, with the default limits -------------------------------------------------
+
+
+def fragment_chain(length: int) -> str:
+    """Fragments spreading each other `length` deep through introspection's recursive types."""
+    fragments = [
+        f"fragment F{n} on __Type {{ fields {{ type {{ ...F{n + 1} }} }} }}" for n in range(length)
+    ]
+    fragments.append(f"fragment F{length} on __Type {{ name }}")
+    return '{ __type(name: "Customer") { ...F0 } } ' + " ".join(fragments)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("{ " + " ".join(f"a{n}: __typename" for n in range(500)) + " }", "aliases found"),
+        (fragment_chain(50), "fields deep"),
+        ("{ " + "a " * 100_000 + "}", "more than 5000 tokens"),
+        ("{ " + " ".join("__typename @skip(if: false)" for _ in range(60)) + " }", "directives"),
+    ],
+    ids=["500 aliases", "50-deep fragment chain", "100,000 tokens", "60 directives"],
+)
+async def test_abusive_documents_are_refused(gql: GraphQLClient, query: str, message: str) -> None:
+    response = await gql.http.post(
+        "/graphql", json={"query": query}, headers={"accept": GRAPHQL_RESPONSE}
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body
+    assert message in body["errors"][0]["message"]
+
+
+async def test_a_body_over_one_mebibyte_is_413(http: httpx.AsyncClient) -> None:
+    padding = "x" * (5 * 1024 * 1024)
+    response = await http.post(
+        "/graphql",
+        content=json.dumps({"query": "{ __typename }", "variables": {"pad": padding}}),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert "over 1048576 bytes" in response.text
+
+
+async def test_batched_requests_are_refused(http: httpx.AsyncClient) -> None:
+    batch = [{"query": "{ __typename }"}, {"query": "{ __typename }"}]
+    response = await http.post("/graphql", json=batch)
+    assert response.status_code == 400
+    assert "Batching is not enabled" in response.text
+
+
+async def test_suggestions_are_given_while_introspection_is_on(gql: GraphQLClient) -> None:
+    body = (await gql.post('{ custmer(externalCustomerId: "x") { id } }')).json()
+    assert "Did you mean 'customer'" in body["errors"][0]["message"]

@@ -1,0 +1,34 @@
+"""Introspection is on by default; the setting turns it off, and suggestions with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from db.rules import Environment
+from server import Settings
+from tests.conftest import GraphQLClient
+
+TYPO = '{ custmer(externalCustomerId: "x") { id } }'
+
+
+@pytest.fixture
+def settings(database_url: str, environment: Environment) -> Settings:
+    return Settings(
+        database_url=database_url,
+        environment=environment,
+        kyc_sweep_interval_seconds=0,
+        introspection=False,
+    )
+
+
+async def test_introspection_off_refuses_schema_queries(gql: GraphQLClient) -> None:
+    body = (await gql.post("{ __schema { types { name } } }")).json()
+    assert body.get("data") is None
+    assert "introspection" in body["errors"][0]["message"].lower()
+    # Plain queries still work, __typename included.
+    assert (await gql.post("{ __typename }")).json()["data"] == {"__typename": "Query"}
+
+
+async def test_introspection_off_hides_suggestions(gql: GraphQLClient) -> None:
+    [error] = (await gql.post(TYPO)).json()["errors"]
+    assert error["message"] == "Cannot query field 'custmer' on type 'Query'."

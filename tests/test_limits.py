@@ -1,0 +1,104 @@
+"""Request limits: one past a limit is refused before anything runs, one at it passes.
+
+The limits here are set small so that queries at and past them are short; the defaults
+are tested against abusive documents in tests/test_http.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from db.engine import Database
+from db.rules import Environment
+from server import Settings
+from tests.conftest import GraphQLClient, counting_statements
+
+LIMITS: dict[str, Any] = {
+    "max_query_depth": 4,
+    "max_aliases": 3,
+    "max_directives": 3,
+    "max_tokens": 60,
+    "max_cost": 301,
+}
+
+
+@pytest.fixture
+def settings(database_url: str, environment: Environment) -> Settings:
+    return Settings(
+        database_url=database_url,
+        environment=environment,
+        kyc_sweep_interval_seconds=0,
+        **LIMITS,
+    )
+
+
+CASES: dict[str, tuple[str, str]] = {
+    "depth": (
+        "{ customers { nodes { data { email } } } }",
+        "{ customers { edges { node { data { email } } } } }",
+    ),
+    "aliases": (
+        "{ a: customers { totalCount } b: customers { totalCount } c: customers { totalCount } }",
+        "{ a: customers { totalCount } b: customers { totalCount } c: customers { totalCount } "
+        "d: customers { totalCount } }",
+    ),
+    "directives": (
+        "{ customers @include(if: true) { totalCount @include(if: true) "
+        "nodes @include(if: true) { id } } }",
+        "{ customers @include(if: true) { totalCount @include(if: true) "
+        "nodes @include(if: true) { id @include(if: true) } } }",
+    ),
+    "tokens": (
+        "{ customers { totalCount } " + "__typename " * 54 + "}",
+        "{ customers { totalCount } " + "__typename " * 55 + "}",
+    ),
+    "cost": (
+        "{ customers(first: 100) { nodes { id externalCustomerId } } }",
+        "{ customers(first: 100) { totalCount nodes { id externalCustomerId } } }",
+    ),
+}
+
+
+async def run(gql: GraphQLClient, db: Database, query: str) -> tuple[dict[str, Any], list[str]]:
+    with counting_statements(db) as statements:
+        response = await gql.post(query)
+    return response.json(), statements
+
+
+@pytest.mark.parametrize("limit", CASES)
+async def test_at_the_limit_passes(gql: GraphQLClient, db: Database, limit: str) -> None:
+    await gql.create("c-1")
+    body, statements = await run(gql, db, CASES[limit][0])
+    assert "errors" not in body, body
+    assert body["data"]
+    assert statements  # it ran
+
+
+@pytest.mark.parametrize("limit", CASES)
+async def test_one_past_the_limit_is_refused_before_anything_runs(
+    gql: GraphQLClient, db: Database, limit: str
+) -> None:
+    await gql.create("c-1")
+    body, statements = await run(gql, db, CASES[limit][1])
+    assert statements == []
+    assert body.get("data") is None
+    [error] = body["errors"]
+    assert "Traceback" not in error["message"]
+    expected = {
+        "depth": "5 fields deep; at most 4",
+        "aliases": "4 aliases found. Allowed: 3",
+        "directives": "more than 3 directives",
+        "tokens": "more than 60 tokens",
+        "cost": "cost 302; at most 301",
+    }[limit]
+    assert expected in error["message"]
+
+
+async def test_cost_is_reported(gql: GraphQLClient) -> None:
+    body = (await gql.post(CASES["cost"][0])).json()
+    assert body["extensions"]["cost"] == {"requested": 301, "maximum": 301}
+    refused = (await gql.post(CASES["cost"][1])).json()
+    assert refused["extensions"]["cost"] == {"requested": 302, "maximum": 301}
+    assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
