@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from cross_web import HTTPException
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -35,7 +37,7 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
@@ -52,6 +54,7 @@ from schema.limits import Limits
 from schema.scalars import serialize
 
 logger = logging.getLogger("customer_api")
+access_logger = logging.getLogger("customer_api.access")
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -332,6 +335,32 @@ def replay(body: bytes) -> Receive:
     return receive
 
 
+class AccessLog:
+    """One line a request: method, path (never the query string), status and time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        began = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            elapsed = (time.perf_counter() - began) * 1000
+            access_logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+        return None
+
+
 def open_database(settings: Settings) -> Database:
     return Database(
         settings.database_url,
@@ -385,6 +414,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         return RedirectResponse("/graphql")
 
     app = Starlette(
+        middleware=[Middleware(AccessLog)],
         routes=[
             Route("/", home),
             Route("/graphql", GraphQLView(db, settings, clock)),
@@ -502,6 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # uvicorn's access log prints query strings, and a GET query's variables can hold an
+        # e-mail; AccessLog below prints the path only.
+        access_log=False,
     )
     asyncio.run(uvicorn.Server(config).serve())
     return 0

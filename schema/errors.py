@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 import uuid
 from collections.abc import Iterator
 
@@ -30,14 +31,18 @@ class MaskUnexpectedErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         error_id = uuid.uuid4().hex[:16]
         original = error.original_error
-        # The exception's type and traceback only: its message may quote SQL parameters,
-        # which hold personal data.
+        # The exception's type and where it was raised, never its message: a database error
+        # quotes the statement's parameters, which hold e-mails, phones and names.
+        frames = "\n".join(
+            f"  {frame.filename}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_tb(original.__traceback__ if original else None)
+        )
         logger.error(
-            "unexpected error %s at %s: %s",
+            "unexpected error %s at %s: %s\n%s",
             error_id,
             ".".join(str(part) for part in error.path or ()),
             type(original).__name__,
-            exc_info=(type(original), original, original.__traceback__) if original else None,
+            frames.rstrip(),
         )
         return GraphQLError(
             f"Internal server error (error id {error_id}).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from db.engine import Database
 from db.rules import Environment
 from server import Settings, create_app
 from tests.databases import BACKENDS, TEST_API_KEY, Databases
+from tests.log_privacy import RUN_LOG, personal_data_in
 from tests.node_tools import find_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +29,36 @@ OPERATIONS = ROOT / "graphql" / "operations"
 def operation(name: str) -> str:
     """The text of graphql/operations/<name>.graphql."""
     return (OPERATIONS / f"{name}.graphql").read_text()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_log() -> Iterator[None]:
+    """Collect every log record of the run (at INFO, the server's default) for the scan."""
+    RUN_LOG.parent.mkdir(exist_ok=True)
+    RUN_LOG.write_text("")
+    handler = logging.FileHandler(RUN_LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+    handler.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any log line of it holds an e-mail address or a phone number."""
+    if not RUN_LOG.exists():
+        return
+    with RUN_LOG.open() as log:
+        leaks = personal_data_in(log)
+    if leaks:
+        print("\nPersonal data in the log of this run (artifacts/test-run.log):")
+        for line in leaks[:20]:
+            print("  ", line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

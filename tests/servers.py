@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tests.conftest import ROOT
+from tests.log_privacy import append
 
 READY = re.compile(r"Uvicorn running on (http://\S+)")
 
@@ -73,4 +74,5 @@ def running_server(
             assert process.wait(timeout=30) in (0, -signal.SIGTERM)
             reader.join()
             console_reader.join()
+            append(server.log)  # scanned for personal data when the run ends
             assert "Application shutdown complete." in "".join(server.log)
