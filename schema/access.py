@@ -12,16 +12,15 @@ from collections.abc import Iterator, Mapping
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
     FieldNode,
-    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
-    OperationDefinitionNode,
     SelectionSetNode,
 )
 from strawberry.extensions import SchemaExtension
 
 from db.keys import Scope
+from schema.documents import fragments_of, operations_of
 
 FORBIDDEN = "FORBIDDEN"
 
@@ -54,16 +53,8 @@ class RequireScopes(SchemaExtension):
         document = context.graphql_document
         errors = []
         if document is not None:
-            fragments = {
-                d.name.value: d.selection_set
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            for definition in document.definitions:
-                if not isinstance(definition, OperationDefinitionNode):
-                    continue
-                if operation is not None and definition.name and definition.name.value != operation:
-                    continue
+            fragments = fragments_of(document)
+            for definition in operations_of(document, operation):
                 for field in _root_fields(definition.selection_set, fragments):
                     name = field.name.value
                     if name in OPEN_FIELDS:

@@ -15,7 +15,6 @@ from graphql import (
     ASTValidationRule,
     DirectiveNode,
     FieldNode,
-    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -33,6 +32,7 @@ from strawberry.extensions import (
 )
 
 from schema.customer_list import MAX_PAGE
+from schema.documents import fragments_of, operations_of
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
@@ -61,14 +61,6 @@ def extensions(limits: Limits) -> list[Any]:
     ]
 
 
-def _fragments(context: ValidationContext) -> dict[str, SelectionSetNode]:
-    return {
-        d.name.value: d.selection_set
-        for d in context.document.definitions
-        if isinstance(d, FragmentDefinitionNode)
-    }
-
-
 def _too_complex(message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": TOO_COMPLEX})
 
@@ -79,7 +71,7 @@ def depth_rule(max_depth: int) -> type[ASTValidationRule]:
     class MaxDepth(ASTValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            fragments = _fragments(context)
+            fragments = fragments_of(context.document)
             for definition in context.document.definitions:
                 if isinstance(definition, OperationDefinitionNode):
                     depth = _depth(definition.selection_set, fragments, frozenset())
@@ -157,20 +149,8 @@ class CostLimiter(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None:
-            fragments = {
-                d.name.value: d.selection_set
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            operations = [
-                d
-                for d in document.definitions
-                if isinstance(d, OperationDefinitionNode)
-                and (
-                    context.operation_name is None
-                    or (d.name and d.name.value == context.operation_name)
-                )
-            ]
+            fragments = fragments_of(document)
+            operations = operations_of(document, context.operation_name)
             variables = context.variables or {}
             self.cost = sum(
                 self._cost(op.selection_set, fragments, variables, 1, frozenset())

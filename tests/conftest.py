@@ -113,10 +113,21 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def settings(database_url: str, environment: Environment) -> Settings:
+def setting_overrides() -> dict[str, Any]:
+    """Settings a test module changes from the defaults (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    database_url: str, environment: Environment, setting_overrides: dict[str, Any]
+) -> Settings:
     # The background sweep is off: tests run sweeps themselves, against the test's clock.
     return Settings(
-        database_url=database_url, environment=environment, kyc_sweep_interval_seconds=0
+        database_url=database_url,
+        environment=environment,
+        kyc_sweep_interval_seconds=0,
+        **setting_overrides,
     )
 
 

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from db.rules import Environment
-from server import Settings
 from tests.conftest import GraphQLClient
 
 TYPO = '{ custmer(externalCustomerId: "x") { id } }'
 
 
 @pytest.fixture
-def settings(database_url: str, environment: Environment) -> Settings:
-    return Settings(
-        database_url=database_url,
-        environment=environment,
-        kyc_sweep_interval_seconds=0,
-        introspection=False,
-    )
+def setting_overrides() -> dict[str, Any]:
+    return {"introspection": False}
 
 
 async def test_introspection_off_refuses_schema_queries(gql: GraphQLClient) -> None:

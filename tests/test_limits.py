@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from db.engine import Database
-from db.rules import Environment
-from server import Settings
 from tests.conftest import GraphQLClient, counting_statements
 
 LIMITS: dict[str, Any] = {
@@ -25,13 +23,8 @@ LIMITS: dict[str, Any] = {
 
 
 @pytest.fixture
-def settings(database_url: str, environment: Environment) -> Settings:
-    return Settings(
-        database_url=database_url,
-        environment=environment,
-        kyc_sweep_interval_seconds=0,
-        **LIMITS,
-    )
+def setting_overrides() -> dict[str, Any]:
+    return LIMITS
 
 
 CASES: dict[str, tuple[str, str]] = {
