@@ -13,7 +13,7 @@ from strawberry.types import ExecutionContext
 
 from schema.access import RequireScopes
 from schema.customer_mutations import CustomerMutation
-from schema.errors import HideSuggestions, MaskUnexpectedErrors
+from schema.errors import ExplainAbortedValidation, HideSuggestions, MaskUnexpectedErrors
 from schema.kyc_mutations import KycMutation
 from schema.limits import Limits
 from schema.limits import extensions as limit_extensions
@@ -38,7 +38,11 @@ class Schema(strawberry.federation.Schema):
 
 def build_schema(limits: Limits | None = None, introspection: bool = True) -> Schema:
     """The schema with the request limits and the introspection setting in force."""
-    extensions: list[Any] = [RequireScopes, *limit_extensions(limits or Limits())]
+    extensions: list[Any] = [
+        RequireScopes,
+        ExplainAbortedValidation,
+        *limit_extensions(limits or Limits()),
+    ]
     if not introspection:
         extensions += [DisableIntrospection, HideSuggestions]
     return Schema(

@@ -52,6 +52,20 @@ class MaskUnexpectedErrors(MaskErrors):
         )
 
 
+class ExplainAbortedValidation(SchemaExtension):
+    """graphql-core gives up on a document that its rules cannot walk (say, hundreds of one
+    field side by side) with a bare "Validation aborted."; say what to do instead."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or ():
+            if error.message == "Validation aborted.":
+                error.message = (
+                    "The document is too large or repetitive to validate; send a smaller one."
+                )
+
+
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 

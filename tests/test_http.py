@@ -190,8 +190,15 @@ def fragment_chain(length: int) -> str:
         (fragment_chain(50), "fields deep"),
         ("{ " + "a " * 100_000 + "}", "more than 5000 tokens"),
         ("{ " + " ".join("__typename @skip(if: false)" for _ in range(60)) + " }", "directives"),
+        ("{ " + "__typename " * 2_000 + "}", "too large or repetitive to validate"),
     ],
-    ids=["500 aliases", "50-deep fragment chain", "100,000 tokens", "60 directives"],
+    ids=[
+        "500 aliases",
+        "50-deep fragment chain",
+        "100,000 tokens",
+        "60 directives",
+        "2,000 fields",
+    ],
 )
 async def test_abusive_documents_are_refused(gql: GraphQLClient, query: str, message: str) -> None:
     response = await gql.http.post(
