@@ -43,7 +43,7 @@ class Database:
     ) -> None:
         self.url = url
         options: dict[str, Any] = {"echo": echo}
-        if not url.startswith("sqlite") or ":memory:" not in url:
+        if ":memory:" not in url:  # an in-memory SQLite database has no pool to size
             options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:

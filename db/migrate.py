@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -29,11 +30,6 @@ async def downgrade(db: Database, revision: str) -> None:
     await _run(db, lambda config: command.downgrade(config, revision))
 
 
-async def make_revision(db: Database, message: str) -> None:
-    """Write a new revision file with what autogenerate finds between the models and `db`."""
-    await _run(db, lambda config: command.revision(config, message=message, autogenerate=True))
-
-
 async def current_revision(db: Database) -> str | None:
     async with db.engine.connect() as connection:
         return await connection.run_sync(
@@ -42,8 +38,7 @@ async def current_revision(db: Database) -> str | None:
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
+    """The latest revision in db/migrations."""
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
