@@ -23,10 +23,12 @@ env: .venv/.synced node_modules/.package-lock.json
 	@touch $@
 
 # The Node tooling of the client tests (graphql-http, Apollo, Playwright); the server needs no
-# Node. Without npm those tests skip, saying why (CI=true makes them fail instead).
+# Node. Without npm those tests skip, saying why (CI=true makes them fail instead). Install
+# scripts stay off: none is needed, and @apollo/rover's would download a binary from outside
+# the registries.
 node_modules/.package-lock.json: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
-		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+		npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
 	else \
 		echo "npm not found: the Node client tests will be skipped"; \
 	fi

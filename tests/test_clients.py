@@ -9,6 +9,8 @@ federation script refuses (and reports) any connection or look-up beyond this ma
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -16,8 +18,8 @@ import pytest
 
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY
-from tests.node_tools import run_node, save_artifact
-from tests.servers import running_server
+from tests.node_tools import ROOT, run_node, save_artifact
+from tests.servers import READY, running_server
 
 BEARER = f"Bearer {TEST_API_KEY}"
 
@@ -38,6 +40,28 @@ def test_graphql_http_audits_all_pass(node: str, database_url: str) -> None:
     assert len(lines) > 40  # every audit printed with its result
     assert all(line.startswith("ok ") for line in lines[:-1]), f"see {report}"
     assert done.returncode == 0
+
+
+def test_apollo_federation_compatibility_suite(node: str) -> None:
+    """The suite's products subgraph, written with Strawberry as the API is, under the suite's
+    tests, with @apollo/gateway as the router. Every required feature must pass."""
+    command = [sys.executable, "-m", "tests.compat_products", "0"]
+    with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as products:
+        try:
+            assert products.stderr is not None
+            url = next(
+                m.group(1) for line in products.stderr if (m := READY.search(line)) is not None
+            )
+            done = run_node(node, "federation_compat.mjs", f"{url}/")
+        finally:
+            products.terminate()
+    save_artifact("federation-compatibility.txt", done.stdout + done.stderr)
+    summary = json.loads(done.stdout.splitlines()[-1])["results"]
+    required = [r["feature"] for r in summary if r["required"]]
+    assert required == ["_service", "@key (single)", "@link"]
+    assert [r["feature"] for r in summary if r["required"] and not r["passed"]] == []
+    assert sum(r["passed"] for r in summary) >= 14, done.stdout  # all but federated tracing
+    assert done.returncode == 0, done.stderr
 
 
 def create(client: httpx.Client, external_id: str, email: str) -> None:
