@@ -174,11 +174,13 @@ class GraphQLView(GraphQL[Context, None]):
         self.db = db
         self.settings = settings
         self.clock = clock
+        self.graphiql_page = (GRAPHIQL / "index.html").read_text()  # read once, not per request
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
-        page = (GRAPHIQL / "index.html").read_text()
-        return HTMLResponse(page, headers={"content-security-policy": GRAPHIQL_POLICY})
+        return HTMLResponse(
+            self.graphiql_page, headers={"content-security-policy": GRAPHIQL_POLICY}
+        )
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(

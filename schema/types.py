@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
 from db import kyc, models, rules
+from db.customers import COLUMNS
 from schema import ids
 from schema.context import Info
 
@@ -105,17 +107,20 @@ class UserWarning:
 
 def user_errors(problems: Iterable[rules.Problem]) -> list[UserError]:
     """The db layer's problems as user errors, their paths rooted at the `input` argument."""
-    return [
-        UserError(field=["input", *p.field], message=p.message, code=UserErrorCode[p.code.name])
-        for p in problems
-    ]
+    return [UserError(**_reported(p)) for p in problems]
 
 
 def user_warnings(problems: Iterable[rules.Problem]) -> list[UserWarning]:
-    return [
-        UserWarning(field=["input", *p.field], message=p.message, code=UserErrorCode[p.code.name])
-        for p in problems
-    ]
+    """Problems the sandbox let through, as warnings shaped like user errors."""
+    return [UserWarning(**_reported(p)) for p in problems]
+
+
+def _reported(problem: rules.Problem) -> dict[str, Any]:
+    return {
+        "field": ["input", *problem.field],
+        "message": problem.message,
+        "code": UserErrorCode[problem.code.name],
+    }
 
 
 @strawberry.interface(description="An object with a globally unique, opaque id.")
@@ -240,18 +245,8 @@ class Customer(Node):
         return cls(
             id=ids.encode("Customer", row.id),
             external_customer_id=row.external_customer_id,
-            data=CustomerData(
-                email=row.email,
-                phone=row.phone,
-                first_name=row.first_name,
-                last_name=row.last_name,
-                street=row.street,
-                street2=row.street2,
-                state=row.state,
-                city=row.city,
-                zip=row.zip,
-                country=row.country,
-            ),
+            # The data fields are named as the table's columns (db.customers.COLUMNS).
+            data=CustomerData(**{column: getattr(row, column) for column in COLUMNS.values()}),
             created_at=row.created_at,
             updated_at=row.updated_at,
             row_id=row.id,

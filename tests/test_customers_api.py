@@ -13,7 +13,7 @@ from sqlmodel import select
 from db import models
 from db.engine import Database
 from db.rules import Environment
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, operation
 
 FULL = {
     "email": "Ann.Lee@Example.COM",
@@ -349,3 +349,15 @@ async def test_concurrent_updates_of_different_fields_all_apply(gql: GraphQLClie
     assert [p["userErrors"] for p in payloads] == [[]] * len(CLEARABLE)
     data = (await gql.customer("c-1") or {})["data"]
     assert data == {"email": "ann@example.com", **{k: v for k, (_, v) in CLEARABLE.items()}}
+
+
+async def test_external_id_cannot_be_changed_by_an_update(gql: GraphQLClient) -> None:
+    """domain-rules.md: the id never changes after creation; the patch type has no field for it."""
+    await gql.create("c-1")
+    response = await gql.post(
+        operation("update_customer"),
+        {"input": {"externalCustomerId": "c-1", "data": {"externalCustomerId": "c-2"}}},
+    )
+    assert "errors" in response.json()
+    assert await gql.customer("c-1") is not None
+    assert await gql.customer("c-2") is None

@@ -154,6 +154,7 @@ OTHER_NOT_MOBILE = {
     "GB UAN": "+445512345678",
     "GB shared cost": "+448431234567",
     "US premium rate": "+19002345678",
+    "CH voicemail": "+41860123456789",
 }
 
 
