@@ -6,7 +6,7 @@ export UV_PYTHON_PREFERENCE := only-system
 
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
-CODE := server.py schema db tests bench
+CODE := server.py web schema db tests bench
 
 .PHONY: run test lint typecheck pytest schema env clean
 

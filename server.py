@@ -14,47 +14,32 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import uvicorn
-from cross_web import HTTPException
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import (
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-)
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.types import ExecutionResult
 
 from db import keys, kyc, migrate
 from db.engine import Database
 from db.models import utc_now
 from db.rules import Environment
 from schema import build_schema, schema
-from schema.context import Context
 from schema.limits import Limits
 from schema.scalars import serialize
+from web.access_log import AccessLog
+from web.view import GRAPHIQL, GraphQLView
 
 logger = logging.getLogger("customer_api")
-access_logger = logging.getLogger("customer_api.access")
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -116,173 +101,6 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.kyc_pending_ttl_seconds)
 
 
-GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
-
-
-class Unauthenticated(Exception):
-    """No key, or one that is unknown or revoked: a 401, before any GraphQL runs."""
-
-
-def unauthenticated(message: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
-    return JSONResponse(
-        body,
-        status_code=401,
-        headers={"www-authenticate": 'Bearer realm="customer-api"'},
-        media_type="application/json",
-    )
-
-
-def accepts_graphql_response(headers: Mapping[str, str]) -> bool:
-    """Whether the Accept header allows application/graphql-response+json (q above 0)."""
-    for item in headers.get("accept", "").split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        if media.lower() == "application/graphql-response+json":
-            return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00") for p in params)
-    return False
-
-
-def refused(result: ExecutionResult) -> bool:
-    """True when the request never ran: no data, and no error points at a field."""
-    errors = result.errors or []
-    return result.data is None and bool(errors) and all(not error.path for error in errors)
-
-
-GRAPHIQL = Path(__file__).resolve().parent / "static" / "graphiql"
-# The explorer page may load and call nothing but this server: the browser enforces it.
-GRAPHIQL_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-
-class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
-
-    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
-        limits = Limits(
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_aliases,
-            max_directives=settings.max_directives,
-            max_tokens=settings.max_tokens,
-            max_cost=settings.max_cost,
-        )
-        super().__init__(
-            build_schema(limits, introspection=settings.introspection), graphql_ide="graphiql"
-        )
-        self.db = db
-        self.settings = settings
-        self.clock = clock
-        self.graphiql_page = (GRAPHIQL / "index.html").read_text()  # read once, not per request
-
-    async def render_graphql_ide(self, request: Request) -> Response:
-        """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
-        return HTMLResponse(
-            self.graphiql_page, headers={"content-security-policy": GRAPHIQL_POLICY}
-        )
-
-    async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(
-            db=self.db,
-            environment=self.settings.environment,
-            clock=self.clock,
-            kyc_ttl=self.settings.kyc_ttl,
-            principal=getattr(request.state, "principal", None),
-        )
-
-    async def authenticate(self, request: Request) -> keys.Principal:
-        """The key's principal; Unauthenticated for a missing, unknown or revoked key."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated(
-                "Send your API key as the header 'Authorization: Bearer <key>'. "
-                "(python server.py keys create makes one.)"
-            )
-        async with self.db.read() as session:
-            row = await keys.find_active_key(session, token)
-        if row is None or row.id is None:
-            raise Unauthenticated("This API key is unknown or revoked.")
-        now = self.clock()
-        if keys.needs_touch(row, now):
-            async with self.db.write() as session:
-                await keys.touch(session, row.id, now)
-        return keys.principal_of(row)
-
-    # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
-    # with it status codes that tell a request the server refused (400: the document does not
-    # parse or validate, or its variables do not coerce; no `data` entry) from one it ran.
-    # Clients that ask only for application/json keep the 200s they were written against.
-
-    async def get_sub_response(self, request: Request | WebSocket) -> Response:
-        sub_response = await super().get_sub_response(request)
-        if isinstance(request, Request) and accepts_graphql_response(request.headers):
-            sub_response.headers["content-type"] = GRAPHQL_RESPONSE
-        request.state.sub_response = sub_response
-        return sub_response
-
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        processed = await super().process_result(request, result)
-        sub_response: Response = request.state.sub_response
-        if sub_response.headers.get("content-type") == GRAPHQL_RESPONSE and refused(result):
-            processed.pop("data", None)
-            sub_response.status_code = 400
-        return processed
-
-    def create_response(
-        self,
-        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
-        sub_response: Response,
-    ) -> Response:
-        response = super().create_response(response_data, sub_response)
-        if media_type := sub_response.headers.get("content-type"):
-            response.headers["content-type"] = media_type  # replaces the default JSON one
-        return response
-
-    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        try:
-            return await super().execute_single(*args, **kwargs)
-        except HTTPException as error:
-            # A mutation over GET: the method is what is wrong, so 405, as the spec asks.
-            if isinstance(error.__cause__, InvalidOperationTypeError):
-                raise HTTPException(405, "Mutations are sent with POST, not GET.") from error
-            raise
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await super().__call__(scope, receive, send)
-        body = await read_body(receive, self.settings.max_body_bytes)
-        if body is None:
-            too_large = f"The request body is over {self.settings.max_body_bytes} bytes."
-            return await PlainTextResponse(too_large, status_code=413)(scope, receive, send)
-        request = Request(scope, replay(body))
-        try:
-            # The GraphiQL page holds no data and loads without a key: the key goes into its
-            # headers editor. Everything else needs one.
-            if not self.should_render_graphql_ide(self.request_adapter_class(request)):
-                request.state.principal = await self.authenticate(request)
-            response = await self.run(request)
-        except Unauthenticated as error:
-            response = unauthenticated(str(error))
-        except HTTPException as error:
-            response = PlainTextResponse(error.reason, status_code=error.status_code)
-            if error.status_code == 405:
-                response.headers["allow"] = "GET, POST"
-        await response(scope, receive, send)
-        return None
-
-    def parse_json(self, data: str | bytes) -> Any:
-        parsed = super().parse_json(data)
-        # Strawberry reads fields off whatever the JSON was; anything but an object (or a
-        # batch, which it checks itself) would reach it as a str or int and raise a 500.
-        if not isinstance(parsed, dict | list):
-            raise HTTPException(400, "The request body must be a JSON object.")
-        return parsed
-
-
 async def bootstrap_key(db: Database, clock: Clock) -> None:
     """On a database with no key at all, make one with every scope and show it once.
 
@@ -304,63 +122,6 @@ async def bootstrap_key(db: Database, clock: Clock) -> None:
         "Make narrower keys with: python server.py keys create --name NAME --scope SCOPE\n",
         flush=True,
     )
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it grows past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay(body: bytes) -> Receive:
-    """A `receive` that hands the app the body already read."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-class AccessLog:
-    """One line a request: method, path (never the query string), status and time."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        began = time.perf_counter()
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            elapsed = (time.perf_counter() - began) * 1000
-            access_logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
-        return None
 
 
 def open_database(settings: Settings) -> Database:
@@ -392,6 +153,24 @@ async def sweep_forever(db: Database, settings: Settings, clock: Clock) -> None:
         await asyncio.sleep(settings.kyc_sweep_interval_seconds)
 
 
+def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
+    limits = Limits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_directives=settings.max_directives,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_cost,
+    )
+    return GraphQLView(
+        build_schema(limits, introspection=settings.introspection),
+        db,
+        clock=clock,
+        environment=settings.environment,
+        kyc_ttl=settings.kyc_ttl,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Starlette:
     """The ASGI app: /graphql serves the API (and GraphiQL to a browser)."""
     settings = settings or Settings()
@@ -419,7 +198,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         middleware=[Middleware(AccessLog)],
         routes=[
             Route("/", home),
-            Route("/graphql", GraphQLView(db, settings, clock)),
+            Route("/graphql", graphql_view(db, settings, clock)),
             Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql"),
         ],
         lifespan=lifespan,

@@ -1,4 +1,4 @@
-"""Imports point one way: server.py -> schema/ -> db/, and db/rules.py imports only validators."""
+"""Imports point one way: server.py -> web/ -> schema/ -> db/; db/rules.py only validates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-WEB = {"strawberry", "starlette", "graphql", "uvicorn", "schema", "server"}
+WEB = {"strawberry", "starlette", "graphql", "uvicorn", "schema", "server", "web"}
 RULES_MAY_IMPORT = {
     "__future__",
     "collections",
@@ -46,7 +46,12 @@ def test_rules_import_only_the_standard_library_and_validators() -> None:
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "schema").rglob("*.py")), ids=lambda p: p.name)
-def test_schema_never_imports_the_server(path: Path) -> None:
+def test_schema_never_imports_the_server_or_the_edge(path: Path) -> None:
+    assert imported_roots(path) & {"server", "web"} == set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "web").rglob("*.py")), ids=lambda p: p.name)
+def test_the_edge_never_imports_the_server(path: Path) -> None:
     assert "server" not in imported_roots(path)
 
 

@@ -1,0 +1,160 @@
+"""The GraphQL view: Strawberry's ASGI app with authentication first, a bounded body, and
+GraphQL over HTTP's status codes for clients that ask for application/graphql-response+json."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+
+from db.engine import Database
+from db.rules import Environment
+from schema.context import Context
+from web.auth import Unauthenticated, authenticate, unauthenticated
+from web.body import read_body, replay
+
+GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
+
+GRAPHIQL = Path(__file__).resolve().parent.parent / "static" / "graphiql"
+# The explorer page may load and call nothing but this server: the browser enforces it.
+GRAPHIQL_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def accepts_graphql_response(headers: Mapping[str, str]) -> bool:
+    """Whether the Accept header allows application/graphql-response+json (q above 0)."""
+    for item in headers.get("accept", "").split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if media.lower() == "application/graphql-response+json":
+            return not any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00") for p in params)
+    return False
+
+
+def refused(result: ExecutionResult) -> bool:
+    """True when the request never ran: no data, and no error points at a field."""
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(not error.path for error in errors)
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        db: Database,
+        *,
+        clock: Callable[[], datetime],
+        environment: Environment,
+        kyc_ttl: timedelta,
+        max_body_bytes: int,
+    ) -> None:
+        super().__init__(schema, graphql_ide="graphiql")
+        self.db = db
+        self.clock = clock
+        self.environment = environment
+        self.kyc_ttl = kyc_ttl
+        self.max_body_bytes = max_body_bytes
+        self.graphiql_page = (GRAPHIQL / "index.html").read_text()  # read once, not per request
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
+        return HTMLResponse(
+            self.graphiql_page, headers={"content-security-policy": GRAPHIQL_POLICY}
+        )
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(
+            db=self.db,
+            environment=self.environment,
+            clock=self.clock,
+            kyc_ttl=self.kyc_ttl,
+            principal=getattr(request.state, "principal", None),
+        )
+
+    # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
+    # with it status codes that tell a request the server refused (400: the document does not
+    # parse or validate, or its variables do not coerce; no `data` entry) from one it ran.
+    # Clients that ask only for application/json keep the 200s they were written against.
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        if isinstance(request, Request) and accepts_graphql_response(request.headers):
+            sub_response.headers["content-type"] = GRAPHQL_RESPONSE
+        request.state.sub_response = sub_response
+        return sub_response
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        sub_response: Response = request.state.sub_response
+        if sub_response.headers.get("content-type") == GRAPHQL_RESPONSE and refused(result):
+            processed.pop("data", None)
+            sub_response.status_code = 400
+        return processed
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if media_type := sub_response.headers.get("content-type"):
+            response.headers["content-type"] = media_type  # replaces the default JSON one
+        return response
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as error:
+            # A mutation over GET: the method is what is wrong, so 405, as the spec asks.
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, "Mutations are sent with POST, not GET.") from error
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        body = await read_body(receive, self.max_body_bytes)
+        if body is None:
+            too_large = f"The request body is over {self.max_body_bytes} bytes."
+            return await PlainTextResponse(too_large, status_code=413)(scope, receive, send)
+        request = Request(scope, replay(body))
+        try:
+            # The GraphiQL page holds no data and loads without a key: the key goes into its
+            # headers editor. Everything else needs one.
+            if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+                request.state.principal = await authenticate(self.db, request.headers, self.clock)
+            response = await self.run(request)
+        except Unauthenticated as error:
+            response = unauthenticated(str(error))
+        except HTTPException as error:
+            response = PlainTextResponse(error.reason, status_code=error.status_code)
+            if error.status_code == 405:
+                response.headers["allow"] = "GET, POST"
+        await response(scope, receive, send)
+        return None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        # Strawberry reads fields off whatever the JSON was; anything but an object (or a
+        # batch, which it checks itself) would reach it as a str or int and raise a 500.
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return parsed
