@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import uvicorn
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,6 +37,8 @@ from schema import build_schema, schema
 from schema.limits import Limits
 from schema.scalars import serialize
 from web.access_log import AccessLog
+from web.cors import cors, parse_origins
+from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
 
 logger = logging.getLogger("customer_api")
@@ -96,9 +98,79 @@ class Settings(BaseSettings):
         default=60, ge=0, description="How often the server writes expiries down; 0 turns it off."
     )
 
+    cors_allow_origins: str = Field(
+        default="",
+        description="Comma-separated exact origins (https://app.example.com) whose browser apps "
+        "may call the API; empty allows none.",
+    )
+    jwt_issuer: str = Field(
+        default="", description="The identity provider whose tokens are accepted ('iss')."
+    )
+    jwt_audience: str = Field(default="", description="This API's name in those tokens ('aud').")
+    jwt_jwks_url: str = Field(
+        default="", description="Where the provider publishes its signing keys (a JWKS)."
+    )
+    jwt_leeway_seconds: float = Field(
+        default=30, ge=0, le=300, description="Clock difference allowed for exp, nbf and iat."
+    )
+    jwt_jwks_timeout_seconds: float = Field(
+        default=5, gt=0, le=60, description="How long a fetch of the JWKS may take."
+    )
+    jwt_customer_claim: str = Field(
+        default="external_customer_id",
+        min_length=1,
+        description="The claim of a customers:self token that names its externalCustomerId.",
+    )
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        parse_origins(value)  # ValueError naming the origin and the rule
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _all_or_no_token_settings(self) -> Settings:
+        given = {
+            "JWT_ISSUER": self.jwt_issuer,
+            "JWT_AUDIENCE": self.jwt_audience,
+            "JWT_JWKS_URL": self.jwt_jwks_url,
+        }
+        missing = [name for name, value in given.items() if not value]
+        if missing and len(missing) < len(given):
+            raise ValueError(
+                f"identity-provider tokens need all of JWT_ISSUER, JWT_AUDIENCE and "
+                f"JWT_JWKS_URL; {', '.join(missing)} missing"
+            )
+        return self
+
     @property
     def kyc_ttl(self) -> timedelta:
         return timedelta(seconds=self.kyc_pending_ttl_seconds)
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return parse_origins(self.cors_allow_origins)
+
+    @property
+    def tokens(self) -> TokenSettings | None:
+        """What to accept of an identity provider's tokens; None when none are accepted."""
+        if not self.jwt_jwks_url:
+            return None
+        return TokenSettings(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            jwks_url=self.jwt_jwks_url,
+            leeway_seconds=self.jwt_leeway_seconds,
+            jwks_timeout_seconds=self.jwt_jwks_timeout_seconds,
+            customer_claim=self.jwt_customer_claim,
+        )
 
 
 async def bootstrap_key(db: Database, clock: Clock) -> None:
@@ -168,6 +240,7 @@ def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
         environment=settings.environment,
         kyc_ttl=settings.kyc_ttl,
         max_body_bytes=settings.max_body_bytes,
+        tokens=None if settings.tokens is None else TokenVerifier(settings.tokens),
     )
 
 
@@ -195,7 +268,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         return RedirectResponse("/graphql")
 
     app = Starlette(
-        middleware=[Middleware(AccessLog)],
+        # CORS outside the rest: a preflight is answered before anything asks for a key.
+        middleware=[Middleware(AccessLog), cors(settings.cors_origins)],
         routes=[
             Route("/", home),
             Route("/graphql", graphql_view(db, settings, clock)),
@@ -278,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     create.add_argument("--name", required=True, help="a name people will recognise")
     chosen = create.add_mutually_exclusive_group(required=True)
     chosen.add_argument(
-        "--scope", action="append", choices=[s.value for s in keys.Scope], help="repeatable"
+        "--scope", action="append", choices=sorted(keys.ALL_SCOPES), help="repeatable"
     )
     chosen.add_argument("--all-scopes", action="store_true", help="every scope")
     key_actions.add_parser("list", help="name, prefix, scopes, created and last used")

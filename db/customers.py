@@ -134,7 +134,7 @@ async def update_customer(
         .with_for_update()
     )
     if customer is None:
-        return Written(problems=[_not_found(external_customer_id)])
+        return Written(problems=[not_found(external_customer_id)])
     checked = rules.check_record({**data_of(customer), **patch}, environment)
     email = _accepted(checked.values["email"], checked.problems, _EMAIL_PATH)
     problems = checked.problems + await _taken(session, None, email, exclude=customer.id)
@@ -159,7 +159,7 @@ async def delete_customer(session: AsyncSession, external_customer_id: str) -> l
     result = await session.execute(
         delete(Customer).where(col(Customer.external_customer_id) == external_customer_id)
     )
-    return [] if result.rowcount else [_not_found(external_customer_id)]  # type: ignore[attr-defined]
+    return [] if result.rowcount else [not_found(external_customer_id)]  # type: ignore[attr-defined]
 
 
 async def _flush(
@@ -228,7 +228,9 @@ def _accepted(value: str | None, problems: list[Problem], path: tuple[str, ...])
     return None if value is None or any(p.field == path for p in problems) else value
 
 
-def _not_found(external_customer_id: str) -> Problem:
+def not_found(external_customer_id: str) -> Problem:
+    """NOT_FOUND at externalCustomerId: what an unknown customer (or another's, to a
+    customers:self token) gets."""
     return Problem(
         _ID_PATH,
         Code.NOT_FOUND,

@@ -31,9 +31,12 @@ class Scope(enum.StrEnum):
     CUSTOMERS_WRITE = "customers:write"
     KYC_PROVIDER = "kyc:provider"
     KYC_REVIEW = "kyc:review"
+    # Only in an identity provider's token that names the customer: that customer alone.
+    CUSTOMERS_SELF = "customers:self"
 
 
-ALL_SCOPES = frozenset(Scope)
+# Every scope a key can hold (customers:self needs a customer, which only a token names).
+ALL_SCOPES = frozenset(Scope) - {Scope.CUSTOMERS_SELF}
 
 
 class KeyProblem(ValueError):
@@ -42,10 +45,12 @@ class KeyProblem(ValueError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is: the key's name and what it may do."""
+    """Who a request is: the key's name (a token's subject) and what it may do."""
 
     name: str
     scopes: frozenset[Scope]
+    # The externalCustomerId of a customers:self token: what that scope lets it touch.
+    customer: str | None = None
 
 
 def hash_key(key: str) -> str:

@@ -38,6 +38,9 @@ ROOT_FIELD_SCOPES: Mapping[str, Scope] = {
     "recordKycResult": Scope.KYC_PROVIDER,
     "reviewKycVerification": Scope.KYC_REVIEW,
 }
+# customers:self (a signed-in customer's token) reaches these, and through them its own record
+# only: the resolvers answer NOT_FOUND for any other customer (Context.own_customer).
+SELF_ROOT_FIELDS = frozenset({"customer", "node", "updateCustomer", "startKycVerification"})
 # Introspection describes the schema, not the data: any valid key may use it.
 OPEN_FIELDS = frozenset({"__typename", "__schema", "__type"})
 
@@ -60,6 +63,8 @@ class RequireScopes(SchemaExtension):
                     if name in OPEN_FIELDS:
                         continue
                     needed = ROOT_FIELD_SCOPES.get(name)
+                    if Scope.CUSTOMERS_SELF in granted and name in SELF_ROOT_FIELDS:
+                        continue
                     if needed is None or needed not in granted:
                         errors.append(_forbidden(field, needed))
         if errors:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from strawberry.types import Info as StrawberryInfo
 
 from db.engine import Database
-from db.keys import Principal
+from db.keys import Principal, Scope
 from db.rules import Environment
 from schema.loaders import Loaders
 
@@ -27,6 +27,17 @@ class Context:
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
+
+    def own_customer(self, needed: Scope) -> str | None:
+        """The one externalCustomerId this request may touch where it lacks `needed` and acts
+        through customers:self; None when it may touch any customer.
+
+        Any other customer is then NOT_FOUND (or null), as if it did not exist, so such a token
+        cannot probe which ids exist. A request with neither scope touches none ("")."""
+        principal = self.principal
+        if principal is not None and needed in principal.scopes:
+            return None
+        return (principal.customer if principal is not None else None) or ""
 
 
 Info = StrawberryInfo[Context, None]

@@ -7,6 +7,7 @@ from typing import Annotated
 import strawberry
 
 from db import customers
+from db.keys import Scope
 from schema.context import Info
 from schema.types import Customer, UserError, UserWarning, user_errors, user_warnings
 
@@ -148,14 +149,18 @@ class CustomerMutation:
         input: Annotated[UpdateCustomerInput, strawberry.argument(description="The changes.")],
     ) -> UpdateCustomerPayload:
         context = info.context
-        async with context.db.write() as session:
-            written = await customers.update_customer(
-                session,
-                input.external_customer_id,
-                input.data.changes(),
-                context.environment,
-                now=context.clock(),
-            )
+        if context.own_customer(Scope.CUSTOMERS_WRITE) not in (None, input.external_customer_id):
+            # A customers:self token changing another customer: as if there were none.
+            written = customers.Written(problems=[customers.not_found(input.external_customer_id)])
+        else:
+            async with context.db.write() as session:
+                written = await customers.update_customer(
+                    session,
+                    input.external_customer_id,
+                    input.data.changes(),
+                    context.environment,
+                    now=context.clock(),
+                )
         return UpdateCustomerPayload(
             customer=Customer.from_optional(written.customer),
             user_errors=user_errors(written.problems),

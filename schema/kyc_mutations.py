@@ -7,7 +7,8 @@ from typing import Annotated
 
 import strawberry
 
-from db import kyc, models
+from db import customers, kyc, models
+from db.keys import Scope
 from db.rules import Code, Problem
 from schema import ids
 from schema.context import Info
@@ -113,6 +114,9 @@ class KycMutation:
         input: Annotated[StartKycVerificationInput, strawberry.argument(description="Who.")],
     ) -> KycVerificationPayload:
         context = info.context
+        if context.own_customer(Scope.CUSTOMERS_WRITE) not in (None, input.external_customer_id):
+            # A customers:self token verifying another customer: as if there were none.
+            return payload(kyc.Moved(problems=[customers.not_found(input.external_customer_id)]))
         async with context.db.write() as session:
             moved = await kyc.start_verification(
                 session,

@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from starlette.applications import Starlette
 
 from db import keys
 from db.engine import Database
@@ -60,13 +59,6 @@ async def post(
     headers = {} if key is None else {"authorization": f"Bearer {key}"}
     body = {"query": operation(name), "variables": variables}
     return await http.post("/graphql", json=body, headers=headers)
-
-
-@pytest.fixture
-async def anonymous(app: Starlette) -> Any:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 @pytest.mark.parametrize(
@@ -134,7 +126,7 @@ async def test_use_is_recorded(gql: GraphQLClient, db: Database) -> None:
     assert used is not None
 
 
-@pytest.mark.parametrize("scope", list(Scope))
+@pytest.mark.parametrize("scope", sorted(keys.ALL_SCOPES))
 async def test_each_scope_allows_its_operations_and_nothing_else(
     anonymous: httpx.AsyncClient, gql: GraphQLClient, db: Database, scope: Scope
 ) -> None:

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from db import keys
 from db.engine import Database
+from web.tokens import TokenRefused, TokenVerifier, looks_like_jwt
 
 UNAUTHENTICATED = "UNAUTHENTICATED"
 
@@ -41,10 +42,17 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 
 
 async def authenticate(
-    db: Database, headers: Mapping[str, str], clock: Callable[[], datetime]
+    db: Database,
+    headers: Mapping[str, str],
+    clock: Callable[[], datetime],
+    tokens: TokenVerifier | None = None,
 ) -> keys.Principal:
-    """The key's principal; Unauthenticated for a missing, unknown or revoked key."""
+    """The key's or the identity provider's token's principal; Unauthenticated for a missing,
+    unknown or revoked key and for a token that fails a check (tokens.KeysUnavailable when
+    the provider's keys cannot be had)."""
     token = bearer_token(headers)
+    if looks_like_jwt(token):
+        return await token_principal(token, tokens)
     async with db.read() as session:
         row = await keys.find_active_key(session, token)
     if row is None or row.id is None:
@@ -54,3 +62,16 @@ async def authenticate(
         async with db.write() as session:
             await keys.touch(session, row.id, now)
     return keys.principal_of(row)
+
+
+async def token_principal(token: str, tokens: TokenVerifier | None) -> keys.Principal:
+    """The principal of an identity provider's token, when the server accepts them."""
+    if tokens is None:
+        raise Unauthenticated(
+            "This server accepts API keys only: it is not set up for identity-provider tokens "
+            "(JWT_ISSUER, JWT_AUDIENCE, JWT_JWKS_URL)."
+        )
+    try:
+        return await tokens.principal(token)
+    except TokenRefused as refused:
+        raise Unauthenticated(str(refused)) from None

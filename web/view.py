@@ -24,6 +24,7 @@ from db.rules import Environment
 from schema.context import Context
 from web.auth import Unauthenticated, authenticate, unauthenticated
 from web.body import read_body, replay
+from web.tokens import KeysUnavailable, TokenVerifier
 
 GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
 
@@ -63,6 +64,7 @@ class GraphQLView(GraphQL[Context, None]):
         environment: Environment,
         kyc_ttl: timedelta,
         max_body_bytes: int,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.db = db
@@ -70,6 +72,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.environment = environment
         self.kyc_ttl = kyc_ttl
         self.max_body_bytes = max_body_bytes
+        self.tokens = tokens  # None: API keys only
         self.graphiql_page = (GRAPHIQL / "index.html").read_text()  # read once, not per request
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -140,10 +143,14 @@ class GraphQLView(GraphQL[Context, None]):
             # The GraphiQL page holds no data and loads without a key: the key goes into its
             # headers editor. Everything else needs one.
             if not self.should_render_graphql_ide(self.request_adapter_class(request)):
-                request.state.principal = await authenticate(self.db, request.headers, self.clock)
+                request.state.principal = await authenticate(
+                    self.db, request.headers, self.clock, self.tokens
+                )
             response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
+        except KeysUnavailable as error:
+            response = error.response()
         except HTTPException as error:
             response = PlainTextResponse(error.reason, status_code=error.status_code)
             if error.status_code == 405:

@@ -1,0 +1,295 @@
+"""Identity-provider tokens beside API keys: what is accepted, what is refused and why, and the
+provider's keys fetched, cached, refreshed and survived when the provider is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from db.keys import ALL_SCOPES, Scope
+from server import Settings
+from tests.conftest import GraphQLClient, operation
+from tests.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
+from web.auth import Unauthenticated, token_principal
+from web.tokens import MIN_REFRESH_SECONDS, Jwks, KeysUnavailable
+
+CREATE = {"input": {"externalCustomerId": "c-new", "data": {"email": "new@example.com"}}}
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[IdentityProvider]:
+    with identity_provider() as idp:
+        yield idp
+
+
+@pytest.fixture
+def idp(provider: IdentityProvider) -> Iterator[IdentityProvider]:
+    """The run's provider, up and with its own keys published, its request log empty."""
+    provider.mode, provider.published = "up", list(provider.keys.values())
+    provider.requests.clear()
+    if provider.server is None:
+        provider.start()
+    yield provider
+    provider.released.set()  # free a handler left hanging
+    provider.released.clear()
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"  # tokens are checked before any data is touched
+
+
+@pytest.fixture
+def setting_overrides(provider: IdentityProvider) -> dict[str, Any]:
+    return provider.settings(timeout_seconds=0.5)
+
+
+async def post(
+    http: httpx.AsyncClient, token: str, name: str, variables: dict[str, Any] | None = None
+) -> httpx.Response:
+    return await http.post(
+        "/graphql",
+        json={"query": operation(name), "variables": variables or {}},
+        headers={"authorization": f"Bearer {token}"},
+    )
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec", "ed25519"])
+async def test_a_valid_token_runs_with_its_scopes(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, idp: IdentityProvider, kind: str
+) -> None:
+    await gql.create("c-1")
+    token = idp.token(kind, scope="openid customers:read profile")
+    read = await post(anonymous, token, "customer", {"externalCustomerId": "c-1"})
+    assert read.status_code == 200
+    assert read.json()["data"]["customer"]["externalCustomerId"] == "c-1"
+    # customers:read only: the write is refused whole.
+    write = (await post(anonymous, token, "create_customer", CREATE)).json()
+    assert write["data"] is None
+    assert [e["extensions"]["code"] for e in write["errors"]] == ["FORBIDDEN"]
+    assert await gql.customer("c-new") is None
+
+
+def expired(idp: IdentityProvider) -> str:
+    return idp.token(exp=int(time.time()) - 3600, scope="customers:write")
+
+
+def tampered(idp: IdentityProvider) -> str:
+    """A customers:read token whose payload was swapped for one granting customers:write."""
+    header, _, signature = idp.token(scope="customers:read").split(".")
+    forged = idp.token(scope="customers:write").split(".")[1]
+    return f"{header}.{forged}.{signature}"
+
+
+REFUSED = {
+    "expired": (expired, "The token has expired"),
+    "wrong issuer": (
+        lambda idp: idp.token(iss="https://other.example/", scope="customers:write"),
+        "issuer ('iss') is not",
+    ),
+    "wrong audience": (
+        lambda idp: idp.token(aud="another-api", scope="customers:write"),
+        f"audience ('aud') is not '{AUDIENCE}'",
+    ),
+    "alg none": (
+        lambda idp: idp.alg_none_token(scope="customers:write"),
+        "signed with 'none'; only RS256, ES256, EdDSA are accepted",
+    ),
+    "HS256 with the public key": (
+        lambda idp: idp.hs256_with_public_key(scope="customers:write"),
+        "signed with 'HS256'; only RS256, ES256, EdDSA are accepted",
+    ),
+    "unknown kid": (
+        lambda idp: idp.token(kid="rotated-9", scope="customers:write"),
+        "signing key 'rotated-9' is not one of the identity provider's keys",
+    ),
+    "tampered payload": (tampered, "signature does not match"),
+    "not yet valid": (
+        lambda idp: idp.token(nbf=int(time.time()) + 3600, scope="customers:write"),
+        "not valid yet",
+    ),
+    "no subject": (lambda idp: idp.token(sub=None, scope="customers:write"), "no 'sub' claim"),
+    "no expiry": (lambda idp: idp.token(exp=None, scope="customers:write"), "no 'exp' claim"),
+    "alg of another key type": (
+        lambda idp: idp.token("ec", kid="rsa-1", scope="customers:write"),
+        "'alg' is not RS256, the algorithm of its key",
+    ),
+    "self without its customer": (
+        lambda idp: idp.token(scope="customers:self customers:write"),
+        "customers:self scope but no 'external_customer_id' claim",
+    ),
+    "not a JWT": (lambda idp: "abc.def.ghi", "not a well-formed JWT"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+async def test_a_bad_token_is_refused_saying_why_and_nothing_runs(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, idp: IdentityProvider, case: str
+) -> None:
+    make, reason = REFUSED[case]
+    response = await post(anonymous, make(idp), "create_customer", CREATE)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert reason in error["message"]
+    assert "data" not in response.json()
+    assert await gql.customer("c-new") is None
+
+
+@pytest.mark.parametrize(("seconds_ago", "status"), [(10, 200), (60, 401)])
+async def test_expiry_allows_the_leeway_and_no_more(
+    anonymous: httpx.AsyncClient, idp: IdentityProvider, seconds_ago: int, status: int
+) -> None:
+    token = idp.token(exp=int(time.time()) - seconds_ago)  # the leeway is 30 s by default
+    response = await post(anonymous, token, "customer", {"externalCustomerId": "c-1"})
+    assert response.status_code == status
+
+
+async def test_keys_are_fetched_once_and_kept(
+    anonymous: httpx.AsyncClient, idp: IdentityProvider
+) -> None:
+    for kind in ("rsa", "ec", "ed25519", "rsa"):
+        response = await post(anonymous, idp.token(kind), "customer", {"externalCustomerId": "x"})
+        assert response.status_code == 200
+    # A made-up key id right after a fetch makes no other fetch.
+    refused = await post(
+        anonymous, idp.token(kid="made-up"), "customer", {"externalCustomerId": "x"}
+    )
+    assert refused.status_code == 401
+    assert idp.jwks_fetches() == 1
+
+
+async def test_an_unknown_kid_refreshes_the_keys_at_most_once_a_minute(
+    idp: IdentityProvider,
+) -> None:
+    now = [1000.0]
+    jwks = Jwks(idp.jwks_url, 2.0, monotonic=lambda: now[0])
+    assert await jwks.key("rsa-1") is not None
+    rotated = make_key("rsa", "rsa-2")
+    idp.published = [*idp.published, rotated]  # the provider rotates in a new key
+    now[0] += MIN_REFRESH_SECONDS - 1
+    for _ in range(5):  # a stream of tokens with the new (or made-up) ids
+        assert await jwks.key("rsa-2") is None
+    assert idp.jwks_fetches() == 1
+    now[0] += 1
+    found = await jwks.key("rsa-2")
+    assert found is not None
+    assert found.key_id == "rsa-2"
+    assert idp.jwks_fetches() == 2
+
+
+async def test_concurrent_requests_share_one_fetch(idp: IdentityProvider) -> None:
+    jwks = Jwks(idp.jwks_url, 2.0)
+    found = await asyncio.gather(*(jwks.key("ec-1") for _ in range(20)))
+    assert all(key is not None for key in found)
+    assert idp.jwks_fetches() == 1
+
+
+async def poll_until_ok(http: httpx.AsyncClient, token: str, deadline_seconds: float) -> int:
+    """Requests until one is answered 200, or the deadline passes; how many it took."""
+    deadline = time.monotonic() + deadline_seconds
+    tries = 0
+    while True:
+        tries += 1
+        response = await post(http, token, "customer", {"externalCustomerId": "x"})
+        if response.status_code == 200:
+            return tries
+        assert response.status_code == 503, response.text
+        assert time.monotonic() < deadline, "the server did not recover"
+        await asyncio.sleep(0.1)  # the pace of the polling, not a wait for anything
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("down", "it could not be reached"),
+        ("error", "it answered 503"),
+        ("hang", "no answer within 0.5 s"),
+    ],
+)
+async def test_a_provider_that_is_down_gets_a_quick_503_and_recovery_needs_nobody(
+    anonymous: httpx.AsyncClient, idp: IdentityProvider, mode: str, reason: str
+) -> None:
+    if mode == "down":
+        idp.stop()
+    else:
+        idp.mode = mode
+    token = idp.token()
+    began = time.monotonic()
+    response = await post(anonymous, token, "customer", {"externalCustomerId": "x"})
+    assert time.monotonic() - began < 5  # bounded by the 0.5 s timeout, never a hang
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "UNAVAILABLE"}
+    assert reason in error["message"]
+    # Back up: the next requests fetch again by themselves.
+    if mode == "down":
+        idp.start()
+    idp.mode = "up"
+    idp.released.set()
+    await poll_until_ok(anonymous, token, deadline_seconds=10)
+
+
+async def test_keys_in_hand_outlive_an_outage(
+    anonymous: httpx.AsyncClient, idp: IdentityProvider
+) -> None:
+    token = idp.token()
+    assert (
+        await post(anonymous, token, "customer", {"externalCustomerId": "x"})
+    ).status_code == 200
+    idp.stop()
+    try:
+        response = await post(anonymous, token, "customer", {"externalCustomerId": "x"})
+        assert response.status_code == 200
+    finally:
+        idp.start()
+
+
+async def test_keys_unavailable_says_why(idp: IdentityProvider) -> None:
+    idp.mode = "error"
+    with pytest.raises(KeysUnavailable, match="it answered 503"):
+        await Jwks(idp.jwks_url, 2.0).key("rsa-1")
+
+
+async def test_keys_from_an_answer_that_is_no_jwks_are_unavailable(idp: IdentityProvider) -> None:
+    idp.mode = "junk"
+    with pytest.raises(KeysUnavailable, match="its answer is not a JWKS"):
+        await Jwks(idp.jwks_url, 2.0).key("rsa-1")
+
+
+def test_a_server_without_token_settings_says_so(database_url: str) -> None:
+    assert Settings(database_url=database_url).tokens is None
+
+
+async def test_a_token_to_a_server_without_token_settings_is_refused(
+    idp: IdentityProvider,
+) -> None:
+    with pytest.raises(Unauthenticated, match="accepts API keys only"):
+        await token_principal(idp.token(), None)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"jwt_issuer": "https://id.example/"}, "JWT_AUDIENCE, JWT_JWKS_URL missing"),
+        (
+            {"jwt_issuer": "i", "jwt_audience": "a", "jwt_jwks_url": "file:///etc/keys"},
+            "is not an http(s) URL",
+        ),
+    ],
+)
+def test_token_settings_come_complete(given: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings(**given)  # type: ignore[arg-type]
+
+
+def test_customers_self_is_a_token_scope_only() -> None:
+    assert Scope.CUSTOMERS_SELF not in ALL_SCOPES

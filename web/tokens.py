@@ -1,0 +1,282 @@
+"""Sign-in tokens from an identity provider: JWTs checked against the provider's published keys.
+
+A browser app cannot hold an API key (every user would get it), so it sends the access token
+its identity provider issued to the signed-in person: `Authorization: Bearer <JWT>`. PyJWT
+checks the signature and the claims; this module only chooses what to accept and keeps the
+provider's keys (its JWKS) at hand.
+
+- Only asymmetric signatures (RS256, ES256, EdDSA), each with the key type it belongs to:
+  `alg: none` and HS256 are refused before any key is looked at, so a token "signed" with the
+  provider's public key as an HMAC secret goes nowhere.
+- `exp`, `iss`, `aud` and `sub` are required, `nbf` and `iat` checked when present, each with
+  the leeway setting for clocks that differ.
+- The JWKS is fetched with a timeout, one fetch at a time, and kept; a token naming a key id
+  that is not in it makes one fresh fetch, at most once a minute (providers rotate keys, and a
+  stream of made-up ids must not become a stream of fetches). A provider that cannot be
+  reached answers 503 within the timeout; the next request after it is back fetches again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+from starlette.responses import JSONResponse, Response
+
+from db.keys import ALL_SCOPES, Principal, Scope
+
+logger = logging.getLogger("customer_api.tokens")
+
+# The algorithm each key type signs with; a token must use its key's.
+ALGORITHMS = ("RS256", "ES256", "EdDSA")
+# A key id missing from the cached JWKS makes a fresh fetch at most this often.
+MIN_REFRESH_SECONDS = 60.0
+# The JWKS is fetched again, on the next token, once it is this old, so a key the provider
+# withdrew stops working; when that fetch fails the keys in hand are kept.
+MAX_AGE_SECONDS = 600.0
+# After a failed fetch, requests in this window get 503 at once instead of trying again.
+RETRY_AFTER_FAILURE_SECONDS = 1.0
+TOKEN_SCOPES = ALL_SCOPES | {Scope.CUSTOMERS_SELF}
+
+
+class TokenRefused(Exception):
+    """The token is not one to accept; the message says which check it failed (a 401)."""
+
+
+class KeysUnavailable(Exception):
+    """The provider's keys could not be fetched, so no token can be checked now (a 503)."""
+
+    def response(self) -> Response:
+        """503, GraphQL-shaped like the 401, with a hint to try again shortly."""
+        message = (
+            "The identity provider's signing keys could not be fetched "
+            f"({self}), so the token cannot be checked now; nothing ran. Try again shortly."
+        )
+        body = {"errors": [{"message": message, "extensions": {"code": "UNAVAILABLE"}}]}
+        return JSONResponse(
+            body,
+            status_code=503,
+            headers={"retry-after": str(int(RETRY_AFTER_FAILURE_SECONDS))},
+            media_type="application/json",
+        )
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """Which identity provider's tokens to accept, and how strictly."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    leeway_seconds: float = 30.0
+    jwks_timeout_seconds: float = 5.0
+    customer_claim: str = "external_customer_id"
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url parts separated by dots (an API key has none)."""
+    return token.count(".") == 2
+
+
+class Jwks:
+    """The provider's signing keys by key id, fetched when needed and kept."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout_seconds: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        min_refresh_seconds: float = MIN_REFRESH_SECONDS,
+        max_age_seconds: float = MAX_AGE_SECONDS,
+    ) -> None:
+        self.url = url
+        self.timeout_seconds = timeout_seconds
+        self.monotonic = monotonic
+        self.min_refresh_seconds = min_refresh_seconds
+        self.max_age_seconds = max_age_seconds
+        self.keys: dict[str, jwt.PyJWK] = {}
+        self.fetched_at: float | None = None  # the last successful fetch
+        self.failed_at: float | None = None  # the last failed one, cleared by a success
+        self.failure = ""
+        self.fetches = 0  # attempts, for the tests that hold the refresh to its limit
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key with this id, fetching the set when it is missing or old; None if unknown.
+
+        Raises KeysUnavailable when a fetch was needed and failed with no key in hand."""
+        if not self._stale() and kid in self.keys:
+            return self.keys[kid]
+        asked = self.monotonic()
+        async with self._lock:  # one fetch at a time; those who waited take its result
+            if not self._fetched_since(asked) and self._should_fetch(kid):
+                await self._fetch()
+            if kid in self.keys:
+                return self.keys[kid]
+            if self.fetched_at is None or (self.failed_at or 0) > self.fetched_at:
+                raise KeysUnavailable(self.failure)
+            return None
+
+    def _stale(self) -> bool:
+        return self.fetched_at is None or self.monotonic() - self.fetched_at >= self.max_age_seconds
+
+    def _fetched_since(self, moment: float) -> bool:
+        return any(at is not None and at >= moment for at in (self.fetched_at, self.failed_at))
+
+    def _should_fetch(self, kid: str) -> bool:
+        now = self.monotonic()
+        if self.failed_at is not None and now - self.failed_at < RETRY_AFTER_FAILURE_SECONDS:
+            return False
+        if self.fetched_at is None or self._stale():
+            return True
+        return kid not in self.keys and now - self.fetched_at >= self.min_refresh_seconds
+
+    async def _fetch(self) -> None:
+        self.fetches += 1
+        try:
+            async with asyncio.timeout(self.timeout_seconds):  # the whole fetch, not each read
+                # No proxies from the environment and no redirects: the operator named the URL.
+                async with httpx.AsyncClient(
+                    timeout=self.timeout_seconds, trust_env=False, follow_redirects=False
+                ) as client:
+                    response = await client.get(self.url, headers={"accept": "application/json"})
+            response.raise_for_status()
+            keys = parse_jwks(response.json())
+        except (TimeoutError, httpx.HTTPError, ValueError) as error:
+            self.failed_at = self.monotonic()
+            self.failure = describe(error, self.timeout_seconds)
+            logger.warning("the identity provider's keys could not be fetched: %s", self.failure)
+            return
+        self.keys = keys
+        self.fetched_at = self.monotonic()
+        self.failed_at = None
+
+
+def describe(error: Exception, timeout_seconds: float) -> str:
+    if isinstance(error, TimeoutError | httpx.TimeoutException):
+        return f"no answer within {timeout_seconds:g} s"
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"it answered {error.response.status_code}"
+    if isinstance(error, httpx.HTTPError):
+        return f"it could not be reached ({type(error).__name__})"
+    return f"its answer is not a JWKS ({error})"
+
+
+def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+    """The signing keys of a JWKS document with a key id and an accepted algorithm."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("no 'keys' list")
+    found: dict[str, jwt.PyJWK] = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        try:
+            key = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            continue  # a key type or curve not accepted here: its tokens get "unknown key"
+        if isinstance(kid, str) and key.algorithm_name in ALGORITHMS:
+            found[kid] = key
+    return found
+
+
+class TokenVerifier:
+    """Turns a bearer JWT into the principal it stands for, or says why it will not."""
+
+    def __init__(self, settings: TokenSettings, jwks: Jwks | None = None) -> None:
+        self.settings = settings
+        self.jwks = jwks or Jwks(settings.jwks_url, settings.jwks_timeout_seconds)
+
+    async def principal(self, token: str) -> Principal:
+        """The token's principal; TokenRefused (401) or KeysUnavailable (503) otherwise."""
+        header = _header(token)
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise TokenRefused(
+                f"The token is signed with {alg!r}; only {', '.join(ALGORITHMS)} are accepted."
+            )
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenRefused("The token names no signing key (it has no 'kid' header).")
+        key = await self.jwks.key(kid)
+        if key is None:
+            raise TokenRefused(
+                f"The token's signing key {kid!r} is not one of the identity provider's keys."
+            )
+        return self._principal(self._claims(token, key))
+
+    def _claims(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+        settings = self.settings
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[key.algorithm_name],  # the key's own: no switching algorithms
+                audience=settings.audience,
+                issuer=settings.issuer,
+                leeway=settings.leeway_seconds,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenRefused("The token has expired (its 'exp' has passed).") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenRefused("The token is not valid yet (its 'nbf' is to come).") from None
+        except jwt.InvalidIssuedAtError:
+            raise TokenRefused("The token was issued in the future (its 'iat').") from None
+        except jwt.InvalidIssuerError:
+            raise TokenRefused(
+                f"The token's issuer ('iss') is not {settings.issuer!r}, the one this server "
+                "accepts."
+            ) from None
+        except jwt.InvalidAudienceError:
+            raise TokenRefused(
+                f"The token's audience ('aud') is not {settings.audience!r}: it was issued "
+                "for another API."
+            ) from None
+        except jwt.MissingRequiredClaimError as error:
+            raise TokenRefused(f"The token has no {error.claim!r} claim.") from None
+        except jwt.InvalidAlgorithmError:
+            raise TokenRefused(
+                f"The token's 'alg' is not {key.algorithm_name}, the algorithm of its key."
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise TokenRefused(
+                "The token's signature does not match: its header or claims were changed "
+                "after signing, or another key signed it."
+            ) from None
+        except jwt.InvalidTokenError as error:
+            raise TokenRefused(f"The token is not valid: {error}.") from None
+
+    def _principal(self, claims: Mapping[str, Any]) -> Principal:
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise TokenRefused("The token's 'sub' claim is not a string.")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise TokenRefused("The token's 'scope' claim is not a space-separated string.")
+        # Scopes of other APIs ("openid", "profile") are no business of this one.
+        scopes = frozenset(Scope(s) for s in scope.split() if s in TOKEN_SCOPES)
+        customer = None
+        if Scope.CUSTOMERS_SELF in scopes:
+            claim = self.settings.customer_claim
+            customer = claims.get(claim)
+            if not isinstance(customer, str) or not customer:
+                raise TokenRefused(
+                    f"The token has the {Scope.CUSTOMERS_SELF} scope but no {claim!r} claim "
+                    "naming the customer."
+                )
+        return Principal(sub, scopes, customer)
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise TokenRefused("The token is not a well-formed JWT.") from None
