@@ -12,12 +12,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from db.keys import ALL_SCOPES, Scope
+from db.keys import ALL_SCOPES, Principal, Scope
 from server import Settings
 from tests.conftest import GraphQLClient, operation
 from tests.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
 from web.auth import Unauthenticated, token_principal
-from web.tokens import MIN_REFRESH_SECONDS, Jwks, KeysUnavailable
+from web.tokens import MIN_REFRESH_SECONDS, Jwks, KeysUnavailable, TokenSettings, TokenVerifier
 
 CREATE = {"input": {"externalCustomerId": "c-new", "data": {"email": "new@example.com"}}}
 
@@ -293,3 +293,10 @@ def test_token_settings_come_complete(given: dict[str, str], message: str) -> No
 
 def test_customers_self_is_a_token_scope_only() -> None:
     assert Scope.CUSTOMERS_SELF not in ALL_SCOPES
+
+
+async def test_the_customer_claim_is_named_by_a_setting(idp: IdentityProvider) -> None:
+    settings = TokenSettings(idp.issuer, AUDIENCE, idp.jwks_url, customer_claim="https://ex/cid")
+    token = idp.token(sub="ann", scope="customers:self", **{"https://ex/cid": "c-9"})
+    principal = await TokenVerifier(settings).principal(token)
+    assert principal == Principal("ann", frozenset({Scope.CUSTOMERS_SELF}), "c-9")
