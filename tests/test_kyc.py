@@ -92,7 +92,13 @@ async def test_record_result_matrix(life: Lifecycle, current: str, target: str) 
         assert payload["userErrors"] == []
         assert payload["verification"]["status"] == target
         assert payload["verification"]["updatedAt"] == "2025-06-05T04:57:12.151Z"
-        assert payload["customer"] == {"externalCustomerId": "c-1", "kycStatus": target}
+        c1 = await life.gql.customer("c-1")
+        assert c1 is not None
+        assert payload["customer"] == {
+            "id": c1["id"],
+            "externalCustomerId": "c-1",
+            "kycStatus": target,
+        }
         assert [v["status"] for v in await life.history()] == [target]
     else:
         assert problems(payload) == [(["input", "verificationId"], "INVALID_TRANSITION")]
@@ -151,13 +157,17 @@ async def test_unknown_verification_is_not_found(
 
 
 async def test_start_with_no_history_makes_a_pending_one(life: Lifecycle) -> None:
-    await life.gql.create("c-1")
+    created = (await life.gql.create("c-1"))["customer"]
     payload = await life.gql.start_kyc("c-1")
     assert payload["userErrors"] == []
     verification = payload["verification"]
     assert (verification["type"], verification["status"]) == ("PROOF_OF_ID", "PENDING")
     assert verification["createdAt"] == verification["updatedAt"] == "2025-06-05T04:57:11.151Z"
-    assert payload["customer"] == {"externalCustomerId": "c-1", "kycStatus": "PENDING"}
+    assert payload["customer"] == {
+        "id": created["id"],
+        "externalCustomerId": "c-1",
+        "kycStatus": "PENDING",
+    }
     assert await life.history() == [verification]
 
 
