@@ -20,7 +20,7 @@ from db.rules import Environment
 from server import Settings, create_app
 from tests.databases import BACKENDS, TEST_API_KEY, Databases
 from tests.log_privacy import RUN_LOG, personal_data_in
-from tests.node_tools import find_node
+from tests.node_tools import find_chromium, find_node
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "graphql" / "operations"
@@ -65,6 +65,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def node() -> str:
     """The path of Node, with `npm ci`'s node_modules beside it (else skip; in CI, fail)."""
     return find_node()
+
+
+@pytest.fixture
+def browser(node: str) -> str:
+    """Node, with Debian's Chromium there for Playwright to drive (else skip; in CI, fail)."""
+    find_chromium()
+    return node
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,26 @@ NODE_ENV = {
 }
 
 
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
 def run_node(
     node: str, script: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run tests/node/<script>."""
+    return run_module(node, ROOT / "tests" / "node" / script, *args, env=env)
+
+
+def run_tool(node: str, entry: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a package's command line, by its entry in node_modules (vite/bin/vite.js)."""
+    return run_module(node, ROOT / "node_modules" / entry, *args)
+
+
+def run_module(
+    node: str, path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [node, str(ROOT / "tests" / "node" / script), *args],
+        [node, str(path), *args],
         cwd=ROOT,
         env={**NODE_ENV, **(env or {})},
         capture_output=True,
@@ -52,3 +67,13 @@ def find_node() -> str:
     if IN_CI:
         pytest.fail(f"CI=true requires the Node tests: {problem}")
     pytest.skip(problem)
+
+
+def find_chromium() -> str:
+    """Debian's Chromium, never a downloaded one (else skip; in CI, fail)."""
+    if not Path(CHROMIUM).exists():
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(f"CI=true requires the browser tests: {problem}")
+        pytest.skip(problem)
+    return CHROMIUM

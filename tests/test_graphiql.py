@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,12 @@ import pytest
 import strawberry
 
 from tests.conftest import ROOT, GraphQLClient
-from tests.databases import IN_CI, TEST_API_KEY
+from tests.databases import TEST_API_KEY
 from tests.node_tools import ARTIFACTS, run_node
 from tests.servers import running_server
 
 ASSETS = ROOT / "static" / "graphiql"
 PAGE = ASSETS / "index.html"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TAG = re.compile(r'(?:src|href)="/graphiql/([^"]+)"\s+integrity="(sha384-[^"]+)"')
 
 
@@ -83,16 +81,6 @@ async def test_page_loads_nothing_from_elsewhere(gql: GraphQLClient) -> None:
 @pytest.fixture
 def backend() -> str:
     return "sqlite"
-
-
-@pytest.fixture
-def browser(node: str) -> str:
-    if not Path(CHROMIUM).exists():
-        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(f"CI=true requires the browser test: {problem}")
-        pytest.skip(problem)
-    return node
 
 
 def test_graphiql_runs_a_query_in_chromium(browser: str, database_url: str) -> None:

@@ -5,10 +5,9 @@
 //
 // Usage: node tests/node/graphiql.mjs SERVER_URL QUERY EXPECTED_TEXT SCREENSHOT_PATH
 //   API_KEY: put into the headers editor as {"Authorization": "Bearer <key>"}.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [serverUrl, query, expected, screenshot] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const origin = new URL(serverUrl).origin;
 
 const editorText = (page) =>
@@ -16,23 +15,7 @@ const editorText = (page) =>
     document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror.getValue(),
   );
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-domain-reliability",
-    // The network is this machine only: any other name fails to resolve in the browser.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-  ],
-});
+const browser = await launchChromium();
 const outcome = { requests: [], elsewhere: [], consoleErrors: [] };
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
 try {

@@ -1,0 +1,26 @@
+// GraphQL Code Generator: TypeScript types for every example operation, from the committed
+// schema (no running server needed). `npx graphql-codegen --config codegen.ts` writes them to
+// examples/browser-app/src/gql/ (git-ignored; tests/test_codegen.py generates and type-checks
+// them). A client app points `documents` at its own operations instead.
+import type { CodegenConfig } from "@graphql-codegen/cli";
+
+const config: CodegenConfig = {
+  schema: "graphql/schema.graphql",
+  documents: ["graphql/operations/*.graphql"],
+  ignoreNoDocuments: false,
+  generates: {
+    "examples/browser-app/src/gql/": {
+      preset: "client",
+      config: {
+        // Timestamps travel as ISO 8601 strings ("2025-06-05T04:57:11.151Z").
+        scalars: { DateTime: "string", _Any: "unknown" },
+        strictScalars: true,
+        enumsAsTypes: true,
+        useTypeImports: true,
+      },
+      presetConfig: { fragmentMasking: false },
+    },
+  },
+};
+
+export default config;

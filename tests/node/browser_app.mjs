@@ -1,0 +1,107 @@
+// Drives the example app (examples/browser-app) in headless Chromium (Debian's /usr/bin/chromium)
+// as a person would: signs in with the identity provider, then clicks through one scenario.
+// Chromium may resolve no host but this machine; every request to the API is recorded with its
+// answer or its failure. Prints one JSON line; saves a screenshot.
+//
+// Usage: node tests/node/browser_app.mjs APP_URL API_URL SCENARIO SCREENSHOT PARAMS_JSON
+//   full     create PARAMS.id (PARAMS.email), read it, update its city, start its KYC
+//   self     read PARAMS.id, update it, start its KYC; read and update PARAMS.other
+//   blocked  read PARAMS.id from an origin the API does not allow
+import { launchChromium } from "./chromium.mjs";
+
+const [appUrl, apiUrl, scenario, screenshot, paramsJson] = process.argv.slice(2);
+const params = JSON.parse(paramsJson);
+
+const browser = await launchChromium();
+const outcome = { scenario, api: [], elsewhere: [], consoleErrors: [], steps: {} };
+const page = await browser.newPage({ viewport: { width: 1000, height: 1000 } });
+
+const text = (id) => page.locator(`#${id}`).textContent();
+const until = (id, expected) =>
+  page.waitForFunction(
+    ([id, expected]) => (document.getElementById(id)?.textContent ?? "").startsWith(expected),
+    [id, expected],
+    { timeout: 15000 },
+  );
+// Clicks a button and waits until the element shows what is expected.
+const step = async (name, button, id, expected) => {
+  const before = outcome.api.length;
+  await page.locator(`#${button}`).click();
+  await until(id, expected);
+  outcome.steps[name] = {
+    shown: await text(id),
+    kycStatus: await text("kycStatus"),
+    userErrors: await text("user-errors"),
+    other: await text("other"),
+    requests: outcome.api.slice(before).map((r) => r.operation),
+  };
+};
+
+try {
+  page.on("request", (request) => {
+    const url = request.url();
+    if (!url.startsWith("http://127.0.0.1") && !url.startsWith("data:")) outcome.elsewhere.push(url);
+  });
+  page.on("requestfinished", async (request) => {
+    if (!request.url().startsWith(apiUrl)) return;
+    const response = await request.response();
+    outcome.api.push({
+      method: request.method(),
+      operation: JSON.parse(request.postData() || "{}").operationName,
+      status: response?.status(),
+      allowOrigin: response ? await response.headerValue("access-control-allow-origin") : null,
+    });
+  });
+  page.on("requestfailed", (request) => {
+    if (!request.url().startsWith(apiUrl)) return;
+    outcome.api.push({
+      method: request.method(),
+      operation: JSON.parse(request.postData() || "{}").operationName,
+      failure: request.failure()?.errorText,
+    });
+  });
+  page.on("console", (message) => {
+    if (message.type() === "error") outcome.consoleErrors.push(message.text());
+  });
+
+  await page.goto(appUrl);
+  await page.locator("#sign-in").click(); // to the provider and back with a token
+  await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
+  outcome.who = await text("who");
+  outcome.tokenInAddressBar = page.url().includes("access_token");
+
+  await page.fill("#externalCustomerId", params.id);
+  if (scenario === "full") {
+    await page.fill("#email", params.email);
+    await step("create", "create", "done", "created");
+    await step("read", "read", "shownExternalId", params.id);
+    await page.fill("#city", params.city);
+    await step("update", "update", "shownCity", params.city);
+    await step("startKyc", "start-kyc", "kycStatus", "PENDING");
+  } else if (scenario === "self") {
+    await step("read", "read", "shownExternalId", params.id);
+    await page.fill("#city", params.city);
+    await step("update", "update", "shownCity", params.city);
+    await step("startKyc", "start-kyc", "done", "verification");
+    await page.fill("#otherId", params.other);
+    await step("readOther", "read-other", "done", "read the other");
+    await step("updateOther", "update-other", "done", "updated the other");
+  } else {
+    await step("read", "read", "error", "TypeError"); // the browser's "Failed to fetch"
+  }
+  outcome.shown = {
+    id: await text("id"),
+    externalCustomerId: await text("shownExternalId"),
+    city: await text("shownCity"),
+    kycStatus: await text("kycStatus"),
+    other: await text("other"),
+    error: await text("error"),
+  };
+} catch (error) {
+  outcome.error = String(error);
+} finally {
+  await page.screenshot({ path: screenshot, fullPage: true });
+  await browser.close();
+}
+console.log(JSON.stringify(outcome));
+process.exit(outcome.error || outcome.elsewhere.length ? 1 : 0);
