@@ -17,7 +17,14 @@ from server import Settings
 from tests.conftest import GraphQLClient, operation
 from tests.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
 from web.auth import Unauthenticated, token_principal
-from web.tokens import MIN_REFRESH_SECONDS, Jwks, KeysUnavailable, TokenSettings, TokenVerifier
+from web.tokens import (
+    MAX_AGE_SECONDS,
+    MIN_REFRESH_SECONDS,
+    Jwks,
+    KeysUnavailable,
+    TokenSettings,
+    TokenVerifier,
+)
 
 CREATE = {"input": {"externalCustomerId": "c-new", "data": {"email": "new@example.com"}}}
 
@@ -183,6 +190,20 @@ async def test_an_unknown_kid_refreshes_the_keys_at_most_once_a_minute(
     assert found is not None
     assert found.key_id == "rsa-2"
     assert idp.jwks_fetches() == 2
+
+
+async def test_old_keys_are_fetched_again_and_kept_when_that_fails(idp: IdentityProvider) -> None:
+    now = [1000.0]
+    jwks = Jwks(idp.jwks_url, 2.0, monotonic=lambda: now[0])
+    assert await jwks.key("ec-1") is not None
+    now[0] += MAX_AGE_SECONDS
+    idp.published = [key for key in idp.published if key.kid != "ec-1"]  # withdrawn
+    assert await jwks.key("ec-1") is None
+    assert idp.jwks_fetches() == 2
+    now[0] += MAX_AGE_SECONDS
+    idp.mode = "error"
+    assert await jwks.key("rsa-1") is not None  # the provider is down: the keys in hand serve
+    assert idp.jwks_fetches() == 3
 
 
 async def test_concurrent_requests_share_one_fetch(idp: IdentityProvider) -> None:
