@@ -91,9 +91,11 @@ function start(config: Config, token: string): void {
   };
 
   // Read: a watched query, so whatever later answers carry this customer updates the page.
+  let watching: { unsubscribe(): void } | null = null;
   const watch = (externalCustomerId: string): void => {
+    watching?.unsubscribe(); // one customer on the page at a time
     const watched = client.watchQuery({ query: CustomerDocument, variables: { externalCustomerId } });
-    watched.subscribe({
+    watching = watched.subscribe({
       next: (result) => {
         if (result.error) report(result.error);
         if (result.dataState === "complete") render(result.data.customer);
