@@ -66,8 +66,8 @@ def raw_customer(n: int, rng: random.Random) -> tuple[str, dict[str, str | None]
     return f"cus_{n:08d}", {
         "email": f"{first}.{last}.{n}@{rng.choice(DOMAINS)}".replace("'", ""),
         "phone": phone if rng.random() < 0.9 else None,
-        "firstName": first,
-        "lastName": last,
+        "first_name": first,
+        "last_name": last,
         "street": f"{rng.randint(1, 9999)} {rng.choice(STREETS)}",
         "street2": f"Apt {rng.randint(1, 50)}" if rng.random() < 0.2 else None,
         "state": state.lower() if rng.random() < 0.1 else state,
@@ -135,8 +135,8 @@ def generate(
         newest = verifications[-1] if verifications else None
         row = {
             "id": n,
-            "external_customer_id": values["externalCustomerId"],
-            **{column: values[name] for name, column in customers.COLUMNS.items()},
+            "external_customer_id": values["external_customer_id"],
+            **{name: values[name] for name in rules.DATA_FIELDS},
             **customers.search_keys(values),
             "kyc_status": newest and newest["status"],
             "kyc_started_at": newest and newest["created_at"],

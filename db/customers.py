@@ -20,26 +20,10 @@ from db.models import Customer, KycStatus
 from db.pages import Direction, Ordering, Page, fetch_page
 from db.rules import Code, Environment, Problem
 
-# The contract's data field names and the columns that hold them.
-COLUMNS: Mapping[str, str] = {
-    "email": "email",
-    "phone": "phone",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "street": "street",
-    "street2": "street2",
-    "state": "state",
-    "city": "city",
-    "zip": "zip",
-    "country": "country",
-}
-_ID_PATH = ("externalCustomerId",)
-_EMAIL_PATH = ("data", "email")
-
 
 @dataclass
-class Written:
-    """What a write did: the customer it wrote, or the problems that stopped it."""
+class CustomerOutcome:
+    """What a customer write did: the customer it wrote, or the problems that stopped it."""
 
     customer: Customer | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -47,20 +31,20 @@ class Written:
 
 
 def search_keys(values: Mapping[str, str | None]) -> dict[str, str | None]:
-    """The case-folded key columns of a record, from its contract-named values."""
-    external_id = values.get("externalCustomerId")
+    """The case-folded key columns of a record, from its values by column."""
+    external_id = values.get("external_customer_id")
     keys = {
         "email_key": values["email"],
-        "first_name_key": values["firstName"],
-        "last_name_key": values["lastName"],
+        "first_name_key": values["first_name"],
+        "last_name_key": values["last_name"],
         **({"external_id_key": external_id} if external_id is not None else {}),
     }
     return {column: None if value is None else rules.fold(value) for column, value in keys.items()}
 
 
 def data_of(customer: Customer) -> dict[str, str | None]:
-    """The customer's data under the contract's field names."""
-    return {name: getattr(customer, column) for name, column in COLUMNS.items()}
+    """The customer's data fields (`rules.DATA_FIELDS`) and their values."""
+    return {name: getattr(customer, name) for name in rules.DATA_FIELDS}
 
 
 async def get_customer(session: AsyncSession, external_customer_id: str) -> Customer | None:
@@ -93,22 +77,24 @@ async def create_customer(
     environment: Environment = Environment.PRODUCTION,
     *,
     now: datetime,
-) -> Written:
+) -> CustomerOutcome:
     """Create a customer, or return every problem with the input and write nothing."""
     checked = rules.check_customer(external_customer_id, data, environment)
     values = checked.values
-    external_id = _accepted(values["externalCustomerId"], checked.problems, _ID_PATH)
-    email = _accepted(values["email"], checked.problems, _EMAIL_PATH)
+    external_id = _accepted(
+        values["external_customer_id"], checked.problems, "external_customer_id"
+    )
+    email = _accepted(values["email"], checked.problems, "email")
     problems = checked.problems + await _taken(session, external_id, email)
     if problems:
-        return Written(problems=rules.in_field_order(problems), warnings=checked.warnings)
+        return CustomerOutcome(problems=rules.in_field_order(problems), warnings=checked.warnings)
 
     customer = Customer.model_validate(
         {
-            "external_customer_id": values["externalCustomerId"],
+            "external_customer_id": values["external_customer_id"],
             "created_at": now,
             "updated_at": now,
-            **{column: values[name] for name, column in COLUMNS.items()},
+            **{name: values[name] for name in rules.DATA_FIELDS},
             **search_keys(values),
         }
     )
@@ -122,11 +108,11 @@ async def update_customer(
     environment: Environment = Environment.PRODUCTION,
     *,
     now: datetime,
-) -> Written:
+) -> CustomerOutcome:
     """Apply a patch (absent key: unchanged; None: cleared) to a customer.
 
     The patch is merged into the stored record and the whole record checked, so a patch can
-    never leave a record that create would refuse. `updatedAt` moves only when a value changes.
+    never leave a record that create would refuse. `updated_at` moves only when a value changes.
     """
     customer = await session.scalar(
         select(Customer)
@@ -134,20 +120,20 @@ async def update_customer(
         .with_for_update()
     )
     if customer is None:
-        return Written(problems=[not_found(external_customer_id)])
+        return CustomerOutcome(problems=[not_found(external_customer_id)])
     checked = rules.check_record({**data_of(customer), **patch}, environment)
-    email = _accepted(checked.values["email"], checked.problems, _EMAIL_PATH)
+    email = _accepted(checked.values["email"], checked.problems, "email")
     problems = checked.problems + await _taken(session, None, email, exclude=customer.id)
     if problems:
-        return Written(problems=rules.in_field_order(problems), warnings=checked.warnings)
+        return CustomerOutcome(problems=rules.in_field_order(problems), warnings=checked.warnings)
 
     changed = {
-        column: checked.values[name]
-        for name, column in COLUMNS.items()
-        if getattr(customer, column) != checked.values[name]
+        name: checked.values[name]
+        for name in rules.DATA_FIELDS
+        if getattr(customer, name) != checked.values[name]
     }
     if not changed:
-        return Written(customer=customer, warnings=checked.warnings)
+        return CustomerOutcome(customer=customer, warnings=checked.warnings)
     for column, value in {**changed, **search_keys(checked.values)}.items():
         setattr(customer, column, value)
     customer.updated_at = now
@@ -169,7 +155,7 @@ async def _flush(
     external_id: str | None,
     email: str | None,
     exclude: int | None = None,
-) -> Written:
+) -> CustomerOutcome:
     """Write the row; a unique index that refuses it (a lost race) becomes TAKEN, not an error."""
     try:
         async with session.begin_nested():
@@ -179,8 +165,8 @@ async def _flush(
         taken = await _taken(session, external_id, email, exclude=exclude)
         if not taken:
             raise
-        return Written(problems=taken, warnings=warnings)
-    return Written(customer=customer, warnings=warnings)
+        return CustomerOutcome(problems=taken, warnings=warnings)
+    return CustomerOutcome(customer=customer, warnings=warnings)
 
 
 async def _taken(
@@ -207,7 +193,7 @@ async def _taken(
     if external_id is not None and any(row[0] == external_id for row in rows):
         problems.append(
             Problem(
-                _ID_PATH,
+                "external_customer_id",
                 Code.TAKEN,
                 f"A customer with the id {external_id!r} already exists.",
             )
@@ -215,7 +201,7 @@ async def _taken(
     if email is not None and any(row[1] == rules.fold(email) for row in rows):
         problems.append(
             Problem(
-                _EMAIL_PATH,
+                "email",
                 Code.TAKEN,
                 "Another customer already has this e-mail address (compared ignoring case).",
             )
@@ -223,16 +209,16 @@ async def _taken(
     return problems
 
 
-def _accepted(value: str | None, problems: list[Problem], path: tuple[str, ...]) -> str | None:
+def _accepted(value: str | None, problems: list[Problem], name: str) -> str | None:
     """The value if it passed its own rules: uniqueness is checked only for such values."""
-    return None if value is None or any(p.field == path for p in problems) else value
+    return None if value is None or any(p.field == name for p in problems) else value
 
 
 def not_found(external_customer_id: str) -> Problem:
-    """NOT_FOUND at externalCustomerId: what an unknown customer (or another's, to a
+    """NOT_FOUND at external_customer_id: what an unknown customer (or another's, to a
     customers:self token) gets."""
     return Problem(
-        _ID_PATH,
+        "external_customer_id",
         Code.NOT_FOUND,
         f"There is no customer with the id {external_customer_id!r}.",
     )

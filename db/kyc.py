@@ -26,10 +26,10 @@ DEFAULT_TTL = timedelta(hours=24)
 
 
 class Actor(enum.StrEnum):
-    """Who may make a transition: the name is what the client calls."""
+    """Who may make a transition; the value is how messages name them."""
 
-    PROVIDER = "recordKycResult"
-    REVIEWER = "reviewKycVerification"
+    PROVIDER = "the verification provider"
+    REVIEWER = "an operator's review"
     EXPIRY = "the expiry sweep"
 
 
@@ -54,7 +54,7 @@ VERIFIED = frozenset({KycStatus.VERIFIED, KycStatus.VERIFIED_MANUALLY})
 
 
 @dataclass
-class Moved:
+class VerificationOutcome:
     """What a KYC write did: the verification and its customer, or the problems that stopped it."""
 
     verification: KycVerification | None = None
@@ -91,7 +91,7 @@ def check_transition(current: KycStatus, target: KycStatus, actor: Actor) -> lis
         message = f"The verification is {current}; it can move only to {options}."
     else:
         message = f"The verification is {current}, which is final; it can move to nothing else."
-    return [Problem(("verificationId",), Code.INVALID_TRANSITION, message)]
+    return [Problem("verification_id", Code.INVALID_TRANSITION, message)]
 
 
 async def list_verifications(
@@ -124,7 +124,7 @@ async def start_verification(
     kind: KycType,
     now: datetime,
     ttl: timedelta = DEFAULT_TTL,
-) -> Moved:
+) -> VerificationOutcome:
     """A new PENDING verification, the active one if there is one, or why neither.
 
     NOT_FOUND for an unknown customer; INVALID_TRANSITION when the newest is verified.
@@ -135,10 +135,10 @@ async def start_verification(
         .with_for_update()  # one start at a time per customer
     )
     if customer is None:
-        return Moved(
+        return VerificationOutcome(
             problems=[
                 Problem(
-                    ("externalCustomerId",),
+                    "external_customer_id",
                     Code.NOT_FOUND,
                     f"There is no customer with the id {external_customer_id!r}.",
                 )
@@ -154,12 +154,12 @@ async def start_verification(
     if newest is not None:
         status = effective_status(newest.status, newest.created_at, now, ttl)
         if status in ACTIVE:
-            return Moved(verification=newest, customer=customer)
+            return VerificationOutcome(verification=newest, customer=customer)
         if status in VERIFIED:
-            return Moved(
+            return VerificationOutcome(
                 problems=[
                     Problem(
-                        ("externalCustomerId",),
+                        "external_customer_id",
                         Code.INVALID_TRANSITION,
                         f"The customer's newest verification is {status}; a verified customer "
                         "needs no new verification.",
@@ -180,7 +180,7 @@ async def start_verification(
     await session.flush()
     await _refresh_customer_status(session, [customer.id])
     await session.refresh(customer)
-    return Moved(verification=verification, customer=customer)
+    return VerificationOutcome(verification=verification, customer=customer)
 
 
 async def move_verification(
@@ -190,26 +190,24 @@ async def move_verification(
     actor: Actor,
     now: datetime,
     ttl: timedelta = DEFAULT_TTL,
-) -> Moved:
+) -> VerificationOutcome:
     """Move a verification to `target` if the table lets `actor` do so; else why not."""
     verification = await session.scalar(
         select(KycVerification).where(col(KycVerification.id) == verification_id).with_for_update()
     )
     if verification is None:
-        return Moved(
+        return VerificationOutcome(
             problems=[
-                Problem(
-                    ("verificationId",), Code.NOT_FOUND, "There is no verification with this id."
-                )
+                Problem("verification_id", Code.NOT_FOUND, "There is no verification with this id.")
             ]
         )
     current = effective_status(verification.status, verification.created_at, now, ttl)
     problems = check_transition(current, target, actor)
     if problems:
-        return Moved(problems=problems)
+        return VerificationOutcome(problems=problems)
     await _set_status(session, verification, target, now)
     customer = await session.get(Customer, verification.customer_id, populate_existing=True)
-    return Moved(verification=verification, customer=customer)
+    return VerificationOutcome(verification=verification, customer=customer)
 
 
 async def expire_stale(

@@ -53,19 +53,20 @@ SANDBOX_LENIENT = frozenset({Code.DISPOSABLE_EMAIL, Code.EMAIL_PLUS_SUFFIX})
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken rule: the path of the field inside the mutation's input, a code, a message."""
+    """One broken rule: the field it concerns (a column, or a write's argument such as
+    `verification_id`), a code, a message. `schema/` turns the field into an input path."""
 
-    field: tuple[str, ...]
+    field: str
     code: Code
     message: str
 
 
-# The customer's data fields, in the order the contract lists them.
+# The customer's data fields, named as the table's columns, in the order the contract lists them.
 DATA_FIELDS = (
     "email",
     "phone",
-    "firstName",
-    "lastName",
+    "first_name",
+    "last_name",
     "street",
     "street2",
     "state",
@@ -106,12 +107,12 @@ def check_customer(
 ) -> Checked:
     """Check a new customer: its id and its complete data.
 
-    `data` maps the contract's field names (`email`, `firstName`, ...) to raw values; a missing
-    key counts as null. The result's `values` hold the normalised `externalCustomerId` and data.
+    `data` maps the names of `DATA_FIELDS` (`email`, `first_name`, ...) to raw values; a missing
+    key counts as null. The result's `values` hold the normalised `external_customer_id` and data.
     """
     external_id, id_problems = check_external_customer_id(external_customer_id)
     checked = check_record(data, environment)
-    checked.values["externalCustomerId"] = external_id
+    checked.values["external_customer_id"] = external_id
     checked.problems[:0] = id_problems
     return checked
 
@@ -130,21 +131,21 @@ def check_record(
 
 def in_field_order(problems: list[Problem]) -> list[Problem]:
     """The problems in the order of the input's fields: the id first, then the data fields."""
-    order = {name: index for index, name in enumerate(("externalCustomerId", *DATA_FIELDS))}
-    return sorted(problems, key=lambda p: order.get(p.field[-1], len(order)))
+    order = {name: index for index, name in enumerate(("external_customer_id", *DATA_FIELDS))}
+    return sorted(problems, key=lambda p: order.get(p.field, len(order)))
 
 
 def check_external_customer_id(value: str | None) -> tuple[str | None, list[Problem]]:
     """Trim the client's id and check it: required, at most 255 characters, no blanks."""
-    path = ("externalCustomerId",)
+    name = "external_customer_id"
     text = _trimmed(value)
     if text is None:
-        return None, [Problem(path, Code.REQUIRED, "Give the customer's id from your system.")]
+        return None, [Problem(name, Code.REQUIRED, "Give the customer's id from your system.")]
     problems = []
     if len(text) > EXTERNAL_ID_MAX:
         problems.append(
             Problem(
-                path,
+                name,
                 Code.TOO_LONG,
                 f"The id is {len(text)} characters long; use at most {EXTERNAL_ID_MAX}.",
             )
@@ -152,7 +153,7 @@ def check_external_customer_id(value: str | None) -> tuple[str | None, list[Prob
     if any(ch.isspace() or _is_control(ch) or _is_invisible(ch) for ch in text):
         problems.append(
             Problem(
-                path,
+                name,
                 Code.INVALID,
                 "The id may not contain spaces, line breaks, control or invisible characters.",
             )
@@ -175,11 +176,11 @@ def check_customer_data(
     country = values["country"]
     # A refused country tells us nothing about which state and zip rules apply, so the
     # US-only checks run only when the country is US, or absent for the state's rule.
-    country_known = not any(p.field == _path("country") for p in problems)
+    country_known = not any(p.field == "country" for p in problems)
     run("email", check_email(data.get("email")))
     run("phone", check_phone(data.get("phone")))
-    run("firstName", check_text("firstName", data.get("firstName"), NAME_MAX))
-    run("lastName", check_text("lastName", data.get("lastName"), NAME_MAX))
+    run("first_name", check_text("first_name", data.get("first_name"), NAME_MAX))
+    run("last_name", check_text("last_name", data.get("last_name"), NAME_MAX))
     run("street", check_text("street", data.get("street"), STREET_MAX))
     run("street2", check_text("street2", data.get("street2"), STREET_MAX))
     run("state", check_state(data.get("state"), country, country_known))
@@ -190,21 +191,21 @@ def check_customer_data(
 
 def check_email(value: str | None) -> tuple[str | None, list[Problem]]:
     """Required; valid syntax; domain lower-cased; no disposable domain; no `+` suffix."""
-    path = _path("email")
+    name = "email"
     text = _trimmed(value)
     if text is None:
-        return None, [Problem(path, Code.REQUIRED, "Give an e-mail address.")]
+        return None, [Problem(name, Code.REQUIRED, "Give an e-mail address.")]
     try:
         parsed = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
         return text, [
-            Problem(path, Code.INVALID_EMAIL, f"This is not a valid e-mail address: {error}")
+            Problem(name, Code.INVALID_EMAIL, f"This is not a valid e-mail address: {error}")
         ]
     problems = []
     if is_disposable_domain(parsed.domain):
         problems.append(
             Problem(
-                path,
+                name,
                 Code.DISPOSABLE_EMAIL,
                 f"{parsed.domain} hands out disposable addresses; use a permanent address.",
             )
@@ -212,7 +213,7 @@ def check_email(value: str | None) -> tuple[str | None, list[Problem]]:
     if "+" in parsed.local_part:
         problems.append(
             Problem(
-                path,
+                name,
                 Code.EMAIL_PLUS_SUFFIX,
                 "Use the address without its '+' suffix (name@example.com, not "
                 "name+tag@example.com).",
@@ -237,7 +238,7 @@ def fold(text: str) -> str:
 
 def check_phone(value: str | None) -> tuple[str | None, list[Problem]]:
     """Optional; read as international with `+`, else as US; must be a valid mobile number."""
-    path = _path("phone")
+    name = "phone"
     text = _trimmed(value)
     if text is None:
         return None, []
@@ -247,7 +248,7 @@ def check_phone(value: str | None) -> tuple[str | None, list[Problem]]:
     if not digits.isascii() or not digits.isdigit():
         return text, [
             Problem(
-                path,
+                name,
                 Code.INVALID_PHONE,
                 "A phone number may hold only digits, spaces and punctuation, with an optional "
                 "leading '+'.",
@@ -256,7 +257,7 @@ def check_phone(value: str | None) -> tuple[str | None, list[Problem]]:
     if not international and len(digits) < US_MIN_DIGITS:
         return text, [
             Problem(
-                path,
+                name,
                 Code.INVALID_PHONE,
                 "This number is too short to be a US number; add the country code, "
                 "such as +44 7400 123456.",
@@ -271,7 +272,7 @@ def check_phone(value: str | None) -> tuple[str | None, list[Problem]]:
     if number is None or not phonenumbers.is_valid_number(number):
         return text, [
             Problem(
-                path,
+                name,
                 Code.INVALID_PHONE,
                 "This is not a valid phone number; give it with its country code, such as "
                 "+12015550123.",
@@ -281,7 +282,7 @@ def check_phone(value: str | None) -> tuple[str | None, list[Problem]]:
     if phonenumbers.number_type(number) not in _MOBILE_TYPES:
         return e164, [
             Problem(
-                path,
+                name,
                 Code.PHONE_NOT_MOBILE,
                 "This is not a mobile number (it is a landline, VoIP, toll-free or service "
                 "number); give a mobile number.",
@@ -300,7 +301,7 @@ def check_country(value: str | None) -> tuple[str | None, list[Problem]]:
         return code, []
     return text, [
         Problem(
-            _path("country"),
+            "country",
             Code.INVALID_COUNTRY,
             "Give the country as its two-letter ISO 3166-1 code, such as US or GB.",
         )
@@ -318,7 +319,7 @@ def check_state(
     if not (len(code) == 2 and code.isascii() and code.isalnum()):
         return text, [
             Problem(
-                _path("state"),
+                "state",
                 Code.INVALID_STATE,
                 "Give the state as its two-character code, such as NY.",
             )
@@ -326,7 +327,7 @@ def check_state(
     if country_known and country in (None, "US") and code not in _us_states():
         return code, [
             Problem(
-                _path("state"),
+                "state",
                 Code.INVALID_STATE,
                 f"{code} is not a US state, DC or territory code; use one such as NY, DC or PR.",
             )
@@ -342,7 +343,7 @@ def check_zip(value: str | None, country: str | None) -> tuple[str | None, list[
     if len(text) > ZIP_MAX or any(_is_control(ch) for ch in text):
         return text, [
             Problem(
-                _path("zip"),
+                "zip",
                 Code.INVALID_ZIP,
                 f"A postal code has at most {ZIP_MAX} characters and no control characters.",
             )
@@ -350,7 +351,7 @@ def check_zip(value: str | None, country: str | None) -> tuple[str | None, list[
     if country == "US" and not _US_ZIP.fullmatch(text):
         return text, [
             Problem(
-                _path("zip"),
+                "zip",
                 Code.INVALID_ZIP,
                 "A US ZIP code is 5 digits or ZIP+4, such as 10001 or 10001-1234.",
             )
@@ -367,20 +368,16 @@ def check_text(name: str, value: str | None, max_length: int) -> tuple[str | Non
     if len(text) > max_length:
         problems.append(
             Problem(
-                _path(name),
+                name,
                 Code.TOO_LONG,
                 f"This is {len(text)} characters long; use at most {max_length}.",
             )
         )
     if any(_is_control(ch) for ch in text):
         problems.append(
-            Problem(_path(name), Code.INVALID, "Remove the line breaks and control characters.")
+            Problem(name, Code.INVALID, "Remove the line breaks and control characters.")
         )
     return text, problems
-
-
-def _path(name: str) -> tuple[str, ...]:
-    return ("data", name)
 
 
 def _trimmed(value: str | None) -> str | None:

@@ -13,13 +13,15 @@ from graphql import GraphQLError
 from db import customers, models
 from db.pages import Direction, PageError
 from schema.context import Info
+from schema.translate import mirror, mirrors
 from schema.types import Customer, KycVerificationStatus
 
-DEFAULT_PAGE = 20
+DEFAULT_PAGE = 20  # also what the cost limiter assumes when a query gives no page size
 MAX_PAGE = 100
 MAX_IDS = 100
 
 
+@mirrors(customers.OrderField)
 @strawberry.enum(description="What a list of customers can be sorted by.")
 class CustomerOrderField(enum.Enum):
     CREATED_AT = strawberry.enum_value("CREATED_AT", description="When the customer was created.")
@@ -30,6 +32,7 @@ class CustomerOrderField(enum.Enum):
     EMAIL = strawberry.enum_value("EMAIL", description="The e-mail address, ignoring case.")
 
 
+@mirrors(Direction)
 @strawberry.enum(description="Which way to sort.")
 class OrderDirection(enum.Enum):
     ASC = strawberry.enum_value("ASC", description="Smallest or oldest first.")
@@ -88,7 +91,7 @@ class CustomerFilter:
             country=self.country,
             kyc_status=None
             if self.kyc_status is None
-            else [models.KycStatus[s.name] for s in self.kyc_status],
+            else [mirror(status, models.KycStatus) for status in self.kyc_status],
             has_kyc_verification=self.has_kyc_verification,
             created_after=self.created_after,
             created_before=self.created_before,
@@ -181,7 +184,7 @@ class CustomerListQuery:
         where = (filter or CustomerFilter()).to_db()
         order = order_by or CustomerOrder()
         ordering = customers.ordering(
-            customers.OrderField[order.field.name], Direction[order.direction.name]
+            mirror(order.field, customers.OrderField), mirror(order.direction, Direction)
         )
         context = info.context
         now, ttl = context.clock(), context.kyc_ttl

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from db import customers
+from db import customers, rules
 from db.keys import Scope
 from schema.context import Info
 from schema.types import Customer, UserError, UserWarning, user_errors, user_warnings
@@ -31,8 +31,8 @@ class CustomerDataInput:
     country: str | None = strawberry.field(default=None, description=_COUNTRY)
 
     def values(self) -> dict[str, str | None]:
-        """The data under the contract's field names."""
-        return {name: getattr(self, attribute) for name, attribute in customers.COLUMNS.items()}
+        """The data by the db layer's field names (the attributes are named as the columns)."""
+        return {name: getattr(self, name) for name in rules.DATA_FIELDS}
 
 
 @strawberry.input(
@@ -54,8 +54,8 @@ class CustomerDataPatch:
     country: strawberry.Maybe[str | None] = strawberry.field(description=_COUNTRY)
 
     def changes(self) -> dict[str, str | None]:
-        """Only the fields the client sent, by the contract's names: a value, or None to clear."""
-        given = {name: getattr(self, attribute) for name, attribute in customers.COLUMNS.items()}
+        """Only the fields the client sent, by the db layer's names: a value, or None to clear."""
+        given = {name: getattr(self, name) for name in rules.DATA_FIELDS}
         return {name: some.value for name, some in given.items() if some is not None}
 
 
@@ -124,7 +124,7 @@ class CustomerMutation:
     ) -> CreateCustomerPayload:
         context = info.context
         async with context.db.write() as session:
-            written = await customers.create_customer(
+            outcome = await customers.create_customer(
                 session,
                 input.external_customer_id,
                 input.data.values(),
@@ -132,9 +132,9 @@ class CustomerMutation:
                 now=context.clock(),
             )
         return CreateCustomerPayload(
-            customer=Customer.from_optional(written.customer),
-            user_errors=user_errors(written.problems),
-            warnings=user_warnings(written.warnings),
+            customer=Customer.from_optional(outcome.customer),
+            user_errors=user_errors(outcome.problems),
+            warnings=user_warnings(outcome.warnings),
         )
 
     @strawberry.mutation(
@@ -151,10 +151,12 @@ class CustomerMutation:
         context = info.context
         if context.own_customer(Scope.CUSTOMERS_WRITE) not in (None, input.external_customer_id):
             # A customers:self token changing another customer: as if there were none.
-            written = customers.Written(problems=[customers.not_found(input.external_customer_id)])
+            outcome = customers.CustomerOutcome(
+                problems=[customers.not_found(input.external_customer_id)]
+            )
         else:
             async with context.db.write() as session:
-                written = await customers.update_customer(
+                outcome = await customers.update_customer(
                     session,
                     input.external_customer_id,
                     input.data.changes(),
@@ -162,9 +164,9 @@ class CustomerMutation:
                     now=context.clock(),
                 )
         return UpdateCustomerPayload(
-            customer=Customer.from_optional(written.customer),
-            user_errors=user_errors(written.problems),
-            warnings=user_warnings(written.warnings),
+            customer=Customer.from_optional(outcome.customer),
+            user_errors=user_errors(outcome.problems),
+            warnings=user_warnings(outcome.warnings),
         )
 
     @strawberry.mutation(description="Delete a customer and its verification history.")

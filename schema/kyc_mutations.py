@@ -12,6 +12,7 @@ from db.keys import Scope
 from db.rules import Code, Problem
 from schema import ids
 from schema.context import Info
+from schema.translate import mirror
 from schema.types import (
     Customer,
     KycVerification,
@@ -73,30 +74,31 @@ class KycVerificationPayload:
     )
 
 
-def payload(moved: kyc.Moved) -> KycVerificationPayload:
+def verification_payload(outcome: kyc.VerificationOutcome) -> KycVerificationPayload:
+    """The payload of every KYC mutation, from what the db layer's write did."""
     return KycVerificationPayload(
-        verification=KycVerification.from_optional(moved.verification),
-        customer=Customer.from_optional(moved.customer),
-        user_errors=user_errors(moved.problems),
+        verification=KycVerification.from_optional(outcome.verification),
+        customer=Customer.from_optional(outcome.customer),
+        user_errors=user_errors(outcome.problems),
     )
 
 
-async def move(
+async def run_transition(
     info: Info, verification_id: str, target: models.KycStatus, actor: kyc.Actor
 ) -> KycVerificationPayload:
-    """Run one transition of the table on the verification with this global id."""
+    """Move the verification with this global id to `target`, if the table lets `actor`."""
     key = ids.decode_as("KycVerification", verification_id)
     if key is None:
         not_found = Problem(
-            ("verificationId",), Code.NOT_FOUND, "There is no verification with this id."
+            "verification_id", Code.NOT_FOUND, "There is no verification with this id."
         )
-        return payload(kyc.Moved(problems=[not_found]))
+        return verification_payload(kyc.VerificationOutcome(problems=[not_found]))
     context = info.context
     async with context.db.write() as session:
-        moved = await kyc.move_verification(
+        outcome = await kyc.move_verification(
             session, key, target, actor, context.clock(), context.kyc_ttl
         )
-    return payload(moved)
+    return verification_payload(outcome)
 
 
 @strawberry.type
@@ -116,16 +118,17 @@ class KycMutation:
         context = info.context
         if context.own_customer(Scope.CUSTOMERS_WRITE) not in (None, input.external_customer_id):
             # A customers:self token verifying another customer: as if there were none.
-            return payload(kyc.Moved(problems=[customers.not_found(input.external_customer_id)]))
+            not_found = customers.not_found(input.external_customer_id)
+            return verification_payload(kyc.VerificationOutcome(problems=[not_found]))
         async with context.db.write() as session:
-            moved = await kyc.start_verification(
+            outcome = await kyc.start_verification(
                 session,
                 input.external_customer_id,
-                models.KycType[input.type.name],
+                mirror(input.type, models.KycType),
                 context.clock(),
                 context.kyc_ttl,
             )
-        return payload(moved)
+        return verification_payload(outcome)
 
     @strawberry.mutation(
         description=(
@@ -138,8 +141,8 @@ class KycMutation:
         info: Info,
         input: Annotated[RecordKycResultInput, strawberry.argument(description="The result.")],
     ) -> KycVerificationPayload:
-        target = models.KycStatus[input.status.name]
-        return await move(info, input.verification_id, target, kyc.Actor.PROVIDER)
+        target = mirror(input.status, models.KycStatus)
+        return await run_transition(info, input.verification_id, target, kyc.Actor.PROVIDER)
 
     @strawberry.mutation(
         description=(
@@ -155,4 +158,4 @@ class KycMutation:
         ],
     ) -> KycVerificationPayload:
         target = DECISIONS[input.decision]
-        return await move(info, input.verification_id, target, kyc.Actor.REVIEWER)
+        return await run_transition(info, input.verification_id, target, kyc.Actor.REVIEWER)

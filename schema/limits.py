@@ -31,7 +31,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from schema.customer_list import MAX_PAGE
+from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
 from schema.documents import fragments_of, operations_of
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
@@ -46,7 +46,6 @@ class Limits:
     max_directives: int = 50
     max_tokens: int = 5_000
     max_cost: int = 10_000  # a page of 100 customers with their verifications costs ~2,300
-    default_page: int = 20  # the page size a list field has when the query gives none
     list_estimate: int = 5  # how many verifications a customer is assumed to have
 
 
@@ -213,7 +212,7 @@ class CostLimiter(SchemaExtension):
         arguments = _arguments(field, variables)
         size = arguments.get("first") or arguments.get("last")
         if not isinstance(size, int):
-            return self.limits.default_page
+            return DEFAULT_PAGE
         # A page over the maximum is refused by the field itself, with its own message.
         return min(max(1, size), MAX_PAGE)
 

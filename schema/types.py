@@ -10,11 +10,12 @@ from typing import Any
 import strawberry
 
 from db import kyc, models, rules
-from db.customers import COLUMNS
 from schema import ids
 from schema.context import Info
+from schema.translate import input_path, mirror, mirrors
 
 
+@mirrors(models.KycType)
 @strawberry.enum(description="What a KYC verification checks.")
 class KycVerificationType(enum.Enum):
     PROOF_OF_ID = strawberry.enum_value(
@@ -22,6 +23,7 @@ class KycVerificationType(enum.Enum):
     )
 
 
+@mirrors(models.KycStatus)
 @strawberry.enum(description="Where a KYC verification stands.")
 class KycVerificationStatus(enum.Enum):
     PENDING = strawberry.enum_value(
@@ -45,6 +47,7 @@ class KycVerificationStatus(enum.Enum):
     )
 
 
+@mirrors(rules.Code)
 @strawberry.enum(description="Why a mutation refused its input. Branch on this, not on messages.")
 class UserErrorCode(enum.Enum):
     REQUIRED = strawberry.enum_value("REQUIRED", description="A required value is missing.")
@@ -117,9 +120,9 @@ def user_warnings(problems: Iterable[rules.Problem]) -> list[UserWarning]:
 
 def _reported(problem: rules.Problem) -> dict[str, Any]:
     return {
-        "field": ["input", *problem.field],
+        "field": input_path(problem.field),
         "message": problem.message,
-        "code": UserErrorCode[problem.code.name],
+        "code": mirror(problem.code, UserErrorCode),
     }
 
 
@@ -147,7 +150,7 @@ class KycVerification(Node):
         status = kyc.effective_status(
             self.row.status, self.row.created_at, context.clock(), context.kyc_ttl
         )
-        return KycVerificationStatus[status.name]
+        return mirror(status, KycVerificationStatus)
 
     @strawberry.field(description="When its status last changed.")
     def updated_at(self, info: Info) -> datetime:
@@ -162,7 +165,7 @@ class KycVerification(Node):
         assert row.id is not None
         return cls(
             id=ids.encode("KycVerification", row.id),
-            type=KycVerificationType[row.type.name],
+            type=mirror(row.type, KycVerificationType),
             created_at=row.created_at,
             row=row,
         )
@@ -204,24 +207,23 @@ class Customer(Node):
     updated_at: datetime = strawberry.field(
         description="When a value of the customer last changed."
     )
-    row_id: strawberry.Private[int]
-    status: strawberry.Private[models.KycStatus | None]
-    kyc_started_at: strawberry.Private[datetime | None]
+    row: strawberry.Private[models.Customer]
 
     @strawberry.field(description="Every identity verification of the customer, oldest first.")
     async def kyc_verifications(self, info: Info) -> list[KycVerification]:
-        rows = await info.context.loaders.verifications_of.load(self.row_id)
+        assert self.row.id is not None
+        rows = await info.context.loaders.verifications_of.load(self.row.id)
         return [KycVerification.from_row(row) for row in rows]
 
     @strawberry.field(description="Status of the newest verification; null when there is none.")
     def kyc_status(self, info: Info) -> KycVerificationStatus | None:
-        if self.status is None:
+        if self.row.kyc_status is None:
             return None
         context = info.context
         status = kyc.effective_status(
-            self.status, self.kyc_started_at, context.clock(), context.kyc_ttl
+            self.row.kyc_status, self.row.kyc_started_at, context.clock(), context.kyc_ttl
         )
-        return KycVerificationStatus[status.name]
+        return mirror(status, KycVerificationStatus)
 
     @classmethod
     def from_optional(cls, row: models.Customer | None) -> Customer | None:
@@ -245,11 +247,9 @@ class Customer(Node):
         return cls(
             id=ids.encode("Customer", row.id),
             external_customer_id=row.external_customer_id,
-            # The data fields are named as the table's columns (db.customers.COLUMNS).
-            data=CustomerData(**{column: getattr(row, column) for column in COLUMNS.values()}),
+            # CustomerData's attributes are named as the table's columns (rules.DATA_FIELDS).
+            data=CustomerData(**{name: getattr(row, name) for name in rules.DATA_FIELDS}),
             created_at=row.created_at,
             updated_at=row.updated_at,
-            row_id=row.id,
-            status=row.kyc_status,
-            kyc_started_at=row.kyc_started_at,
+            row=row,
         )

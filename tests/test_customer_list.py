@@ -41,8 +41,8 @@ async def seed(db: Database, clock: Clock) -> None:
                 f"{'C' if n % 2 else 'c'}-{n:04d}",
                 {
                     "email": f"{'User' if i % 2 else 'user'}{(i * 31) % N:04d}@example.com",
-                    "firstName": FIRST_NAMES[i % len(FIRST_NAMES)],
-                    "lastName": f"Lee{i % 5}",
+                    "first_name": FIRST_NAMES[i % len(FIRST_NAMES)],
+                    "last_name": f"Lee{i % 5}",
                     "country": COUNTRIES[i % len(COUNTRIES)],
                 },
                 now=clock(),

@@ -128,9 +128,9 @@ def test_transition_messages_name_the_current_and_the_allowed_statuses() -> None
         KycStatus.PENDING, KycStatus.VERIFIED_MANUALLY, kyc.Actor.REVIEWER
     )
     assert problem.message == (
-        "The verification is PENDING; it can move only to VERIFIED (by recordKycResult), "
-        "REJECTED (by recordKycResult), UNDER_REVIEW (by recordKycResult), "
-        "EXPIRED (by the expiry sweep)."
+        "The verification is PENDING; it can move only to VERIFIED (by the verification "
+        "provider), REJECTED (by the verification provider), UNDER_REVIEW (by the verification "
+        "provider), EXPIRED (by the expiry sweep)."
     )
     [final] = kyc.check_transition(KycStatus.VERIFIED, KycStatus.PENDING, kyc.Actor.PROVIDER)
     assert (

@@ -14,11 +14,14 @@ from graphql import (
     GraphQLScalarType,
     build_schema,
     find_breaking_changes,
+    get_named_type,
     parse,
     validate,
 )
 
+from db import rules
 from schema import schema
+from schema.translate import MIRRORED, input_path, mirror
 from tests.conftest import OPERATIONS, ROOT
 
 CONTRACT = ROOT / "tests" / "contract" / "api-contract.graphql"
@@ -88,3 +91,44 @@ def undocumented() -> list[str]:
 
 def test_every_type_field_argument_and_value_is_documented() -> None:
     assert undocumented() == []
+
+
+def test_each_mirrored_enum_pair_has_the_same_members() -> None:
+    pairs = {graphql_enum.__name__: db_enum.__name__ for graphql_enum, db_enum in MIRRORED.items()}
+    assert pairs == {
+        "UserErrorCode": "Code",
+        "KycVerificationStatus": "KycStatus",
+        "KycVerificationType": "KycType",
+        "CustomerOrderField": "OrderField",
+        "OrderDirection": "Direction",
+    }
+    for graphql_enum, db_enum in MIRRORED.items():
+        assert [m.name for m in graphql_enum] == [m.name for m in db_enum], graphql_enum
+        assert [mirror(mirror(m, graphql_enum), db_enum) for m in db_enum] == list(db_enum)
+
+
+ID = "external_customer_id"
+
+
+@pytest.mark.parametrize(
+    ("mutation", "fields"),
+    [
+        ("createCustomer", (ID, *rules.DATA_FIELDS)),
+        ("updateCustomer", (ID, *rules.DATA_FIELDS)),
+        ("deleteCustomer", (ID,)),
+        ("startKycVerification", (ID,)),
+        ("recordKycResult", ("verification_id",)),
+        ("reviewKycVerification", ("verification_id",)),
+    ],
+)
+def test_problem_fields_become_input_paths_that_exist(
+    mutation: str, fields: tuple[str, ...]
+) -> None:
+    """Every field a db write can name in a problem is a real path into the mutation's input."""
+    arguments = schema._schema.mutation_type.fields[mutation].args  # type: ignore[union-attr]
+    for field in fields:
+        argument, *inside = input_path(field)
+        type_ = get_named_type(arguments[argument].type)
+        for name in inside:
+            assert isinstance(type_, GraphQLInputObjectType), (field, name)
+            type_ = get_named_type(type_.fields[name].type)
