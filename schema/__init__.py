@@ -12,19 +12,12 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema.access import RequireScopes
-from schema.customer_mutations import CustomerMutation
 from schema.errors import ExplainAbortedValidation, HideSuggestions, MaskUnexpectedErrors
-from schema.kyc_mutations import KycMutation
 from schema.limits import Limits
 from schema.limits import extensions as limit_extensions
-from schema.query import Query
+from schema.roots import Mutation, Query
 from schema.scalars import DateTime
 from schema.types import Customer, KycVerification
-
-
-@strawberry.type(description="Changes to customers and their verifications.")
-class Mutation(CustomerMutation, KycMutation):
-    pass
 
 
 class Schema(strawberry.federation.Schema):

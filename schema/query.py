@@ -1,4 +1,4 @@
-"""The read side: one customer by your id, any object by its global id."""
+"""Root query fields: one customer by your id, any object by its global id."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from db import customers
 from db.keys import Scope
 from schema import ids
 from schema.context import Info
-from schema.customer_list import CustomerListQuery
 from schema.types import Customer, KycVerification, Node
 
 
-@strawberry.type(description="Reads of customers and their verifications.")
-class Query(CustomerListQuery):
+@strawberry.type
+class CustomerQuery:
     @strawberry.field(description="Any object by its global id; null when there is none.")
     async def node(
         self,
