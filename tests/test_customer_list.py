@@ -277,6 +277,9 @@ async def test_created_between(gql: GraphQLClient, world: list[dict[str, Any]]) 
 
 async def test_kyc_verifications_of_a_page(gql: GraphQLClient, world: list[dict[str, Any]]) -> None:
     result = await page(gql, first=100, filter={"kycStatus": ["EXPIRED"]})
+    expired = matching(world, lambda c: c["kycStatus"] == "EXPIRED")
+    assert 0 < len(expired) <= 100
+    assert {e["node"]["externalCustomerId"] for e in result["edges"]} == expired
     for edge in result["edges"]:
         node = edge["node"]
         assert node["kycStatus"] == "EXPIRED"
@@ -363,5 +366,9 @@ async def test_concurrent_pages_share_nothing(
         page(gql, first=50, filter={"kycStatus": ["VERIFIED"]}),
         page(gql, first=50, filter={"hasKycVerification": False}),
     )
+    verified = matching(world, lambda c: c["kycStatus"] == "VERIFIED")
+    unverified = matching(world, lambda c: c["kycStatus"] is None)
+    assert len(a["edges"]) == min(50, len(verified)) > 0
+    assert len(b["edges"]) == min(50, len(unverified)) > 0
     assert all(e["node"]["kycVerifications"][-1]["status"] == "VERIFIED" for e in a["edges"])
     assert all(e["node"]["kycVerifications"] == [] for e in b["edges"])
