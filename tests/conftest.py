@@ -129,12 +129,12 @@ def setting_overrides() -> dict[str, Any]:
 def settings(
     database_url: str, environment: Environment, setting_overrides: dict[str, Any]
 ) -> Settings:
-    # The background sweep is off: tests run sweeps themselves, against the test's clock.
+    # The background sweep is off: tests run sweeps themselves, against the test's clock. The
+    # start-up migration is off too: every test database is a copy of a migrated template
+    # (test_server_process.py's first start on a new file proves that the migration runs).
+    defaults: dict[str, Any] = {"kyc_sweep_interval_seconds": 0, "migrate_on_start": False}
     return Settings(
-        database_url=database_url,
-        environment=environment,
-        kyc_sweep_interval_seconds=0,
-        **setting_overrides,
+        database_url=database_url, environment=environment, **{**defaults, **setting_overrides}
     )
 
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from db.engine import Database
 from tests.conftest import GraphQLClient, counting_statements
+
+
+@pytest.fixture
+def backend() -> str:
+    """What this module tests does not depend on the database engine: SQLite proves it."""
+    return "sqlite"
 
 
 async def test_service_sdl_declares_customer_keys(gql: GraphQLClient) -> None:

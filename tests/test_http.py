@@ -13,6 +13,12 @@ from db import customers
 from tests.conftest import GraphQLClient, operation
 
 
+@pytest.fixture
+def backend() -> str:
+    """What this module tests does not depend on the database engine: SQLite proves it."""
+    return "sqlite"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [

@@ -8,6 +8,13 @@ import pytest
 
 from tests.conftest import GraphQLClient
 
+
+@pytest.fixture
+def backend() -> str:
+    """What this module tests does not depend on the database engine: SQLite proves it."""
+    return "sqlite"
+
+
 TYPO = '{ custmer(externalCustomerId: "x") { id } }'
 
 

@@ -13,6 +13,13 @@ import pytest
 from db.engine import Database
 from tests.conftest import GraphQLClient, counting_statements
 
+
+@pytest.fixture
+def backend() -> str:
+    """What this module tests does not depend on the database engine: SQLite proves it."""
+    return "sqlite"
+
+
 LIMITS: dict[str, Any] = {
     "max_query_depth": 4,
     "max_aliases": 3,

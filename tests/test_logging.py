@@ -11,6 +11,12 @@ from tests.conftest import GraphQLClient
 from tests.log_privacy import personal_data_in
 
 
+@pytest.fixture
+def backend() -> str:
+    """What this module tests does not depend on the database engine: SQLite proves it."""
+    return "sqlite"
+
+
 def test_the_scan_finds_e_mails_and_phones() -> None:
     lines = [
         "INFO customer_api.access POST /graphql 200 3.1ms\n",
