@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 
@@ -112,6 +112,18 @@ class DeleteCustomerPayload:
     )
 
 
+Payload = TypeVar("Payload", CreateCustomerPayload, UpdateCustomerPayload)
+
+
+def customer_payload(kind: type[Payload], outcome: customers.CustomerOutcome) -> Payload:
+    """The payload of createCustomer or updateCustomer, from what the db layer's write did."""
+    return kind(
+        customer=Customer.from_optional(outcome.customer),
+        user_errors=user_errors(outcome.problems),
+        warnings=user_warnings(outcome.warnings),
+    )
+
+
 @strawberry.type
 class CustomerMutation:
     @strawberry.mutation(
@@ -131,11 +143,7 @@ class CustomerMutation:
                 context.environment,
                 now=context.clock(),
             )
-        return CreateCustomerPayload(
-            customer=Customer.from_optional(outcome.customer),
-            user_errors=user_errors(outcome.problems),
-            warnings=user_warnings(outcome.warnings),
-        )
+        return customer_payload(CreateCustomerPayload, outcome)
 
     @strawberry.mutation(
         description=(
@@ -163,11 +171,7 @@ class CustomerMutation:
                     context.environment,
                     now=context.clock(),
                 )
-        return UpdateCustomerPayload(
-            customer=Customer.from_optional(outcome.customer),
-            user_errors=user_errors(outcome.problems),
-            warnings=user_warnings(outcome.warnings),
-        )
+        return customer_payload(UpdateCustomerPayload, outcome)
 
     @strawberry.mutation(description="Delete a customer and its verification history.")
     async def delete_customer(
