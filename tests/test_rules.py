@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from db import rules
+from db.models import Customer
 from db.rules import Code, Environment
 
 VALID = {"email": "ann@example.com"}
@@ -402,3 +403,10 @@ def test_a_valid_record_is_normalised() -> None:
         "zip": "10001",
         "country": "US",
     }
+
+
+def test_data_fields_are_the_customer_columns() -> None:
+    """db/ names a customer's data as its table does; schema/translate.py makes GraphQL names."""
+    columns = set(Customer.model_fields)
+    assert set(rules.DATA_FIELDS) <= columns
+    assert all(name == name.lower() for name in rules.DATA_FIELDS)
