@@ -15,6 +15,12 @@ from tests.conftest import GraphQLClient, operation
 from tests.identity import IdentityProvider, identity_provider
 
 
+@pytest.fixture
+def backend() -> str:
+    """What this module tests does not depend on the database engine: SQLite proves it."""
+    return "sqlite"
+
+
 @pytest.fixture(scope="module")
 def idp() -> Iterator[IdentityProvider]:
     with identity_provider() as provider:
