@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
+from db.customers import not_found
 from db.models import Customer, KycStatus, KycType, KycVerification
 from db.rules import Code, Problem
 
@@ -135,15 +136,7 @@ async def start_verification(
         .with_for_update()  # one start at a time per customer
     )
     if customer is None:
-        return VerificationOutcome(
-            problems=[
-                Problem(
-                    "external_customer_id",
-                    Code.NOT_FOUND,
-                    f"There is no customer with the id {external_customer_id!r}.",
-                )
-            ]
-        )
+        return VerificationOutcome(problems=[not_found(external_customer_id)])
     assert customer.id is not None
     newest = await session.scalar(
         select(KycVerification)
