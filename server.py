@@ -38,6 +38,8 @@ from schema.limits import Limits
 from schema.scalars import serialize
 from web.access_log import AccessLog
 from web.cors import cors, parse_origins
+from web.headers import SecurityHeaders
+from web.timeouts import edge_protocol
 from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
 
@@ -80,6 +82,27 @@ class Settings(BaseSettings):
     max_cost: int = Field(default=Limits.max_cost, ge=1, description="Estimated cost a request.")
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1, description="Largest request body; larger ones get 413."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line and headers; larger ones get 400 (the bytes a "
+        "connection buffers before its key is checked).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections (and requests in flight) a process serves at once; requests "
+        "beyond get 503.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10, gt=0, description="A request's line and headers must arrive within this."
+    )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="A request's body must arrive within this; else 408."
+    )
+    idle_timeout_seconds: float = Field(
+        default=5, gt=0, description="An idle keep-alive connection is closed after this."
     )
     introspection: bool = Field(
         default=True,
@@ -239,7 +262,7 @@ def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
         clock=clock,
         environment=settings.environment,
         kyc_ttl=settings.kyc_ttl,
-        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
         tokens=None if settings.tokens is None else TokenVerifier(settings.tokens),
     )
 
@@ -265,18 +288,26 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         await db.dispose()
 
     async def home(_request: Request) -> Response:
-        return RedirectResponse("/graphql")
+        return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host
 
+    view = graphql_view(db, settings, clock)
     app = Starlette(
         # CORS outside the rest: a preflight is answered before anything asks for a key.
-        middleware=[Middleware(AccessLog), cors(settings.cors_origins)],
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(SecurityHeaders),
+            cors(settings.cors_origins),
+        ],
         routes=[
             Route("/", home),
-            Route("/graphql", graphql_view(db, settings, clock)),
+            Route("/graphql", view, max_body_size=settings.max_body_bytes),
             Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql"),
         ],
         lifespan=lifespan,
     )
+    # Starlette answers /graphql/ with a redirect to an absolute URL built from the Host
+    # header, which a client (or a poisoned cache) chooses: a 404 instead.
+    app.router.redirect_slashes = False
     app.state.db = db
     return app
 
@@ -390,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # uvicorn's access log prints query strings, and a GET query's variables can hold an
         # e-mail; AccessLog below prints the path only.
         access_log=False,
+        # The limits on the wire: uvicorn's own, plus a deadline on request heads (web/timeouts).
+        http=edge_protocol(settings.header_timeout_seconds),
+        timeout_keep_alive=settings.idle_timeout_seconds,  # type: ignore[arg-type]
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     asyncio.run(uvicorn.Server(config).serve())
     return 0

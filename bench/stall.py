@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
 from bench.seed import seed
+from bench.server import running_server
 from db import keys, migrate
 from db.engine import Database
 from db.models import utc_now
 
-ROOT = Path(__file__).resolve().parent.parent
 CHEAP = '{ customer(externalCustomerId: "cus_00000001") { id data { email } } }'
 PAGE = (
     "customers(first: 100) "
@@ -97,28 +92,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{folder}/stall.db"
         key = asyncio.run(prepare(url, args.customers))
-        env = {**os.environ, "DATABASE_URL": url, "KYC_SWEEP_INTERVAL_SECONDS": "0"}
-        command = [sys.executable, "server.py", "--port", "0"]
-        with subprocess.Popen(
-            command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
-        ) as server:
-            assert server.stderr is not None
-            base = None
-            for line in server.stderr:
-                if match := re.search(r"Uvicorn running on (http://\S+)", line):
-                    base = match.group(1)
-                    break
-            assert base, "the server did not start"
-            try:
-                print(f"cheap query, {args.requests} requests, {args.customers:,} customers:")
-                report("alone", asyncio.run(measure(base, key, args.requests, 0)))
-                report(
-                    f"beside {args.heavy_clients} heavy clients",
-                    asyncio.run(measure(base, key, args.requests, args.heavy_clients)),
-                )
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+        with running_server(url) as server:
+            print(f"cheap query, {args.requests} requests, {args.customers:,} customers:")
+            report("alone", asyncio.run(measure(server.base, key, args.requests, 0)))
+            report(
+                f"beside {args.heavy_clients} heavy clients",
+                asyncio.run(measure(server.base, key, args.requests, args.heavy_clients)),
+            )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ class Server:
     """A running server: where it listens, and its log lines as they come."""
 
     url: str
+    pid: int = 0
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     log: list[str] = field(default_factory=list)  # stderr: the log stream
     console: queue.Queue[str] = field(default_factory=queue.Queue)  # stdout, line by line
@@ -50,7 +51,7 @@ def running_server(
                 url = match.group(1)
                 break
         assert url, "the server exited before it was ready"
-        server = Server(url) if lines is None else Server(url, lines)
+        server = Server(url, process.pid) if lines is None else Server(url, process.pid, lines)
 
         def drain() -> None:  # keep reading, or the server blocks once the pipe is full
             for line in process.stderr or ():

@@ -19,7 +19,7 @@ from tests.node_tools import ARTIFACTS, run_node
 from tests.servers import running_server
 
 ASSETS = ROOT / "static" / "graphiql"
-PAGE = ASSETS / "index.html"
+PAGE = ROOT / "static" / "graphiql.html"
 TAG = re.compile(r'(?:src|href)="/graphiql/([^"]+)"\s+integrity="(sha384-[^"]+)"')
 
 

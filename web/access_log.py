@@ -9,6 +9,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_logger = logging.getLogger("customer_api.access")
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a decoded path
+# (%0a, %1b) would otherwise forge log lines or write terminal escape sequences. The
+# backslash is escaped too, so that an escape in the log always means an escaped character.
+_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+} | {ord("\\"): "\\\\"}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes: safe on one log line."""
+    return text.translate(_ESCAPES)
+
 
 class AccessLog:
     """ASGI middleware writing the line when the response is done (or the app fails)."""
@@ -32,5 +45,6 @@ class AccessLog:
             await self.app(scope, receive, sending)
         finally:
             elapsed = (time.perf_counter() - began) * 1000
-            access_logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+            method, path = printable(scope["method"]), printable(scope["path"])
+            access_logger.info("%s %s %d %.1fms", method, path, status, elapsed)
         return None

@@ -1,36 +1,83 @@
-"""The request body, read whole up to a limit and handed on to the app."""
+"""The request body: read within a deadline, and parsed as strict JSON within sane limits.
+
+Its size is bounded by Starlette's own limit on the route (`Route(max_body_size=...)`).
+"""
 
 from __future__ import annotations
 
-from starlette.types import Message, Receive
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+
+MAX_JSON_DEPTH = 64  # arrays and objects inside one another; real requests use under ten
+MAX_NUMBER_DIGITS = 100  # GraphQL's Int is 32-bit; anything longer is an attack or a mistake
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it grows past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+class BodyTimeout(Exception):
+    """The body did not arrive within the deadline."""
 
 
-def replay(body: bytes) -> Receive:
-    """A `receive` that hands the app the body already read."""
-    sent = False
+class BadJSON(ValueError):
+    """A body (or a `variables` parameter) that is not UTF-8 JSON within the limits."""
 
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+async def read_body(request: Request, seconds: float) -> bytes:
+    """The whole body; BodyTimeout when it is not complete within `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.body()
+    except TimeoutError:
+        raise BodyTimeout(f"The request body did not arrive within {seconds:g} seconds.") from None
+
+
+def parse_json(data: str | bytes) -> Any:
+    """The JSON value in `data`; BadJSON, saying what is wrong, for anything else."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise BadJSON(f"The request body is not UTF-8 (byte {error.start}).") from None
+    try:
+        value = json.loads(data, parse_int=_int, parse_constant=_constant)
+    except RecursionError:
+        raise BadJSON(_too_deep()) from None
+    except json.JSONDecodeError as error:
+        raise BadJSON(f"The request body is not JSON: {error}.") from None
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise BadJSON(_too_deep())
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise BadJSON(f"A number in the request body has more than {MAX_NUMBER_DIGITS} digits.")
+    return int(text)
+
+
+def _constant(text: str) -> Any:
+    raise BadJSON(f"The request body is not JSON: {text} is not a JSON number.")
+
+
+def _too_deep() -> str:
+    return f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep."
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit`; iterative, so never a recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

@@ -1,5 +1,6 @@
-"""The GraphQL view: Strawberry's ASGI app with authentication first, a bounded body, and
-GraphQL over HTTP's status codes for clients that ask for application/graphql-response+json."""
+"""The GraphQL view: Strawberry's ASGI app with authentication first (from the headers, before
+any body is read), a body read within a deadline and parsed as strict JSON, and GraphQL over
+HTTP's status codes for clients that ask for application/graphql-response+json."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -23,12 +24,15 @@ from db.engine import Database
 from db.rules import Environment
 from schema.context import Context
 from web.auth import Unauthenticated, authenticate, unauthenticated
-from web.body import read_body, replay
+from web.body import BadJSON, BodyTimeout, parse_json, read_body
 from web.tokens import KeysUnavailable, TokenVerifier
 
 GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
 
-GRAPHIQL = Path(__file__).resolve().parent.parent / "static" / "graphiql"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+# The page's scripts and styles, served as files. The page itself lies outside it: it is served
+# only by the view, with GRAPHIQL_POLICY, so no copy of it is reachable without the policy.
+GRAPHIQL = STATIC / "graphiql"
 # The explorer page may load and call nothing but this server: the browser enforces it.
 GRAPHIQL_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -63,7 +67,7 @@ class GraphQLView(GraphQL[Context, None]):
         clock: Callable[[], datetime],
         environment: Environment,
         kyc_ttl: timedelta,
-        max_body_bytes: int,
+        body_timeout: float,
         tokens: TokenVerifier | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql")
@@ -71,9 +75,9 @@ class GraphQLView(GraphQL[Context, None]):
         self.clock = clock
         self.environment = environment
         self.kyc_ttl = kyc_ttl
-        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.tokens = tokens  # None: API keys only
-        self.graphiql_page = (GRAPHIQL / "index.html").read_text()  # read once, not per request
+        self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
@@ -134,23 +138,25 @@ class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        body = await read_body(receive, self.max_body_bytes)
-        if body is None:
-            too_large = f"The request body is over {self.max_body_bytes} bytes."
-            return await PlainTextResponse(too_large, status_code=413)(scope, receive, send)
-        request = Request(scope, replay(body))
+        request = Request(with_lowercase_media_type(scope), receive)
         try:
             # The GraphiQL page holds no data and loads without a key: the key goes into its
-            # headers editor. Everything else needs one.
+            # headers editor. Everything else needs one, checked before a byte of the body is
+            # read: a client without a key never gets the server to hold its upload.
             if not self.should_render_graphql_ide(self.request_adapter_class(request)):
                 request.state.principal = await authenticate(
                     self.db, request.headers, self.clock, self.tokens
                 )
+            await read_body(request, self.body_timeout)  # kept by the request for the view
             response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
         except KeysUnavailable as error:
             response = error.response()
+        except BodyTimeout as error:
+            response = PlainTextResponse(str(error), 408, headers={"connection": "close"})
+        except ClientDisconnect:
+            return None  # nobody is left to answer
         except HTTPException as error:
             response = PlainTextResponse(error.reason, status_code=error.status_code)
             if error.status_code == 405:
@@ -159,9 +165,25 @@ class GraphQLView(GraphQL[Context, None]):
         return None
 
     def parse_json(self, data: str | bytes) -> Any:
-        parsed = super().parse_json(data)
+        try:
+            parsed = parse_json(data)
+        except BadJSON as error:
+            raise HTTPException(400, str(error)) from None
         # Strawberry reads fields off whatever the JSON was; anything but an object (or a
         # batch, which it checks itself) would reach it as a str or int and raise a 500.
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "The request body must be a JSON object.")
         return parsed
+
+
+def with_lowercase_media_type(scope: Scope) -> Scope:
+    """The scope with its Content-Type's media type in lower case: media types are
+    case-insensitive (RFC 9110), and Strawberry compares them as written. Parameters (a
+    multipart boundary) keep their case."""
+    headers = []
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media_type, separator, parameters = value.partition(b";")
+            value = media_type.lower() + separator + parameters
+        headers.append((name, value))
+    return {**scope, "headers": headers}

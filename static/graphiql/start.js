@@ -30,7 +30,9 @@ root.render(
     defaultHeaders: '{\n  "Authorization": "Bearer "\n}',
     defaultEditorToolsVisibility: "headers",
     headerEditorEnabled: true,
-    shouldPersistHeaders: true,
+    // The key typed into the headers editor lives in this page only: never in localStorage,
+    // where anything else on the origin (or anyone at the browser) could read it later.
+    shouldPersistHeaders: false,
     visiblePlugin: GraphiQL.React.DOC_EXPLORER_PLUGIN,
   }),
 );

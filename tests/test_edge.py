@@ -1,0 +1,208 @@
+"""The HTTP edge against hostile requests: bodies, headers, paths and the order of checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.types import Message
+
+from tests.databases import TEST_API_KEY
+from web.access_log import printable
+from web.body import MAX_JSON_DEPTH, BadJSON, parse_json
+
+BAD_BODIES = [
+    (b'{"query": "{ __typename }", "x": "\xff"}', "The request body is not UTF-8 (byte 34)."),
+    (b"\xff\xfe{\x00}\x00", "The request body is not UTF-8 (byte 0)."),
+    (
+        b"[" * 5000 + b"]" * 5000,
+        f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep.",
+    ),
+    (
+        b'{"a":' * 65 + b"1" + b"}" * 65,
+        f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep.",
+    ),
+    (
+        b'{"query": "{ __typename }", "variables": {"n": ' + b"9" * 5000 + b"}}",
+        "A number in the request body has more than 100 digits.",
+    ),
+    (
+        b'{"query": "{ __typename }", "variables": {"n": NaN}}',
+        "The request body is not JSON: NaN is not a JSON number.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_BODIES, ids=[
+    "invalid utf-8", "utf-16", "5000 deep", "65 deep", "5000 digits", "NaN",
+])  # fmt: skip
+def test_parse_json_names_what_is_wrong(body: bytes, message: str) -> None:
+    with pytest.raises(BadJSON) as raised:
+        parse_json(body)
+    assert str(raised.value) == message
+
+
+def test_parse_json_takes_sane_values() -> None:
+    nested: Any = {"a": 1}
+    for _ in range(MAX_JSON_DEPTH - 1):
+        nested = {"a": nested}
+    assert parse_json(json.dumps(nested).encode()) == nested
+    assert parse_json('{"n": -' + "9" * 100 + ', "f": 1.5e300}') == {
+        "n": -int("9" * 100),
+        "f": 1.5e300,
+    }
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_BODIES[:1] + BAD_BODIES[2:3] + BAD_BODIES[4:5])
+async def test_bad_bodies_are_400_saying_why_and_log_no_error(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, body: bytes, message: str
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = await http.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+    assert (response.status_code, response.text) == (400, message)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_variables_over_get_are_held_to_the_same_limits(http: httpx.AsyncClient) -> None:
+    params = {"query": "{ __typename }", "variables": "[" * 100 + "]" * 100}
+    response = await http.get("/graphql", params=params)
+    assert response.status_code == 400
+    assert response.text == (
+        f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep."
+    )
+
+
+@pytest.mark.parametrize("media_type", ["APPLICATION/JSON", "Application/Json; Charset=UTF-8"])
+async def test_media_types_match_in_any_case(http: httpx.AsyncClient, media_type: str) -> None:
+    response = await http.post(
+        "/graphql",
+        content=json.dumps({"query": "{ __typename }"}),
+        headers={"content-type": media_type},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {"__typename": "Query"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("POST", "/graphql", {}, 200),
+        ("POST", "/graphql", {"authorization": "Bearer nope"}, 401),
+        ("POST", "/graphql", {"content-type": "text/plain"}, 400),
+        ("GET", "/graphql", {"accept": "text/html"}, 200),
+        ("GET", "/graphiql/start.js", {}, 200),
+        ("GET", "/nowhere", {}, 404),
+    ],
+)
+async def test_every_response_says_nosniff_and_no_store(
+    http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    body = json.dumps({"query": "{ __typename }"}) if method == "POST" else None
+    headers = {"content-type": "application/json", **headers}
+    response = await http.request(method, path, content=body, headers=headers)
+    assert response.status_code == status
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_too_large_bodies_say_nosniff_too(http: httpx.AsyncClient) -> None:
+    response = await http.post("/graphql", content=b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_no_redirect_is_built_from_the_host_header(http: httpx.AsyncClient) -> None:
+    response = await http.get("/graphql/", headers={"host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/graphiql/index.html", "/graphiql/", "/graphiql"])
+async def test_graphiql_is_served_by_one_route_only(http: httpx.AsyncClient, path: str) -> None:
+    response = await http.get(path, headers={"accept": "text/html"})
+    assert response.status_code == 404
+    assert "GraphiQL" not in response.text
+
+
+async def test_the_graphiql_page_cannot_be_framed(http: httpx.AsyncClient) -> None:
+    response = await http.get("/graphql", headers={"accept": "text/html"})
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_printable_escapes_control_characters() -> None:
+    assert printable("/graphql\n2025 INFO forged\x1b[31m\x7f\x85\u2028\\x") == (
+        "/graphql\\x0a2025 INFO forged\\x1b[31m\\x7f\\x85\\u2028\\\\x"
+    )
+    assert printable("/graphql/ünïcode") == "/graphql/ünïcode"
+
+
+async def test_a_decoded_path_cannot_forge_an_access_log_line(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="customer_api.access"):
+        await http.get("/x%0a2025-01-01 INFO customer_api.access GET /graphql 200%1b[2J")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "customer_api.access"]
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert line.startswith("GET /x\\x0a2025-01-01 INFO customer_api.access GET /graphql 200\\x1b")
+
+
+# -- The order of checks: the key from the headers before any body is read -----------------------
+
+
+async def call(app: Starlette, headers: list[tuple[bytes, bytes]], receive: Any) -> list[Message]:
+    """The messages the app sends for one POST /graphql whose body comes from `receive`."""
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+    }  # fmt: skip
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_the_key_is_checked_before_the_body_is_read(app: Starlette) -> None:
+    async def receive() -> Message:
+        raise AssertionError("the body was read before the key was checked")
+
+    sent = await call(app, [], receive)
+    assert sent[0]["status"] == 401
+    sent = await call(app, [(b"authorization", b"Bearer cak_unknown")], receive)
+    assert sent[0]["status"] == 401
+
+
+@pytest.fixture
+def setting_overrides() -> dict[str, Any]:
+    return {"body_timeout_seconds": 0.3}
+
+
+async def test_a_body_that_stalls_gets_408_and_closes(app: Starlette) -> None:
+    stalled = asyncio.Event()
+    parts = iter([b'{"query": "{ __typ'])
+
+    async def receive() -> Message:
+        for part in parts:
+            return {"type": "http.request", "body": part, "more_body": True}
+        stalled.set()
+        await asyncio.Event().wait()  # never more: the client stalled half-way
+        raise AssertionError
+
+    async with asyncio.timeout(10):  # the deadline, not this, must end the wait
+        sent = await call(app, [(b"authorization", f"Bearer {TEST_API_KEY}".encode())], receive)
+    assert stalled.is_set()
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert sent[1]["body"] == b"The request body did not arrive within 0.3 seconds."
