@@ -56,13 +56,13 @@ async def idle_after_one_request(host: str, port: int) -> Closed:
 
 
 def test_slow_clients_are_closed_within_the_timeouts(database_url: str) -> None:
-    settings = {
-        "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
-        "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
-        "IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT),
-        "KYC_SWEEP_INTERVAL_SECONDS": "0",
-    }
-    with running_server(database_url, **settings) as server:
+    with running_server(
+        database_url,
+        HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
+        IDLE_TIMEOUT_SECONDS=str(IDLE_TIMEOUT),
+        KYC_SWEEP_INTERVAL_SECONDS="0",
+    ) as server:
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
         headers = {"authorization": f"Bearer {TEST_API_KEY}"}
 
