@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
-from graphql import GraphQLError
 
 from db import customers, models
 from db.pages import Direction, PageError
 from schema.context import Info
+from schema.errors import bad_input
 from schema.translate import mirror, mirrors
 from schema.types import Customer, KycVerificationStatus
 
@@ -134,10 +134,6 @@ class CustomerConnection:
     )
     async def total_count(self) -> int:
         return await self.count()
-
-
-def bad_input(message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
 
 
 def page_size(name: str, value: int | None) -> int | None:

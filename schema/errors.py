@@ -7,6 +7,7 @@ import re
 import traceback
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
@@ -14,6 +15,12 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 logger = logging.getLogger("customer_api.errors")
 
 INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
+
+def bad_input(message: str, **located: Any) -> GraphQLError:
+    """An error in the client's input: the request's fault, so never logged as the server's."""
+    return GraphQLError(message, extensions={"code": BAD_USER_INPUT}, **located)
 
 
 def is_unexpected(error: GraphQLError) -> bool:

@@ -10,6 +10,12 @@ import binascii
 
 import strawberry
 
+from schema.errors import bad_input
+
+# Primary keys are INTEGER columns: PostgreSQL's stops at 2^31 - 1, and SQLite is held to the
+# same so that an id means the same on both. A larger key would fail in the driver.
+MAX_KEY = 2**31 - 1
+
 
 def encode(type_name: str, key: int) -> strawberry.ID:
     raw = f"{type_name}:{key}".encode()
@@ -17,14 +23,22 @@ def encode(type_name: str, key: int) -> strawberry.ID:
 
 
 def decode(global_id: str) -> tuple[str, int] | None:
-    """The type name and key inside a global id, or None when it is not one of ours."""
+    """The type name and key inside a global id, or None when it is not one of ours.
+
+    An id of ours whose key is past MAX_KEY was never given out: a BAD_USER_INPUT error.
+    """
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
         type_name, _, key = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition(":")
     except (binascii.Error, UnicodeError, ValueError):
         return None
-    if not type_name or not key.isascii() or not key.isdigit() or len(key) > 18:
+    if not type_name or not key.isascii() or not key.isdigit():
         return None
+    if len(key) > len(str(MAX_KEY)) or int(key) > MAX_KEY:
+        raise bad_input(
+            f"The id names a key past {MAX_KEY}, the largest there can be: it is not an id "
+            "this API gave out."
+        )
     return type_name, int(key)
 
 

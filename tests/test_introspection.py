@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GraphQLClient
+from tests.conftest import GraphQLClient, operation
 
 
 @pytest.fixture
@@ -34,3 +34,15 @@ async def test_introspection_off_refuses_schema_queries(gql: GraphQLClient) -> N
 async def test_introspection_off_hides_suggestions(gql: GraphQLClient) -> None:
     [error] = (await gql.post(TYPO)).json()["errors"]
     assert error["message"] == "Cannot query field 'custmer' on type 'Query'."
+
+
+async def test_introspection_off_refuses_the_federation_sdl(gql: GraphQLClient) -> None:
+    body = (await gql.post(operation("service"))).json()
+    assert body.get("data") is None
+    assert body["errors"] == [
+        {
+            "message": "The _service field is off, as introspection is: the subgraph's SDL "
+            "is handed to gateways apart from the API (python server.py export-schema).",
+            "locations": [{"line": 3, "column": 3}],
+        }
+    ]

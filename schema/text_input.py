@@ -1,0 +1,79 @@
+"""Strings no column can store, refused before anything runs.
+
+PostgreSQL's text cannot hold NUL, and no encoding holds a lone surrogate (JSON's "\\ud800"
+decodes to one): either would fail in the driver as a server error. Every string a request
+carries, in its variables or as a literal in its document, is checked on both backends alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError, StringValueNode, Visitor, visit
+from strawberry.extensions import SchemaExtension
+
+from schema.errors import bad_input
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def problem(text: str) -> str | None:
+    """What makes `text` unstorable, or None when it is fine."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if code == 0:
+        return "holds a NUL character (U+0000), which no text may hold"
+    return f"holds a lone surrogate (U+{code:04X}); text must be valid Unicode"
+
+
+def variable_errors(variables: dict[str, Any]) -> list[GraphQLError]:
+    """An error for each unstorable string (or object key) in the variables, with its path."""
+    errors = []
+    names = [(None, "A variable name", name) for name in variables]
+    queue: deque[tuple[str | None, str, Any]] = deque(names)
+    queue.extend((f"${name}", f"The value at ${name}", value) for name, value in variables.items())
+    while queue:
+        path, subject, value = queue.popleft()
+        if isinstance(value, str):
+            if (wrong := problem(value)) is not None:
+                errors.append(bad_input(f"{subject} {wrong}."))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                queue.append((None, f"A field name in {path}", key))
+                queue.append((f"{path}.{key}", f"The value at {path}.{key}", item))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                queue.append((f"{path}[{index}]", f"The value at {path}[{index}]", item))
+    return errors
+
+
+class _Literals(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[GraphQLError] = []
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+        if (wrong := problem(node.value)) is not None:
+            self.errors.append(bad_input(f"A string in the document {wrong}.", nodes=[node]))
+
+
+class RefuseUnstorableText(SchemaExtension):
+    """Refuse an operation any of whose strings holds NUL or a lone surrogate."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.result is None:
+            errors = variable_errors(context.variables or {})
+            if context.graphql_document is not None:
+                literals = _Literals()
+                visit(context.graphql_document, literals)
+                errors += literals.errors
+            if errors:
+                context.result = GraphQLExecutionResult(data=None, errors=errors)
+        yield
