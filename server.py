@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import uvicorn
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -29,7 +30,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from db import keys, kyc, migrate
+from db import keys, kyc, migrate, server_secrets
 from db.engine import Database
 from db.models import utc_now
 from db.rules import Environment
@@ -108,6 +109,11 @@ class Settings(BaseSettings):
         default=True,
         description="Allow introspection (GraphiQL and codegen need it); off also hides "
         "'Did you mean' suggestions.",
+    )
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the cursors of lists. Unset: one is made on the first start and "
+        "kept in the database, so every replica shares it. Changing it voids cursors handed out.",
     )
     migrate_on_start: bool = Field(
         default=True, description="Bring the database to the latest schema when the server starts."
@@ -248,6 +254,15 @@ async def sweep_forever(db: Database, settings: Settings, clock: Clock) -> None:
         await asyncio.sleep(settings.kyc_sweep_interval_seconds)
 
 
+async def cursor_secret(db: Database, settings: Settings, clock: Clock) -> bytes:
+    """The key that signs cursors: the setting's, else the one stored in the database."""
+    if settings.cursor_secret is not None:
+        text = settings.cursor_secret.get_secret_value()
+    else:
+        text = await server_secrets.shared_secret(db, "cursor", clock())
+    return hashlib.sha256(text.encode()).digest()
+
+
 def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
     limits = Limits(
         max_depth=settings.max_query_depth,
@@ -271,12 +286,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     """The ASGI app: /graphql serves the API (and GraphiQL to a browser)."""
     settings = settings or Settings()
     db = open_database(settings)
+    view = graphql_view(db, settings, clock)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate.upgrade(db)
         await bootstrap_key(db, clock)
+        view.cursor_secret = await cursor_secret(db, settings, clock)
         sweeper = None
         if settings.kyc_sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(sweep_forever(db, settings, clock))
@@ -290,7 +307,6 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host
 
-    view = graphql_view(db, settings, clock)
     app = Starlette(
         # CORS outside the rest: a preflight is answered before anything asks for a key.
         middleware=[

@@ -25,9 +25,9 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
 from db import customers
-from db.models import Customer, KycStatus
+from db.models import Customer, KycStatus, utc_now
 from db.pages import Direction, Ordering, encode_cursor
-from server import Settings, create_app
+from server import Settings, create_app, cursor_secret
 
 PAGE = 20
 DOCUMENT = (
@@ -49,7 +49,9 @@ async def median_ms(client: httpx.AsyncClient, runs: int, **variables: Any) -> f
     return statistics.median(timings[2:])
 
 
-async def cursor_at(client_db: Any, ordering: Ordering, depth: int, review_queue: bool) -> str:
+async def cursor_at(
+    client_db: Any, ordering: Ordering, depth: int, review_queue: bool, secret: bytes
+) -> str:
     """The cursor of the row `depth` rows into the list (setup only: OFFSET is fine here)."""
     walk_desc = ordering.direction is Direction.DESC
     query = select(Customer)
@@ -62,7 +64,7 @@ async def cursor_at(client_db: Any, ordering: Ordering, depth: int, review_queue
     )
     async with client_db.read() as session:
         row = (await session.scalars(query)).one()
-    return encode_cursor(ordering, ordering.key_of(row))
+    return encode_cursor(ordering, ordering.key_of(row), secret)
 
 
 async def run(database_url: str, depth: int, runs: int) -> None:
@@ -70,6 +72,7 @@ async def run(database_url: str, depth: int, runs: int) -> None:
     app = create_app(settings)
     async with LifespanManager(app):
         db = app.state.db
+        secret = await cursor_secret(db, settings, utc_now)
         async with db.read() as session:
             total = (await session.execute(select(func.count()).select_from(Customer))).scalar_one()
             queue = (
@@ -103,7 +106,7 @@ async def run(database_url: str, depth: int, runs: int) -> None:
                 order_by = {"field": field.value, "direction": direction.value}
                 where = REVIEW_QUEUE if review else None
                 deep_at = min(depth, (queue if review else total) // 2)
-                cursor = await cursor_at(db, ordering, deep_at, review)
+                cursor = await cursor_at(db, ordering, deep_at, review, secret)
                 first = await median_ms(client, runs, first=PAGE, orderBy=order_by, filter=where)
                 deep = await median_ms(
                     client, runs, first=PAGE, after=cursor, orderBy=order_by, filter=where

@@ -271,12 +271,16 @@ async def list_customers(
     before: str | None = None,
     now: datetime,
     ttl: timedelta,
+    cursor_secret: bytes,
 ) -> Page[Customer]:
-    """One page of the customers that match, in one statement; PageError for a bad cursor."""
+    """One page of the customers that match, in one statement; PageError for a bad cursor.
+
+    Cursors are signed with, and checked against, `cursor_secret`."""
     query = select(Customer).where(*_conditions(where, now, ttl))
     return await fetch_page(
-        session, query, order, first=first, after=after, last=last, before=before
-    )
+        session, query, order, first=first, after=after, last=last, before=before,
+        secret=cursor_secret,
+    )  # fmt: skip
 
 
 async def count_customers(

@@ -174,3 +174,13 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class ServerSecret(SQLModel, table=True):
+    """A secret every replica of the server shares, made on the first start that needs it."""
+
+    __tablename__: ClassVar[str] = "server_secret"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(String(128), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

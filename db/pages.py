@@ -10,10 +10,12 @@ import base64
 import binascii
 import enum
 import hashlib
+import hmac
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, literal, tuple_
@@ -53,33 +55,38 @@ class Page(Generic[T]):
     has_previous: bool
 
 
-# Cursors carry a checksum so that a truncated or hand-edited cursor is refused clearly, not
-# read as some other position. It is not a secret: a forged cursor could only name a position
-# in rows the client may list anyway.
-_CHECK_BYTES = 6
+# Cursors carry a keyed MAC: the server's cursor secret signs what it hands out, so a cursor
+# the client edited (or made up) is refused before its values reach a query. The values are
+# range-checked all the same, in case the secret is ever known.
+_MAC_BYTES = 16
+_MAX_KEY = 2**31 - 1  # INTEGER primary keys
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_INVALID = "The cursor is not valid; use a cursor from a page of this list."
 
 
-def encode_cursor(ordering: Ordering, key: Sequence[Any]) -> str:
+def _mac(secret: bytes, raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, key=secret, digest_size=_MAC_BYTES).digest()
+
+
+def encode_cursor(ordering: Ordering, key: Sequence[Any], secret: bytes) -> str:
+    """An opaque cursor for the row with this sort key, signed with `secret`."""
     values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
     payload = json.dumps([ordering.name, ordering.direction.value, *values], separators=(",", ":"))
     raw = payload.encode()
-    check = hashlib.blake2b(raw, digest_size=_CHECK_BYTES).digest()
-    return base64.urlsafe_b64encode(check + raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(_mac(secret, raw) + raw).decode().rstrip("=")
 
 
-def decode_cursor(ordering: Ordering, cursor: str) -> tuple[Any, ...]:
+def decode_cursor(ordering: Ordering, cursor: str, secret: bytes) -> tuple[Any, ...]:
     """The sort key inside a cursor made for this ordering; PageError when it is not one."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         blob = base64.urlsafe_b64decode(padded.encode("ascii"))
-        check, raw = blob[:_CHECK_BYTES], blob[_CHECK_BYTES:]
-        if hashlib.blake2b(raw, digest_size=_CHECK_BYTES).digest() != check:
-            raise ValueError("checksum")
+        mac, raw = blob[:_MAC_BYTES], blob[_MAC_BYTES:]
+        if not hmac.compare_digest(_mac(secret, raw), mac):
+            raise ValueError("mac")
         name, direction, *values = json.loads(raw)
     except (ValueError, UnicodeError, binascii.Error, TypeError) as error:
-        raise PageError(
-            "The cursor is not valid; use a cursor from a page of this list."
-        ) from error
+        raise PageError(_INVALID) from error
     if (name, direction) != (ordering.name, ordering.direction.value) or len(values) != len(
         ordering.columns
     ):
@@ -91,18 +98,28 @@ def decode_cursor(ordering: Ordering, cursor: str) -> tuple[Any, ...]:
             _from_json(value, column)
             for value, column in zip(values, ordering.columns, strict=True)
         )
-    except (ValueError, TypeError) as error:
-        raise PageError(
-            "The cursor is not valid; use a cursor from a page of this list."
-        ) from error
+    except (ValueError, TypeError, OverflowError) as error:
+        raise PageError(_INVALID) from error
 
 
 def _from_json(value: Any, column: ColumnElement[Any]) -> Any:
+    """The column's value from a cursor, or ValueError when no row could hold it."""
     python_type = column.type.python_type
     if python_type is datetime:
-        return datetime.fromisoformat(value)
-    if not isinstance(value, python_type):
+        if not isinstance(value, str):
+            raise TypeError("expected an ISO 8601 string")
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime")
+        return moment.astimezone(UTC)  # OverflowError past the years 1 to 9999
+    if not isinstance(value, python_type) or isinstance(value, bool):
         raise TypeError(f"expected {python_type.__name__}")
+    if isinstance(value, int) and not 0 <= value <= _MAX_KEY:
+        raise ValueError("integer out of range")
+    if isinstance(value, str):
+        length = getattr(column.type, "length", None)
+        if (length is not None and len(value) > length) or _UNSTORABLE.search(value):
+            raise ValueError("string no column holds")
     return value
 
 
@@ -115,6 +132,7 @@ async def fetch_page(
     after: str | None = None,
     last: int | None = None,
     before: str | None = None,
+    secret: bytes,
 ) -> Page[Any]:
     """One page of `query` (which selects one entity) in `ordering`: a single statement.
 
@@ -130,9 +148,11 @@ async def fetch_page(
     assert size is not None
     descending = ordering.direction is Direction.DESC
     if after is not None:
-        query = query.where(_beyond(ordering, decode_cursor(ordering, after), descending))
+        query = query.where(_beyond(ordering, decode_cursor(ordering, after, secret), descending))
     if before is not None:
-        query = query.where(_beyond(ordering, decode_cursor(ordering, before), not descending))
+        query = query.where(
+            _beyond(ordering, decode_cursor(ordering, before, secret), not descending)
+        )
     walk_descending = descending == forward
     query = query.order_by(
         *(column.desc() if walk_descending else column.asc() for column in ordering.columns)
@@ -144,7 +164,7 @@ async def fetch_page(
         rows.reverse()
     return Page(
         rows=rows,
-        cursors=[encode_cursor(ordering, ordering.key_of(row)) for row in rows],
+        cursors=[encode_cursor(ordering, ordering.key_of(row), secret) for row in rows],
         has_next=more if forward else before is not None,
         has_previous=after is not None if forward else more,
     )

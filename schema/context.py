@@ -22,6 +22,7 @@ class Context:
     environment: Environment
     clock: Callable[[], datetime]
     kyc_ttl: timedelta
+    cursor_secret: bytes  # signs the cursors of lists
     principal: Principal | None = None  # the API key's, when the request had a valid one
     loaders: Loaders = field(init=False)
 

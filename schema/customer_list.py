@@ -188,7 +188,7 @@ class CustomerListQuery:
             async with context.db.read() as session:
                 page = await customers.list_customers(
                     session, where, ordering, first=first, after=after, last=last,
-                    before=before, now=now, ttl=ttl,
+                    before=before, now=now, ttl=ttl, cursor_secret=context.cursor_secret,
                 )  # fmt: skip
         except PageError as error:
             raise bad_input(str(error)) from None

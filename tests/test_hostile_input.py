@@ -12,10 +12,12 @@ import pytest
 from sqlmodel import func, select
 
 from db.engine import Database
-from db.models import Customer
+from db.models import Customer, utc_now
 from schema import ids
 from schema.text_input import variable_errors
+from server import Settings, cursor_secret
 from tests.conftest import GraphQLClient, counting_statements, operation
+from tests.test_pages import signed
 
 NUL, SURROGATE = "\x00", "\ud800"
 HUGE_CUSTOMER = ids.encode("Customer", 2**31)
@@ -137,3 +139,27 @@ def test_every_unstorable_string_is_named_by_its_path() -> None:
         f"The value at $a[0].b {NUL_SAYS}",
         f"A field name in $a[0] {SURROGATE_SAYS}",
     ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["0001-01-01T00:00:00+05:00", 1], ["2025-06-05T04:57:11Z", 2**31], ["naive", 1]],
+    ids=["date before year 1", "id past 2^31-1", "not a date"],
+)
+async def test_signed_cursors_with_impossible_values_are_bad_input(
+    gql: GraphQLClient,
+    db: Database,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    values: list[Any],
+) -> None:
+    """Even with the server's own secret (as if it leaked), a cursor's values are checked."""
+    await gql.create("c-0")
+    secret = await cursor_secret(db, settings, utc_now)
+    with caplog.at_level(logging.INFO), counting_statements(db) as statements:
+        response = await gql.post(operation("customers"), {"after": signed(values, secret=secret)})
+    [error] = response.json()["errors"]
+    assert error["message"] == "The cursor is not valid; use a cursor from a page of this list."
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert statements == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

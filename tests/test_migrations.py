@@ -91,6 +91,7 @@ async def test_upgrade_and_downgrade_keep_every_row(blank: Database) -> None:
             first=10,
             now=moment,
             ttl=DEFAULT_TTL,
+            cursor_secret=b"test",
         )
         assert [row.external_customer_id for row in found.rows] == ["Old-2"]
         by_id_prefix = await customers.list_customers(
@@ -100,6 +101,7 @@ async def test_upgrade_and_downgrade_keep_every_row(blank: Database) -> None:
             first=10,
             now=moment,
             ttl=DEFAULT_TTL,
+            cursor_secret=b"test",
         )
         rows = by_id_prefix.rows
         assert [(r.external_customer_id, r.first_name, r.kyc_status) for r in rows] == [
@@ -129,5 +131,5 @@ async def test_concurrent_upgrades_of_a_blank_database_both_succeed(
         await asyncio.gather(migrate.upgrade(blank), migrate.upgrade(other))
     finally:
         await other.dispose()
-    assert await tables(blank) == {"api_key", "customer", "kyc_verification"}
+    assert await tables(blank) == {"api_key", "customer", "kyc_verification", "server_secret"}
     assert await migrate.current_revision(blank) == migrate.head_revision()

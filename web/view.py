@@ -77,6 +77,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.kyc_ttl = kyc_ttl
         self.body_timeout = body_timeout
         self.tokens = tokens  # None: API keys only
+        self.cursor_secret = b""  # set when the server starts (server.py's lifespan)
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -91,6 +92,7 @@ class GraphQLView(GraphQL[Context, None]):
             environment=self.environment,
             clock=self.clock,
             kyc_ttl=self.kyc_ttl,
+            cursor_secret=self.cursor_secret,
             principal=getattr(request.state, "principal", None),
         )
 
