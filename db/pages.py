@@ -12,7 +12,6 @@ import enum
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.rules import unstorable
 
 T = TypeVar("T")
 
@@ -60,7 +61,6 @@ class Page(Generic[T]):
 # range-checked all the same, in case the secret is ever known.
 _MAC_BYTES = 16
 _MAX_KEY = 2**31 - 1  # INTEGER primary keys
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _INVALID = "The cursor is not valid; use a cursor from a page of this list."
 
 
@@ -118,7 +118,7 @@ def _from_json(value: Any, column: ColumnElement[Any]) -> Any:
         raise ValueError("integer out of range")
     if isinstance(value, str):
         length = getattr(column.type, "length", None)
-        if (length is not None and len(value) > length) or _UNSTORABLE.search(value):
+        if (length is not None and len(value) > length) or unstorable(value) is not None:
             raise ValueError("string no column holds")
     return value
 

@@ -380,6 +380,16 @@ def check_text(name: str, value: str | None, max_length: int) -> tuple[str | Non
     return text, problems
 
 
+# PostgreSQL's text cannot hold NUL, and no encoding holds a lone surrogate.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(text: str) -> str | None:
+    """The first character of `text` that no column can store (NUL, a lone surrogate), or None."""
+    found = _UNSTORABLE.search(text)
+    return None if found is None else found.group()
+
+
 def _trimmed(value: str | None) -> str | None:
     """Strip surrounding white space; an empty or all-blank value counts as absent."""
     if value is None:

@@ -7,7 +7,6 @@ carries, in its variables or as a literal in its document, is checked on both ba
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -16,17 +15,16 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError, StringValueNode, Visitor, visit
 from strawberry.extensions import SchemaExtension
 
+from db.rules import unstorable
 from schema.errors import bad_input
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def problem(text: str) -> str | None:
     """What makes `text` unstorable, or None when it is fine."""
-    found = _UNSTORABLE.search(text)
+    found = unstorable(text)
     if found is None:
         return None
-    code = ord(found.group())
+    code = ord(found)
     if code == 0:
         return "holds a NUL character (U+0000), which no text may hold"
     return f"holds a lone surrogate (U+{code:04X}); text must be valid Unicode"
