@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
@@ -115,6 +117,11 @@ class Settings(BaseSettings):
         description="Signs the cursors of lists. Unset: one is made on the first start and "
         "kept in the database, so every replica shares it. Changing it voids cursors handed out.",
     )
+    bootstrap_key_file: Path = Field(
+        default=Path("bootstrap-key.txt"),
+        description="Where the first start writes the key it makes (mode 0600) when the "
+        "database has none.",
+    )
     migrate_on_start: bool = Field(
         default=True, description="Bring the database to the latest schema when the server starts."
     )
@@ -202,11 +209,13 @@ class Settings(BaseSettings):
         )
 
 
-async def bootstrap_key(db: Database, clock: Clock) -> None:
-    """On a database with no key at all, make one with every scope and show it once.
+async def bootstrap_key(db: Database, clock: Clock, path: Path) -> None:
+    """On a database with no key at all, make one with every scope and write it to `path`.
 
-    It goes to the console (stdout) only, never to the log stream; the next start finds a
-    key and says nothing. Servers starting together race for the name: one wins.
+    The file is made readable by its owner only (0600); the key never reaches stdout or the
+    log, which process managers often keep together: only the file's path is printed, on
+    stderr. The next start finds a key and says nothing. Servers starting together race for
+    the key's name: one wins, and only the winner writes the file.
     """
     async with db.write() as session:
         if await keys.count_keys(session):
@@ -215,14 +224,30 @@ async def bootstrap_key(db: Database, clock: Clock) -> None:
             key = await keys.create_key(session, "bootstrap", keys.ALL_SCOPES, clock())
         except keys.KeyProblem:
             return
+        write_private(path, key + "\n")  # before the commit: no key is made that nobody has
+    announce_bootstrap_key(path)
+
+
+def announce_bootstrap_key(path: Path) -> None:
     print(
-        "\nNo API key existed, so one with every scope was made. It is shown this once:\n\n"
-        f"    {key}\n\n"
-        "In GraphiQL (http://<host>:<port>/graphql) put it in the Headers tab as\n"
-        f'    {{"Authorization": "Bearer {key}"}}\n'
+        "\nNo API key existed, so one with every scope was made and written to\n\n"
+        f"    {path.resolve()}\n\n"
+        "(readable by this user only). Keep it somewhere safe and delete the file. In GraphiQL "
+        "(http://<host>:<port>/graphql) put it in the Headers tab as\n"
+        '    {"Authorization": "Bearer <the key>"}\n'
         "Make narrower keys with: python server.py keys create --name NAME --scope SCOPE\n",
+        file=sys.stderr,
         flush=True,
     )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner may read, never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(path, flags, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(descriptor, 0o600)  # an existing file keeps its old mode otherwise
+        file.write(text)
 
 
 def open_database(settings: Settings) -> Database:
@@ -292,7 +317,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await migrate.upgrade(db)
-        await bootstrap_key(db, clock)
+        await bootstrap_key(db, clock, settings.bootstrap_key_file)
         view.cursor_secret = await cursor_secret(db, settings, clock)
         sweeper = None
         if settings.kyc_sweep_interval_seconds > 0:

@@ -46,12 +46,17 @@ def running_server(
     with process:
         assert process.stderr is not None
         url = None
+        early = []  # what it logs while it starts (migrations, a first key's file)
         for line in process.stderr:  # blocks until uvicorn says where it listens, or it dies
+            early.append(line)
             if match := READY.search(line):
                 url = match.group(1)
                 break
         assert url, "the server exited before it was ready"
         server = Server(url, process.pid) if lines is None else Server(url, process.pid, lines)
+        for line in early:
+            server.log.append(line)
+            server.lines.put(line)
 
         def drain() -> None:  # keep reading, or the server blocks once the pipe is full
             for line in process.stderr or ():

@@ -58,13 +58,16 @@ def test_real_server_creates_and_reads_a_customer(database_url: str) -> None:
         assert "graphiql" in page.text.lower()
 
 
-def test_first_start_makes_the_schema_and_shows_one_key_once(tmp_path: Path) -> None:
-    database = tmp_path / "new.db"
+def test_first_start_writes_one_key_to_a_private_file(tmp_path: Path) -> None:
+    database, key_file = tmp_path / "new.db", tmp_path / "secrets" / "first-key.txt"
+    key_file.parent.mkdir()
     url = f"sqlite+aiosqlite:///{database}"
-    with running_server(url) as server:
-        while not (match := re.fullmatch(r"\s+(cak_\S+)\s*", server.console.get(timeout=60))):
+    with running_server(url, BOOTSTRAP_KEY_FILE=str(key_file)) as server:
+        while str(key_file) not in server.lines.get(timeout=60):  # the path, on stderr
             pass
-        key = match.group(1)
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text().strip()
+        assert re.fullmatch(r"cak_\S+", key)
         with httpx.Client(
             base_url=server.url, headers={"authorization": f"Bearer {key}"}
         ) as client:
@@ -76,13 +79,14 @@ def test_first_start_makes_the_schema_and_shows_one_key_once(tmp_path: Path) -> 
             )
             assert created["createCustomer"]["userErrors"] == []  # every scope
     assert database.exists()
-    printed = "".join(server.printed)
-    assert f'{{"Authorization": "Bearer {key}"}}' in printed  # how to use it in GraphiQL
-    assert key not in "".join(server.log)  # never in the log stream
-    with running_server(url) as again:
+    assert key not in "".join(server.printed)  # never on stdout
+    assert key not in "".join(server.log)  # nor in the log stream
+    assert '{"Authorization": "Bearer <the key>"}' in "".join(server.log)  # how to use it
+    key_file.unlink()
+    with running_server(url, BOOTSTRAP_KEY_FILE=str(key_file)) as again:
         pass
-    assert key not in "".join(again.printed)
-    assert "cak_" not in "".join(again.printed)
+    assert not key_file.exists()  # a key exists: nothing is made or written
+    assert str(key_file) not in "".join(again.log)
 
 
 def test_migrate_command(tmp_path: Path) -> None:
@@ -91,7 +95,7 @@ def test_migrate_command(tmp_path: Path) -> None:
         [sys.executable, "server.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "database at revision 0003\n"
+    assert done.stdout == "database at revision 0004\n"
 
 
 async def add_stale_verifications(database_url: str, count: int) -> None:
