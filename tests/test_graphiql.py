@@ -114,6 +114,8 @@ def test_graphiql_runs_a_query_in_chromium(browser: str, database_url: str) -> N
     assert outcome["elsewhere"] == [], "the page asked another host for something"
     assert outcome["docsShown"] is True
     assert outcome["headersEditor"], "the headers editor is not showing"
+    assert outcome["stored"], "the page stored nothing: the check below proves nothing"
+    assert not [item for item in outcome["stored"] if TEST_API_KEY in item]  # kept in the page
     assert json.loads(outcome["result"])["data"] == {
         "customer": {"externalCustomerId": "c-1", "data": {"email": "ann@example.com"}}
     }

@@ -21,6 +21,26 @@ query Customers {
 }
 `;
 
+// The headers hold the API key. GraphiQL keeps them, and its history (which records each run
+// query's headers), in this page's memory only: never in localStorage, where anything else on
+// the origin, or anyone at the browser later, could read them. The query and tabs persist.
+const IN_MEMORY = new Set(["graphiql:headers", "graphiql:queries", "graphiql:favorites"]);
+const memory = new Map();
+const ours = () => Object.keys(localStorage).filter((key) => key.startsWith("graphiql:"));
+const storage = {
+  getItem: (key) => (IN_MEMORY.has(key) ? (memory.get(key) ?? null) : localStorage.getItem(key)),
+  setItem: (key, value) =>
+    IN_MEMORY.has(key) ? memory.set(key, value) : localStorage.setItem(key, value),
+  removeItem: (key) => (IN_MEMORY.has(key) ? memory.delete(key) : localStorage.removeItem(key)),
+  get length() {
+    return ours().length + memory.size;
+  },
+  clear() {
+    memory.clear();
+    ours().forEach((key) => localStorage.removeItem(key));
+  },
+};
+
 const fetcher = GraphiQL.createFetcher({ url: window.location.origin + "/graphql" });
 const root = ReactDOM.createRoot(document.getElementById("graphiql"));
 root.render(
@@ -30,9 +50,8 @@ root.render(
     defaultHeaders: '{\n  "Authorization": "Bearer "\n}',
     defaultEditorToolsVisibility: "headers",
     headerEditorEnabled: true,
-    // The key typed into the headers editor lives in this page only: never in localStorage,
-    // where anything else on the origin (or anyone at the browser) could read it later.
     shouldPersistHeaders: false,
+    storage,
     visiblePlugin: GraphiQL.React.DOC_EXPLORER_PLUGIN,
   }),
 );

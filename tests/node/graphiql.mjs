@@ -41,11 +41,14 @@ try {
     await page.locator(headers).click();
     await page.keyboard.press("Control+A");
     await page.keyboard.type(`{"Authorization": "Bearer ${process.env.API_KEY}"`, { delay: 2 });
-    await page.waitForFunction(
-      (key) => (localStorage.getItem("graphiql:headers") || "").includes(key),
-      process.env.API_KEY,
-    );
-    await page.getByLabel("Re-fetch GraphQL schema").click();
+    // GraphiQL takes in the edit after a short debounce, and keeps it in the page only (it is
+    // not persisted): re-fetch the schema until the docs show it, for at most 20 s.
+    const rootTypes = page.getByText("Root Types", { exact: false }).first();
+    const deadline = Date.now() + 20000;
+    do {
+      await page.getByLabel("Re-fetch GraphQL schema").click();
+      await rootTypes.waitFor({ timeout: 2000 }).catch(() => {});
+    } while (!(await rootTypes.isVisible()) && Date.now() < deadline);
   }
   await page.waitForSelector(".graphiql-doc-explorer", { timeout: 20000 });
   await page.getByText("Root Types", { exact: false }).first().waitFor({ timeout: 20000 });
@@ -78,6 +81,12 @@ try {
   await response.getByText(expected, { exact: false }).first().waitFor({ timeout: 20000 });
   outcome.result = await page.evaluate(
     () => document.querySelector(".graphiql-response .CodeMirror").CodeMirror.getValue(),
+  );
+  // Whatever the page keeps in the browser's storage, after a whole session with the key.
+  outcome.stored = await page.evaluate(() =>
+    [localStorage, sessionStorage].flatMap((storage) =>
+      Object.keys(storage).map((name) => `${name}=${storage.getItem(name)}`),
+    ),
   );
 
 } catch (error) {
