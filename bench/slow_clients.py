@@ -163,11 +163,11 @@ async def measure(base: str, key: str, pid: int, args: argparse.Namespace) -> No
 
         heads, bodies = await hold(host, int(port), args.dribblers, args.stallers, meanwhile)
     print(f"cheap query, {args.requests} requests:")
-    print(f"  alone{'':<38} median {statistics.median(alone):7.2f} ms  max {max(alone):7.2f} ms")
-    print(
-        f"  beside {args.dribblers} dribbling heads and {args.stallers} stalled bodies "
-        f"median {statistics.median(beside):7.2f} ms  max {max(beside):7.2f} ms"
-    )
+    beside_label = f"beside {args.dribblers} dribbling heads, {args.stallers} stalled bodies"
+    for label, timings in (("alone", alone), (beside_label, beside)):
+        print(
+            f"  {label:<50} median {statistics.median(timings):7.2f} ms  max {max(timings):7.2f} ms"
+        )
     if heads:
         print(f"head dribblers closed after {max(c.seconds for c in heads):.1f} s at most")
     if bodies:
