@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         default=16 * 1024,
         ge=1024,
-        description="Largest request line and headers; larger ones get 400 (the bytes a "
-        "connection buffers before its key is checked).",
+        description="Most bytes of an unfinished request line and headers held; more get 400 "
+        "(what a connection buffers before its key can be checked).",
     )
     max_connections: int = Field(
         default=1000,

@@ -120,3 +120,33 @@ def test_slow_clients_are_closed_within_the_timeouts(database_url: str) -> None:
     assert set(statuses) == {200}  # the cheap query was answered all along
     assert peak - before < 30 * MiB
     assert not [line for line in server.log if " ERROR " in line]
+
+
+def test_heads_and_connections_are_bounded(database_url: str) -> None:
+    with running_server(
+        database_url, MAX_HEADER_BYTES="2048", MAX_CONNECTIONS="4", KYC_SWEEP_INTERVAL_SECONDS="0"
+    ) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+
+        async def ask(head: bytes) -> bytes:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(head)
+            try:
+                return (await reader.readuntil(b"\r\n")).rstrip()
+            finally:
+                writer.close()
+
+        async def run() -> tuple[bytes, bytes]:
+            # A head not finished within the bound: the server will not buffer more of it.
+            too_big = await ask(b"GET /graphql HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 4096)
+            held = [await asyncio.open_connection(host, int(port)) for _ in range(4)]
+            try:
+                refused = await ask(b"GET /graphql HTTP/1.1\r\nhost: x\r\n\r\n")
+            finally:
+                for _, writer in held:
+                    writer.close()
+            return too_big, refused
+
+        too_big, refused = asyncio.run(run())
+    assert too_big == b"HTTP/1.1 400 Bad Request"
+    assert refused == b"HTTP/1.1 503 Service Unavailable"
