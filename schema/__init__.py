@@ -14,7 +14,12 @@ from strawberry.types import ExecutionContext
 
 from schema.access import RequireScopes
 from schema.entities import check_representations
-from schema.errors import ExplainAbortedValidation, HideSuggestions, MaskUnexpectedErrors
+from schema.errors import (
+    ExplainAbortedValidation,
+    ExplainUnreadableNumbers,
+    HideSuggestions,
+    MaskUnexpectedErrors,
+)
 from schema.limits import Limits
 from schema.limits import extensions as limit_extensions
 from schema.roots import Mutation, Query
@@ -62,6 +67,7 @@ def build_schema(limits: Limits | None = None, introspection: bool = True) -> Sc
     extensions: list[Any] = [
         RequireScopes,
         ExplainAbortedValidation,
+        ExplainUnreadableNumbers,
         *limit_extensions(limits or Limits()),
         RefuseUnstorableText,
     ]

@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import FloatValueNode, GraphQLError, IntValueNode
 from strawberry.extensions import MaskErrors, SchemaExtension
 
 logger = logging.getLogger("customer_api.errors")
 
 INTERNAL_ERROR = "INTERNAL_SERVER_ERROR"
 BAD_USER_INPUT = "BAD_USER_INPUT"
+MAX_DIGITS = 4300  # Python's limit on converting a string to an int (sys.get_int_max_str_digits)
 
 
 def bad_input(message: str, **located: Any) -> GraphQLError:
@@ -70,6 +71,24 @@ class ExplainAbortedValidation(SchemaExtension):
             if error.message == "Validation aborted.":
                 error.message = (
                     "The document is too large or repetitive to validate; send a smaller one."
+                )
+
+
+class ExplainUnreadableNumbers(SchemaExtension):
+    """A number literal too long for Python to read (past 4,300 digits) fails validation with
+    a ValueError inside, which would be masked as a server error; it is the client's."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        errors = self.execution_context.pre_execution_errors or []
+        for index, error in enumerate(errors):  # in place: Strawberry holds this very list
+            nodes = error.nodes or ()
+            if is_unexpected(error) and any(
+                isinstance(node, IntValueNode | FloatValueNode) for node in nodes
+            ):
+                errors[index] = bad_input(
+                    f"A number in the document is too long to read; at most {MAX_DIGITS} digits.",
+                    nodes=nodes,
                 )
 
 

@@ -163,3 +163,26 @@ async def test_signed_cursors_with_impossible_values_are_bad_input(
     assert error["extensions"] == {"code": "BAD_USER_INPUT"}
     assert statements == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("document", "column"),
+    [
+        ("{ customers(first: " + "9" * 5000 + ") { totalCount } }", 20),
+        ("query($n: Int = " + "9" * 5000 + ") { customers(first: $n) { totalCount } }", 17),
+    ],
+    ids=["argument", "variable default"],
+)
+async def test_a_5000_digit_number_in_the_document_is_bad_input(
+    gql: GraphQLClient, caplog: pytest.LogCaptureFixture, document: str, column: int
+) -> None:
+    with caplog.at_level(logging.INFO):
+        body = (await gql.post(document)).json()
+    assert body["errors"] == [
+        {
+            "message": "A number in the document is too long to read; at most 4300 digits.",
+            "locations": [{"line": 1, "column": column}],
+            "extensions": {"code": "BAD_USER_INPUT"},
+        }
+    ]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
