@@ -7,21 +7,15 @@ from typing import Any
 
 import strawberry.federation
 from graphql import FieldNode, GraphQLError, ValidationRule
-from strawberry.extensions import AddValidationRules, DisableIntrospection
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema.access import RequireScopes
+from schema.analysis import Analyser, ApplyAnalysis
 from schema.entities import check_representations
-from schema.errors import (
-    ExplainAbortedValidation,
-    ExplainUnreadableNumbers,
-    HideSuggestions,
-    MaskUnexpectedErrors,
-)
+from schema.errors import HideSuggestions, MaskUnexpectedErrors
 from schema.limits import Limits
-from schema.limits import extensions as limit_extensions
 from schema.roots import Mutation, Query
 from schema.scalars import DateTime
 from schema.text_input import RefuseUnstorableText
@@ -29,6 +23,9 @@ from schema.types import Customer, KycVerification
 
 
 class Schema(strawberry.federation.Schema):
+    # Set by build_schema: every request's document analysis, cached (schema/analysis.py).
+    analyser: Analyser
+
     def entities_resolver(
         self, info: strawberry.Info, representations: list[FederationAny]
     ) -> list[FederationAny]:
@@ -57,23 +54,19 @@ class NoServiceSdl(ValidationRule):
             )
 
 
-class DisableServiceSdl(AddValidationRules):
-    def __init__(self) -> None:
-        super().__init__([NoServiceSdl])
-
-
 def build_schema(limits: Limits | None = None, introspection: bool = True) -> Schema:
-    """The schema with the request limits and the introspection setting in force."""
-    extensions: list[Any] = [
-        RequireScopes,
-        ExplainAbortedValidation,
-        ExplainUnreadableNumbers,
-        *limit_extensions(limits or Limits()),
-        RefuseUnstorableText,
-    ]
+    """The schema with the request limits and the introspection setting in force.
+
+    Parsing, validation, limits, scopes and cost all come from one cached analysis of each
+    document (`schema.analyser`); introspection off is more validation rules there.
+    """
+    built: Schema  # the analyser needs the built schema; requests come after it is set
+    extensions: list[Any] = [lambda: ApplyAnalysis(built.analyser), RefuseUnstorableText]
+    rules: list[type[ValidationRule]] = []
     if not introspection:
-        extensions += [DisableIntrospection, HideSuggestions, DisableServiceSdl]
-    return Schema(
+        extensions.append(HideSuggestions)
+        rules += [NoSchemaIntrospectionCustomRule, NoServiceSdl]
+    built = Schema(
         query=Query,
         mutation=Mutation,
         # Listed so that entities reachable only through _entities never drop out of the schema.
@@ -82,6 +75,8 @@ def build_schema(limits: Limits | None = None, introspection: bool = True) -> Sc
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
         federation_version="2.11",
     )
+    built.analyser = Analyser(built._schema, limits or Limits(), rules=rules)
+    return built
 
 
 # The schema with the default settings: what graphql/schema.graphql holds.

@@ -1,97 +1,143 @@
-"""Which scope each root field needs, checked for the whole operation before anything runs.
+"""Which scope every field needs: root fields and the fields that show personal data alike.
 
-One table, so a new root field cannot be forgotten: a field missing from it needs a scope no
-key has (a test keeps the table complete). An operation that asks for any field its key may
-not use is refused whole, with a FORBIDDEN error for each such field: nothing runs.
+One table, keyed by schema coordinate (`Type.field`), so that a field is guarded wherever it
+appears: at the root, in a mutation's payload, behind `node`, `_entities`, an alias or a
+fragment. Every field of the schema is either in `FIELD_SCOPES` or in `OPEN_FIELDS` (a test
+keeps it so), so a new field cannot be forgotten; a field missing from both needs a scope no
+key has. The document analysis (`schema/analysis.py`) finds every guarded field an operation
+may resolve, and an operation that asks for any its key may not read is refused whole, before
+anything runs, with a FORBIDDEN error at each such field.
+
+A field lists the scopes that each allow it (any one of them suffices), so a narrower scope
+is added by naming it beside the others: customers:self (a signed-in customer's token) reaches
+`customer`, `node`, `updateCustomer` and `startKycVerification`, and through them its own
+record only, data included (the resolvers answer null or NOT_FOUND for any other customer:
+`Context.own_customer`); lists and everything else are FORBIDDEN to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import (
-    FieldNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    InlineFragmentNode,
-    SelectionSetNode,
-)
-from strawberry.extensions import SchemaExtension
+from graphql import FieldNode, GraphQLError
 
 from db.keys import Scope
-from schema.documents import fragments_of, operations_of
 
 FORBIDDEN = "FORBIDDEN"
 
-ROOT_FIELD_SCOPES: Mapping[str, Scope] = {
-    "node": Scope.CUSTOMERS_READ,
-    "customer": Scope.CUSTOMERS_READ,
-    "customers": Scope.CUSTOMERS_READ,
+READ = frozenset({Scope.CUSTOMERS_READ})
+WRITE = frozenset({Scope.CUSTOMERS_WRITE})
+# Where customers:self reaches its own record alone, the resolvers seeing to the "own".
+READ_OR_SELF = READ | {Scope.CUSTOMERS_SELF}
+WRITE_OR_SELF = WRITE | {Scope.CUSTOMERS_SELF}
+
+FIELD_SCOPES: Mapping[str, frozenset[Scope]] = {
+    # Reads.
+    "Query.node": READ_OR_SELF,
+    "Query.customer": READ_OR_SELF,
+    "Query.customers": READ,
     # Federation: _entities hands out customers by key, and the SDL maps the whole API.
-    "_entities": Scope.CUSTOMERS_READ,
-    "_service": Scope.CUSTOMERS_READ,
-    "createCustomer": Scope.CUSTOMERS_WRITE,
-    "updateCustomer": Scope.CUSTOMERS_WRITE,
-    "deleteCustomer": Scope.CUSTOMERS_WRITE,
-    "startKycVerification": Scope.CUSTOMERS_WRITE,
-    "recordKycResult": Scope.KYC_PROVIDER,
-    "reviewKycVerification": Scope.KYC_REVIEW,
+    "Query._entities": READ,
+    "Query._service": READ,
+    # Changes.
+    "Mutation.createCustomer": WRITE,
+    "Mutation.updateCustomer": WRITE_OR_SELF,
+    "Mutation.deleteCustomer": WRITE,
+    "Mutation.startKycVerification": WRITE_OR_SELF,
+    "Mutation.recordKycResult": frozenset({Scope.KYC_PROVIDER}),
+    "Mutation.reviewKycVerification": frozenset({Scope.KYC_REVIEW}),
+    # Personal data, wherever a customer shows up (a mutation's payload included): its contact
+    # data, its verification history and where its verification stands (a customers:self
+    # token reaches only its own).
+    "Customer.data": READ_OR_SELF,
+    "Customer.kycVerifications": READ_OR_SELF,
+    "Customer.kycStatus": READ_OR_SELF,
+    "CustomerData.email": READ_OR_SELF,
+    "CustomerData.phone": READ_OR_SELF,
+    "CustomerData.firstName": READ_OR_SELF,
+    "CustomerData.lastName": READ_OR_SELF,
+    "CustomerData.street": READ_OR_SELF,
+    "CustomerData.street2": READ_OR_SELF,
+    "CustomerData.state": READ_OR_SELF,
+    "CustomerData.city": READ_OR_SELF,
+    "CustomerData.zip": READ_OR_SELF,
+    "CustomerData.country": READ_OR_SELF,
 }
-# customers:self (a signed-in customer's token) reaches these, and through them its own record
-# only: the resolvers answer NOT_FOUND for any other customer (Context.own_customer).
-SELF_ROOT_FIELDS = frozenset({"customer", "node", "updateCustomer", "startKycVerification"})
-# Introspection describes the schema, not the data: any valid key may use it.
-OPEN_FIELDS = frozenset({"__typename", "__schema", "__type"})
+
+# Fields that show no personal data: what a mutation says about its own outcome (the ids of
+# what it touched, the verification it moved, its user errors), and the plumbing of pages.
+# Introspection (`__schema`, `__type`, `__typename` and the `__` types) describes the schema,
+# not the data: any valid key may use it.
+OPEN_FIELDS = frozenset(
+    {
+        "Node.id",
+        "Customer.id",
+        "Customer.externalCustomerId",
+        "Customer.createdAt",
+        "Customer.updatedAt",
+        "KycVerification.id",
+        "KycVerification.type",
+        "KycVerification.status",
+        "KycVerification.createdAt",
+        "KycVerification.updatedAt",
+        "CustomerConnection.edges",
+        "CustomerConnection.nodes",
+        "CustomerConnection.pageInfo",
+        "CustomerConnection.totalCount",
+        "CustomerEdge.cursor",
+        "CustomerEdge.node",
+        "PageInfo.hasNextPage",
+        "PageInfo.hasPreviousPage",
+        "PageInfo.startCursor",
+        "PageInfo.endCursor",
+        "CreateCustomerPayload.customer",
+        "CreateCustomerPayload.userErrors",
+        "CreateCustomerPayload.warnings",
+        "UpdateCustomerPayload.customer",
+        "UpdateCustomerPayload.userErrors",
+        "UpdateCustomerPayload.warnings",
+        "DeleteCustomerPayload.deletedExternalCustomerId",
+        "DeleteCustomerPayload.userErrors",
+        "KycVerificationPayload.verification",
+        "KycVerificationPayload.customer",
+        "KycVerificationPayload.userErrors",
+        "UserError.field",
+        "UserError.message",
+        "UserError.code",
+        "UserWarning.field",
+        "UserWarning.message",
+        "UserWarning.code",
+        "_Service.sdl",
+    }
+)
+
+NO_SCOPE: frozenset[Scope] = frozenset()  # what an unlisted field needs: a scope no key has
 
 
-class RequireScopes(SchemaExtension):
-    """Refuse an operation whose root fields need scopes that the request's key lacks."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        principal = getattr(context.context, "principal", None)
-        granted = principal.scopes if principal is not None else frozenset()
-        operation = context.operation_name
-        document = context.graphql_document
-        errors = []
-        if document is not None:
-            fragments = fragments_of(document)
-            for definition in operations_of(document, operation):
-                for field in _root_fields(definition.selection_set, fragments):
-                    name = field.name.value
-                    if name in OPEN_FIELDS:
-                        continue
-                    needed = ROOT_FIELD_SCOPES.get(name)
-                    if Scope.CUSTOMERS_SELF in granted and name in SELF_ROOT_FIELDS:
-                        continue
-                    if needed is None or needed not in granted:
-                        errors.append(_forbidden(field, needed))
-        if errors:
-            context.result = GraphQLExecutionResult(data=None, errors=errors)
-        yield
+def scopes_of(type_name: str, field_name: str) -> frozenset[Scope] | None:
+    """The scopes that each allow a field (any one suffices); None for an open field."""
+    if field_name.startswith("__") or type_name.startswith("__"):
+        return None
+    coordinate = f"{type_name}.{field_name}"
+    if coordinate in OPEN_FIELDS:
+        return None
+    return FIELD_SCOPES.get(coordinate, NO_SCOPE)
 
 
-def _root_fields(
-    selections: SelectionSetNode, fragments: Mapping[str, SelectionSetNode]
-) -> Iterator[FieldNode]:
-    for selection in selections.selections:
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _root_fields(selection.selection_set, fragments)
-        elif isinstance(selection, FragmentSpreadNode):
-            spread = fragments.get(selection.name.value)
-            if spread is not None:
-                yield from _root_fields(spread, fragments)
-
-
-def _forbidden(field: FieldNode, needed: Scope | None) -> GraphQLError:
-    key = field.alias.value if field.alias else field.name.value
-    reason = f"the {needed} scope" if needed else "a scope that no key has"
+def forbidden(
+    coordinate: str, needed: Iterable[Scope], node: FieldNode, path: Iterable[str]
+) -> GraphQLError:
+    """The FORBIDDEN error for a field that the request's key may not read."""
+    names = sorted(str(scope) for scope in needed)
+    if not names:
+        reason = "a scope that no key has"
+    elif len(names) == 1:
+        reason = f"the {names[0]} scope"
+    else:
+        reason = "the scope " + " or ".join(names)
     return GraphQLError(
-        f"Your API key may not use {field.name.value}: it needs {reason}.",
-        nodes=[field],
-        path=[key],
+        f"Your API key may not use {coordinate}: it needs {reason}.",
+        nodes=[node],
+        path=list(path),
         extensions={"code": FORBIDDEN},
     )

@@ -60,36 +60,18 @@ class MaskUnexpectedErrors(MaskErrors):
         )
 
 
-class ExplainAbortedValidation(SchemaExtension):
-    """graphql-core gives up on a document that its rules cannot walk (say, hundreds of one
-    field side by side) with a bare "Validation aborted."; say what to do instead."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        for error in getattr(result, "errors", None) or ():
-            if error.message == "Validation aborted.":
-                error.message = (
-                    "The document is too large or repetitive to validate; send a smaller one."
-                )
-
-
-class ExplainUnreadableNumbers(SchemaExtension):
+def unreadable_number(error: GraphQLError) -> GraphQLError | None:
     """A number literal too long for Python to read (past 4,300 digits) fails validation with
     a ValueError inside, which would be masked as a server error; it is the client's."""
-
-    def on_validate(self) -> Iterator[None]:
-        yield
-        errors = self.execution_context.pre_execution_errors or []
-        for index, error in enumerate(errors):  # in place: Strawberry holds this very list
-            nodes = error.nodes or ()
-            if is_unexpected(error) and any(
-                isinstance(node, IntValueNode | FloatValueNode) for node in nodes
-            ):
-                errors[index] = bad_input(
-                    f"A number in the document is too long to read; at most {MAX_DIGITS} digits.",
-                    nodes=nodes,
-                )
+    nodes = error.nodes or ()
+    if is_unexpected(error) and any(
+        isinstance(node, IntValueNode | FloatValueNode) for node in nodes
+    ):
+        return bad_input(
+            f"A number in the document is too long to read; at most {MAX_DIGITS} digits.",
+            nodes=nodes,
+        )
+    return None
 
 
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")

@@ -192,11 +192,11 @@ def fragment_chain(length: int) -> str:
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("{ " + " ".join(f"a{n}: __typename" for n in range(500)) + " }", "aliases found"),
+        ("{ " + " ".join(f"a{n}: __typename" for n in range(500)) + " }", "500 aliases"),
         (fragment_chain(50), "fields deep"),
         ("{ " + "a " * 100_000 + "}", "more than 5000 tokens"),
         ("{ " + " ".join("__typename @skip(if: false)" for _ in range(60)) + " }", "directives"),
-        ("{ " + "__typename " * 2_000 + "}", "too large or repetitive to validate"),
+        ("{ " + "__typename " * 2_000 + "}", "'__typename', asked for 2000 times"),
     ],
     ids=[
         "500 aliases",
@@ -237,3 +237,14 @@ async def test_batched_requests_are_refused(http: httpx.AsyncClient) -> None:
 async def test_suggestions_are_given_while_introspection_is_on(gql: GraphQLClient) -> None:
     body = (await gql.post('{ custmer(externalCustomerId: "x") { id } }')).json()
     assert "Did you mean 'customer'" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("name", [{"a": 1}, ["a"], 3])
+async def test_an_operation_name_that_is_not_a_string_is_400(
+    http: httpx.AsyncClient, name: object
+) -> None:
+    # The document analysis, cached by name, leaves such a name to Strawberry.
+    body = {"query": "query a { __typename }", "operationName": name}
+    response = await post_accepting(http, "application/json", body)
+    assert response.status_code == 400
+    assert response.text.startswith("Unknown operation named")

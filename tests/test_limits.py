@@ -26,7 +26,9 @@ LIMITS: dict[str, Any] = {
     "max_directives": 3,
     "max_tokens": 60,
     "max_cost": 301,
+    "max_field_comparisons": 3,
 }
+IDS = ", ".join(f'"c-{n}"' for n in range(45))
 
 
 @pytest.fixture
@@ -50,9 +52,17 @@ CASES: dict[str, tuple[str, str]] = {
         "{ customers @include(if: true) { totalCount @include(if: true) "
         "nodes @include(if: true) { id @include(if: true) } } }",
     ),
-    "tokens": (
-        "{ customers { totalCount } " + "__typename " * 54 + "}",
-        "{ customers { totalCount } " + "__typename " * 55 + "}",
+    "tokens": (  # 16 tokens and one per id
+        "{ customers(filter: {externalCustomerIds: [" + IDS[6:] + "]}) { totalCount } }",
+        "{ customers(filter: {externalCustomerIds: [" + IDS + "]}) { totalCount } }",
+    ),
+    "comparisons": (
+        "{ customers { totalCount ...Count ... on CustomerConnection { totalCount } } } "
+        "fragment Count on CustomerConnection { totalCount ...Count2 ...Count2 } "
+        "fragment Count2 on CustomerConnection { pageInfo { hasNextPage } }",
+        "{ customers { totalCount ...Count ... on CustomerConnection { totalCount } } } "
+        "fragment Count on CustomerConnection { totalCount ...Count2 } "
+        "fragment Count2 on CustomerConnection { totalCount }",
     ),
     "cost": (
         "{ customers(first: 100) { nodes { id externalCustomerId } } }",
@@ -88,8 +98,10 @@ async def test_one_past_the_limit_is_refused_before_anything_runs(
     assert "Traceback" not in error["message"]
     expected = {
         "depth": "5 fields deep; at most 4",
-        "aliases": "4 aliases found. Allowed: 3",
-        "directives": "more than 3 directives",
+        "aliases": "The document uses 4 aliases; at most 3 are allowed.",
+        "directives": "The document uses 4 directives; at most 3 are allowed.",
+        "comparisons": "would take about 7 comparisons; at most 3 are allowed. Most of them "
+        "come from 'totalCount', asked for 4 times in one selection set on CustomerConnection",
         "tokens": "more than 60 tokens",
         "cost": "cost 302; at most 301",
     }[limit]
