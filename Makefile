@@ -4,23 +4,36 @@
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON_PREFERENCE := only-system
 
-UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+# uv from PATH, else a copy in a small tools environment of its own (.tools): Debian's
+# Python refuses `pip install` into the system ("externally managed"), but a venv is ours.
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 CODE := server.py web schema db tests bench
 
 .PHONY: run test lint typecheck pytest schema env clean
 
-run: env
+# Serving needs the runtime packages only: no dev tools, no Node.
+run: .venv/.synced-server
 	$(PY) server.py
 
 test: lint typecheck pytest
 
 env: .venv/.synced node_modules/.package-lock.json
 
-.venv/.synced: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --locked
+$(TOOLS)/bin/uv:
+	@python3 -m venv $(TOOLS) || { echo "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv), or put uv on PATH"; exit 1; }
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	@$(TOOLS)/bin/uv --version
+
+# --inexact keeps the dev packages of `make test` if they are there already.
+.venv/.synced-server: pyproject.toml uv.lock $(filter $(TOOLS)/bin/uv,$(UV))
+	$(UV) sync --locked --no-dev --inexact
 	@touch $@
+
+.venv/.synced: pyproject.toml uv.lock $(filter $(TOOLS)/bin/uv,$(UV))
+	$(UV) sync --locked
+	@touch $@ .venv/.synced-server
 
 # The Node tooling of the client tests (graphql-http, Apollo, Playwright); the server needs no
 # Node. Without npm those tests skip, saying why (CI=true makes them fail instead). Install
@@ -48,4 +61,4 @@ schema: env
 	$(PY) server.py export-schema > graphql/schema.graphql
 
 clean:
-	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

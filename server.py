@@ -16,34 +16,50 @@ import gc
 import hashlib
 import logging
 import os
+import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import uvicorn
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InvalidRequestError,
+    NoSuchModuleError,
+)
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from db import keys, kyc, migrate, server_secrets
-from db.engine import Database
+from db.engine import Database, Timeouts
+from db.faults import fault_of
 from db.models import utc_now
 from db.rules import Environment
 from schema import build_schema, schema
+from schema.errors import report
 from schema.limits import Limits
 from schema.scalars import serialize
+from web import metrics
 from web.access_log import AccessLog
 from web.cors import cors, parse_origins
 from web.headers import SecurityHeaders
-from web.timeouts import edge_protocol
+from web.health import healthz, readyz_route
+from web.logs import configure_logging
+from web.requests import JsonErrors, RequestScope
+from web.timeouts import EdgeProtocol, edge_protocol
 from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
 
@@ -139,6 +155,31 @@ class Settings(BaseSettings):
     kyc_sweep_interval_seconds: float = Field(
         default=60, ge=0, description="How often the server writes expiries down; 0 turns it off."
     )
+    workers: int = Field(default=1, ge=1, description="Server processes (one per core).")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line."
+    )
+    metrics_token: str | None = Field(
+        default=None, min_length=16, description="Bearer token of GET /metrics; unset: 404."
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=Timeouts.connect, gt=0, description="Longest wait to open a database connection."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=Timeouts.pool_checkout, gt=0, description="Longest wait for a pooled connection."
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="Longest a statement may run (PostgreSQL)."
+    )
+    ready_timeout_seconds: float = Field(
+        default=2, gt=0, description="How long /readyz waits for the database."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20, ge=0, description="How long a stopping server lets requests finish."
+    )
+    key_cache_seconds: float = Field(
+        default=5, ge=0, description="How long a key's principal is reused before it is re-read."
+    )
 
     cors_allow_origins: str = Field(
         default="",
@@ -223,6 +264,9 @@ async def bootstrap_key(db: Database, clock: Clock, path: Path) -> None:
     stderr. The next start finds a key and says nothing. Servers starting together race for
     the key's name: one wins, and only the winner writes the file.
     """
+    async with db.read() as session:  # a read first: a held write lock must not stop a start
+        if await keys.count_keys(session):
+            return
     async with db.write() as session:
         if await keys.count_keys(session):
             return
@@ -256,12 +300,19 @@ def write_private(path: Path, text: str) -> None:
         file.write(text)
 
 
-def open_database(settings: Settings) -> Database:
+def open_database(settings: Settings, serving: bool = True) -> Database:
+    """The database as the settings say; outside serving (migrations, commands) a statement
+    may take as long as it needs: an index build on a big table takes minutes."""
     return Database(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        timeouts=Timeouts(
+            connect=settings.db_connect_timeout_seconds,
+            pool_checkout=settings.db_pool_timeout_seconds,
+            statement=settings.db_statement_timeout_seconds if serving else None,
+        ),
     )
 
 
@@ -277,11 +328,13 @@ async def sweep_forever(db: Database, settings: Settings, clock: Clock) -> None:
     while True:
         try:
             expired = await expire_kyc(db, settings, clock)
+            metrics.count_sweep(expired)
             if expired:
                 logger.info("expired %d KYC verifications", expired)
-        except Exception:
+        except Exception as error:
             # A failed sweep (the database restarting, say) is retried on the next tick.
-            logger.exception("KYC expiry sweep failed")
+            metrics.count_sweep(None)
+            report(error, "the KYC expiry sweep")
         await asyncio.sleep(settings.kyc_sweep_interval_seconds)
 
 
@@ -311,6 +364,7 @@ def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
         kyc_ttl=settings.kyc_ttl,
         body_timeout=settings.body_timeout_seconds,
         tokens=None if settings.tokens is None else TokenVerifier(settings.tokens),
+        key_cache_seconds=settings.key_cache_seconds,
     )
 
 
@@ -326,9 +380,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             await migrate.upgrade(db)
         await bootstrap_key(db, clock, settings.bootstrap_key_file)
         view.cursor_secret = await cursor_secret(db, settings, clock)
+        metrics.watch_pool(db.pool_status)
         sweeper = None
         if settings.kyc_sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(sweep_forever(db, settings, clock))
+        logger.info(
+            "serving with the %s event loop and orjson",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
         # What is built by now (modules, the schema) lives as long as the process: keep it
         # out of the garbage collector's full passes, which otherwise walk all of it (about
         # 70 ms on a busy core) whenever requests allocate a lot, as parsing large documents
@@ -341,21 +400,33 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-        await db.dispose()
+        await view.keys.close()
+        metrics.watch_pool(None)
+        try:
+            # A hung database must not hold the exit: closing is bounded, then abandoned.
+            await db.dispose(within=settings.db_connect_timeout_seconds + 1)
+        except TimeoutError:
+            logger.warning("the database connections did not close in time; exiting anyway")
 
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host
 
     app = Starlette(
-        # CORS outside the rest: a preflight is answered before anything asks for a key.
+        # CORS inside the request id and the access log, outside the rest: a preflight is
+        # answered before anything asks for a key.
         middleware=[
+            Middleware(RequestScope),
             Middleware(AccessLog),
             Middleware(SecurityHeaders),
             cors(settings.cors_origins),
+            Middleware(JsonErrors),
         ],
         routes=[
             Route("/", home),
             Route("/graphql", view, max_body_size=settings.max_body_bytes),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz_route(db, settings.ready_timeout_seconds)),
+            Route("/metrics", metrics.metrics_route(settings.metrics_token)),
             Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql"),
         ],
         lifespan=lifespan,
@@ -369,7 +440,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
 
 async def run_command(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
     """Run one command against the database, brought to the latest schema first."""
-    db = open_database(settings)
+    db = open_database(settings, serving=False)
     try:
         await migrate.upgrade(db)
         return await action(db)
@@ -412,15 +483,13 @@ async def revoke_key_command(db: Database, name: str) -> int:
     return 0
 
 
-def keys_command(args: argparse.Namespace, settings: Settings) -> int:
+async def keys_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.keys_command == "create":
         scopes = sorted(keys.ALL_SCOPES) if args.all_scopes else [keys.Scope(s) for s in args.scope]
-        return asyncio.run(
-            run_command(settings, lambda db: create_key_command(db, args.name, scopes))
-        )
+        return await run_command(settings, lambda db: create_key_command(db, args.name, scopes))
     if args.keys_command == "revoke":
-        return asyncio.run(run_command(settings, lambda db: revoke_key_command(db, args.name)))
-    return asyncio.run(run_command(settings, list_keys_command))
+        return await run_command(settings, lambda db: revoke_key_command(db, args.name))
+    return await run_command(settings, list_keys_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -449,41 +518,198 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
         return 0
+    try:
+        settings = load_settings(args)
+        return run(args, settings)
+    except StartupProblem as problem:
+        print(f"customer-api: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C before serving began: stop quietly
+        return 0
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e['input']!r})"
+            for e in error.errors()
+        ]
+        raise StartupProblem("cannot start, a setting is wrong:\n  " + "\n  ".join(lines)) from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_level, settings.log_format)
+    debug = settings.log_level.lower() == "debug"
     if args.command == "migrate":
-        revision = asyncio.run(run_command(Settings(), migrate.current_revision))
+        revision = guarded(settings, debug, lambda: run_command(settings, migrate.current_revision))
         print(f"database at revision {revision}")
         return 0
     if args.command == "expire-kyc":
-        settings = Settings()
-        expired = asyncio.run(run_command(settings, lambda db: expire_kyc(db, settings)))
+        expired = guarded(
+            settings, debug, lambda: run_command(settings, lambda db: expire_kyc(db, settings))
+        )
         print(f"expired {expired} KYC verifications")
         return 0
     if args.command == "keys":
-        return keys_command(args, Settings())
-
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logger.info("serving on http://%s:%s/graphql", settings.host, settings.port)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-        # uvicorn's access log prints query strings, and a GET query's variables can hold an
-        # e-mail; AccessLog below prints the path only.
-        access_log=False,
-        # The limits on the wire: uvicorn's own, plus a deadline on request heads (web/timeouts).
-        http=edge_protocol(settings.header_timeout_seconds),
-        timeout_keep_alive=settings.idle_timeout_seconds,  # type: ignore[arg-type]
-        limit_concurrency=settings.max_connections,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-    )
-    asyncio.run(uvicorn.Server(config).serve())
+        return guarded(settings, debug, lambda: keys_command(args, settings))
+    guarded(settings, debug, lambda: prepare(settings))
+    serve(settings)
     return 0
+
+
+class StartupProblem(Exception):
+    """Why the server cannot start, in a line or two naming the setting and what to do."""
+
+
+def guarded(settings: Settings, debug: bool, action: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `action` to completion; a failure becomes a StartupProblem (with the traceback
+    logged too when LOG_LEVEL=debug)."""
+    try:
+        return asyncio.run(action())
+    except Exception as error:
+        if debug:
+            logger.exception("start-up failed")
+        raise StartupProblem(explain(error, settings)) from None
+
+
+def explain(error: BaseException, settings: Settings) -> str:
+    """What went wrong at start, naming the setting to change."""
+    url = make_url_or_none(settings.database_url)
+    shown = url.render_as_string(hide_password=True) if url else settings.database_url
+    text = str(error).lower()
+    if url is None or isinstance(
+        error, ArgumentError | NoSuchModuleError | InvalidRequestError | ModuleNotFoundError
+    ):
+        return (
+            f"DATABASE_URL {shown!r} cannot be used ({type(error).__name__}: {error}).\n"
+            "Use sqlite+aiosqlite:///./customers.db or postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB."
+        )
+    if url.get_backend_name() == "sqlite" and (
+        isinstance(error, PermissionError)
+        or "unable to open database file" in text
+        or "readonly database" in text
+        or "read-only" in text
+    ):
+        return (
+            f"DATABASE_URL: the SQLite file {url.database!r} cannot be created or written.\n"
+            "Make its directory writable by this user, or point DATABASE_URL at one that is."
+        )
+    if fault_of(error) is not None:
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        return (
+            f"DATABASE_URL: the database at {where} cannot be reached ({type(error).__name__}).\n"
+            "Start it or fix DATABASE_URL; DB_CONNECT_TIMEOUT_SECONDS bounds each attempt."
+        )
+    if isinstance(error, DBAPIError):
+        return (
+            f"DATABASE_URL: the database refused to work ({type(error.orig).__name__}).\n"
+            "Check the user, password and database name in DATABASE_URL."
+        )
+    return (
+        f"cannot start: {type(error).__name__}. Run with LOG_LEVEL=debug to see where.\n"
+        "Settings involved: DATABASE_URL, MIGRATE_ON_START."
+    )
+
+
+def make_url_or_none(url: str) -> URL | None:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return None
+
+
+async def prepare(settings: Settings) -> None:
+    """What must hold before serving: the database answers, its schema is current (when
+    MIGRATE_ON_START), and a first key exists. Done once, before any worker starts."""
+    db = open_database(settings, serving=False)
+    try:
+        if settings.migrate_on_start:
+            await migrate.upgrade(db)
+        else:
+            await migrate.current_revision(db)
+        await bootstrap_key(db, utc_now, settings.bootstrap_key_file)
+    finally:
+        await db.dispose()
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, with a stop on SIGTERM or SIGINT being a success.
+
+    uvicorn stops gracefully (no new connections, in-flight requests get up to
+    SHUTDOWN_GRACE_SECONDS, the rest are cancelled, the lifespan closes the pools) and then
+    raises the signal again, so the process ends as killed (143) or with a KeyboardInterrupt
+    traceback; a stop that went as asked exits 0 instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        protocol = self.config.http_protocol_class
+        logger.info("HTTP protocol %s", getattr(protocol, "__name__", protocol))
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process (WORKERS > 1): settings from the environment."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    EdgeProtocol.header_timeout = settings.header_timeout_seconds
+    return create_app(settings)
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT: one process, or WORKERS processes on one socket."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        # The limits on the wire: uvicorn's own, plus a deadline on request heads
+        # (web/timeouts.py, an h11 protocol: httptools has no port of it yet).
+        "http": edge_protocol(settings.header_timeout_seconds),
+        "timeout_keep_alive": settings.idle_timeout_seconds,
+        "limit_concurrency": settings.max_connections,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "lifespan": "on",
+        "log_config": None,  # web/logs.py has set up the log
+        "log_level": settings.log_level.lower(),
+        # uvicorn's access log prints query strings, and a GET query's variables can hold an
+        # e-mail; AccessLog prints the path only.
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+    if settings.workers == 1:
+        GracefulServer(uvicorn.Config(create_app(settings), **options)).run()
+        return
+    # Each worker imports this module and builds its app from the same environment; the
+    # metrics of all of them are added up through files in a directory of their own.
+    with tempfile.TemporaryDirectory(prefix="customer-api-metrics-") as directory:
+        os.environ[metrics.MULTIPROCESS_DIR] = directory
+        # A worker gets its configuration pickled: the protocol goes by its import path, and
+        # worker_app() gives it the header deadline.
+        options["http"] = "web.timeouts:EdgeProtocol"
+        config = uvicorn.Config(
+            "server:worker_app",
+            factory=True,
+            workers=settings.workers,
+            # A worker imports the whole app (the schema is built at import) before it can
+            # answer the supervisor's first health ping; on a busy machine that takes more
+            # than uvicorn's default 5 s, and the worker would be killed and restarted forever.
+            timeout_worker_healthcheck=60,
+            **options,
+        )
+        sock = config.bind_socket()
+        host, port = sock.getsockname()[:2]
+        logger.info("serving on http://%s:%s/graphql with %d workers", host, port, settings.workers)
+        Multiprocess(config, sockets=[sock]).run()
 
 
 if __name__ == "__main__":

@@ -106,9 +106,8 @@ async def count_keys(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(ApiKey))).scalar_one()
 
 
-async def find_active_key(session: AsyncSession, key: str) -> ApiKey | None:
-    """The stored key that `key` is, unless it is unknown or revoked."""
-    digest = hash_key(key)
+async def find_active_key_by_hash(session: AsyncSession, digest: str) -> ApiKey | None:
+    """The stored key whose hash is `digest`, unless it is unknown or revoked."""
     row = await session.scalar(select(ApiKey).where(col(ApiKey.key_hash) == digest))
     # The look-up is by hash, so its timing says nothing about the key; the comparison
     # confirms the match without an early exit.
@@ -119,10 +118,6 @@ async def find_active_key(session: AsyncSession, key: str) -> ApiKey | None:
 
 def principal_of(row: ApiKey) -> Principal:
     return Principal(row.name, frozenset(Scope(s) for s in row.scopes.split()))
-
-
-def needs_touch(row: ApiKey, now: datetime) -> bool:
-    return row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION
 
 
 async def touch(session: AsyncSession, key_id: int, now: datetime) -> None:

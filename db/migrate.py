@@ -31,7 +31,9 @@ async def downgrade(db: Database, revision: str) -> None:
 
 
 async def current_revision(db: Database) -> str | None:
-    async with db.engine.connect() as connection:
+    """The revision the database is at (a read: on SQLite it takes no write lock)."""
+    async with db.read() as session:
+        connection = await session.connection()
         return await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )

@@ -14,7 +14,7 @@ from strawberry.types import ExecutionContext
 
 from schema.analysis import Analyser, ApplyAnalysis
 from schema.entities import check_representations
-from schema.errors import HideSuggestions, MaskUnexpectedErrors
+from schema.errors import HideSuggestions, MaskUnexpectedErrors, ReportOperation
 from schema.limits import Limits
 from schema.roots import Mutation, Query
 from schema.scalars import DateTime
@@ -61,7 +61,11 @@ def build_schema(limits: Limits | None = None, introspection: bool = True) -> Sc
     document (`schema.analyser`); introspection off is more validation rules there.
     """
     built: Schema  # the analyser needs the built schema; requests come after it is set
-    extensions: list[Any] = [lambda: ApplyAnalysis(built.analyser), RefuseUnstorableText]
+    extensions: list[Any] = [
+        ReportOperation,
+        lambda: ApplyAnalysis(built.analyser),
+        RefuseUnstorableText,
+    ]
     rules: list[type[ValidationRule]] = []
     if not introspection:
         extensions.append(HideSuggestions)

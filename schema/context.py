@@ -15,6 +15,14 @@ from schema.loaders import Loaders
 
 
 @dataclass
+class Operation:
+    """What ran, for the request's log line and metrics: filled in by `ReportOperation`."""
+
+    name: str | None = None
+    type: str | None = None  # query, mutation, subscription; None when it did not parse
+
+
+@dataclass
 class Context:
     """Built afresh for each request, so loaders never serve one request's rows to another."""
 
@@ -24,6 +32,7 @@ class Context:
     kyc_ttl: timedelta
     cursor_secret: bytes  # signs the cursors of lists
     principal: Principal | None = None  # the API key's, when the request had a valid one
+    operation: Operation = field(default_factory=Operation)
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

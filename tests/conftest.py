@@ -132,7 +132,13 @@ def settings(
     # The background sweep is off: tests run sweeps themselves, against the test's clock. The
     # start-up migration is off too: every test database is a copy of a migrated template
     # (test_server_process.py's first start on a new file proves that the migration runs).
-    defaults: dict[str, Any] = {"kyc_sweep_interval_seconds": 0, "migrate_on_start": False}
+    # Connecting may be slow on a shared, loaded machine; the default bounds are proven by
+    # tests/test_faults.py against real server processes.
+    defaults: dict[str, Any] = {
+        "kyc_sweep_interval_seconds": 0,
+        "migrate_on_start": False,
+        "db_connect_timeout_seconds": 10,
+    }
     return Settings(
         database_url=database_url, environment=environment, **{**defaults, **setting_overrides}
     )

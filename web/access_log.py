@@ -1,4 +1,6 @@
-"""One access-log line a request: method, path (never the query string), status and time."""
+"""One access-log line a request: method, path (never the query string), status and time,
+and what the edge learnt of it: operation name and type, outcome and the key's name (never
+the variables or the document). The request id is added to every line by web/logs.py."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from web.requests import request_info
 
 access_logger = logging.getLogger("customer_api.access")
 
@@ -46,5 +50,22 @@ class AccessLog:
         finally:
             elapsed = (time.perf_counter() - began) * 1000
             method, path = printable(scope["method"]), printable(scope["path"])
-            access_logger.info("%s %s %d %.1fms", method, path, status, elapsed)
+            info = request_info()
+            fields = {
+                "operation": info.operation_name if info else None,
+                "operation_type": info.operation_type if info else None,
+                "outcome": info.outcome if info else None,
+                "key": printable(info.principal) if info and info.principal else None,
+            }
+            shown = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
+            access_logger.info(
+                "%s %s %d %.1fms%s",
+                method,
+                path,
+                status,
+                elapsed,
+                shown,
+                extra={"method": method, "path": path, "status": status,
+                       "duration_ms": round(elapsed, 1), **fields},
+            )  # fmt: skip
         return None

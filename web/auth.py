@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from starlette.responses import JSONResponse, Response
@@ -10,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from db import keys
 from db.engine import Database
 from web.tokens import TokenRefused, TokenVerifier, looks_like_jwt
+
+logger = logging.getLogger("customer_api.auth")
 
 UNAUTHENTICATED = "UNAUTHENTICATED"
 
@@ -41,10 +47,100 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class _Cached:
+    principal: keys.Principal
+    key_id: int
+    until: float  # monotonic time after which the key is read from the database again
+
+
+class ApiKeys:
+    """API keys checked against the database, their principals held in memory for a while.
+
+    A principal is reused for at most `cache_seconds`, then its key is read again: that is
+    how long a revocation (from any process, on any replica) can take to be honoured. The
+    last-used stamp is written in the background, at most once a minute per key: a stamp that
+    fails or waits (a full disk, a held write lock, a read-only replica) never touches the
+    request.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        cache_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        size: int = 10_000,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.cache_seconds = cache_seconds
+        self.monotonic = monotonic
+        self.size = size
+        self.cache: dict[str, _Cached] = {}  # by the key's hash, never the key itself
+        self.stamped: dict[int, datetime] = {}  # key id: last stamp asked for (this process)
+        self.stamps: set[asyncio.Task[None]] = set()
+
+    async def principal(self, key: str) -> keys.Principal:
+        """The key's principal; Unauthenticated for an unknown or revoked key."""
+        digest = keys.hash_key(key)
+        now = self.monotonic()
+        cached = self.cache.get(digest)
+        if cached is None or cached.until <= now:
+            cached = await self._load(digest, now)
+        self._stamp(cached)
+        return cached.principal
+
+    async def _load(self, digest: str, now: float) -> _Cached:
+        async with self.db.read() as session:
+            row = await keys.find_active_key_by_hash(session, digest)
+        if row is None or row.id is None:
+            self.cache.pop(digest, None)
+            raise Unauthenticated("This API key is unknown or revoked.")
+        if row.last_used_at is not None:
+            self.stamped.setdefault(row.id, row.last_used_at)
+        cached = _Cached(keys.principal_of(row), row.id, now + self.cache_seconds)
+        if self.cache_seconds > 0:
+            if len(self.cache) >= self.size:  # full: drop what has expired, else everything
+                self.cache = {k: v for k, v in self.cache.items() if v.until > now}
+                if len(self.cache) >= self.size:
+                    self.cache.clear()
+            self.cache[digest] = cached
+        return cached
+
+    def _stamp(self, cached: _Cached) -> None:
+        now = self.clock()
+        last = self.stamped.get(cached.key_id)
+        if last is not None and now - last < keys.LAST_USED_PRECISION:
+            return
+        self.stamped[cached.key_id] = now  # asked for once a minute, even when it fails
+        task = asyncio.create_task(self._write_stamp(cached, now))
+        self.stamps.add(task)
+        task.add_done_callback(self.stamps.discard)
+
+    async def _write_stamp(self, cached: _Cached, now: datetime) -> None:
+        try:
+            async with self.db.write() as session:
+                await keys.touch(session, cached.key_id, now)
+        except Exception as error:
+            logger.warning(
+                "could not record the use of the key %r: %s", cached.principal.name,
+                type(error).__name__,
+            )  # fmt: skip
+
+    async def close(self, wait: float = 1.0) -> None:
+        """At shutdown: let running stamps end for `wait` seconds, then cancel the rest (a
+        missed stamp loses nothing)."""
+        if self.stamps:
+            await asyncio.wait(list(self.stamps), timeout=wait)
+        for task in list(self.stamps):
+            task.cancel()
+        await asyncio.gather(*self.stamps, return_exceptions=True)
+
+
 async def authenticate(
-    db: Database,
+    api_keys: ApiKeys,
     headers: Mapping[str, str],
-    clock: Callable[[], datetime],
     tokens: TokenVerifier | None = None,
 ) -> keys.Principal:
     """The key's or the identity provider's token's principal; Unauthenticated for a missing,
@@ -53,15 +149,7 @@ async def authenticate(
     token = bearer_token(headers)
     if looks_like_jwt(token):
         return await token_principal(token, tokens)
-    async with db.read() as session:
-        row = await keys.find_active_key(session, token)
-    if row is None or row.id is None:
-        raise Unauthenticated("This API key is unknown or revoked.")
-    now = clock()
-    if keys.needs_touch(row, now):
-        async with db.write() as session:
-            await keys.touch(session, row.id, now)
-    return keys.principal_of(row)
+    return await api_keys.principal(token)
 
 
 async def token_principal(token: str, tokens: TokenVerifier | None) -> keys.Principal:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -23,8 +24,10 @@ from strawberry.types import ExecutionResult
 from db.engine import Database
 from db.rules import Environment
 from schema.context import Context
-from web.auth import Unauthenticated, authenticate, unauthenticated
+from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, BodyTimeout, parse_json, read_body
+from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
 
 GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
@@ -56,6 +59,28 @@ def refused(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(not error.path for error in errors)
 
 
+UNAVAILABLE = "unavailable"
+
+
+def outcome_of(result: ExecutionResult, processed: GraphQLHTTPResponse) -> str:
+    """ok, user_error (userErrors or a readable error), refused (never ran), error (masked),
+    or unavailable (the database is sick: SERVICE_UNAVAILABLE)."""
+    if refused(result):
+        return "refused"
+    errors: list[dict[str, Any]] = list(processed.get("errors") or ())  # type: ignore[arg-type]
+    codes = {(e.get("extensions") or {}).get("code") for e in errors}
+    if SERVICE_UNAVAILABLE in codes:
+        return UNAVAILABLE
+    if INTERNAL_ERROR in codes:
+        return "error"
+    if codes or any(
+        isinstance(payload, dict) and payload.get("userErrors")
+        for payload in (result.data or {}).values()
+    ):
+        return "user_error"
+    return "ok"
+
+
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view, with a fresh context (and loaders) for every request."""
 
@@ -69,9 +94,11 @@ class GraphQLView(GraphQL[Context, None]):
         kyc_ttl: timedelta,
         body_timeout: float,
         tokens: TokenVerifier | None = None,
+        key_cache_seconds: float = 5.0,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql")
         self.db = db
+        self.keys = ApiKeys(db, clock, key_cache_seconds)
         self.clock = clock
         self.environment = environment
         self.kyc_ttl = kyc_ttl
@@ -87,7 +114,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(
+        context = Context(
             db=self.db,
             environment=self.environment,
             clock=self.clock,
@@ -95,6 +122,11 @@ class GraphQLView(GraphQL[Context, None]):
             cursor_secret=self.cursor_secret,
             principal=getattr(request.state, "principal", None),
         )
+        request.state.context = context
+        return context
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
     # with it status codes that tell a request the server refused (400: the document does not
@@ -113,9 +145,18 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> GraphQLHTTPResponse:
         processed = await super().process_result(request, result)
         sub_response: Response = request.state.sub_response
-        if sub_response.headers.get("content-type") == GRAPHQL_RESPONSE and refused(result):
-            processed.pop("data", None)
-            sub_response.status_code = 400
+        outcome = outcome_of(result, processed)
+        if sub_response.headers.get("content-type") == GRAPHQL_RESPONSE:
+            if refused(result):
+                processed.pop("data", None)
+                sub_response.status_code = 400
+            elif outcome == UNAVAILABLE:
+                sub_response.status_code = 503
+        if info := request_info():
+            operation = request.state.context.operation
+            info.operation_type = operation.type
+            info.operation_name = operation.name if operation.type else None
+            info.outcome = "error" if outcome == UNAVAILABLE else outcome
         return processed
 
     def create_response(
@@ -146,13 +187,16 @@ class GraphQLView(GraphQL[Context, None]):
             # headers editor. Everything else needs one, checked before a byte of the body is
             # read: a client without a key never gets the server to hold its upload.
             if not self.should_render_graphql_ide(self.request_adapter_class(request)):
-                request.state.principal = await authenticate(
-                    self.db, request.headers, self.clock, self.tokens
-                )
+                principal = await authenticate(self.keys, request.headers, self.tokens)
+                request.state.principal = principal
+                if info := request_info():
+                    info.principal = principal.name
             await read_body(request, self.body_timeout)  # kept by the request for the view
             response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
+            if info := request_info():
+                info.outcome = "refused"
         except KeysUnavailable as error:
             response = error.response()
         except BodyTimeout as error:
@@ -160,6 +204,8 @@ class GraphQLView(GraphQL[Context, None]):
         except ClientDisconnect:
             return None  # nobody is left to answer
         except HTTPException as error:
+            if info := request_info():
+                info.outcome = "refused"
             response = PlainTextResponse(error.reason, status_code=error.status_code)
             if error.status_code == 405:
                 response.headers["allow"] = "GET, POST"

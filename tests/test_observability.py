@@ -1,0 +1,223 @@
+"""What an operator sees: health and readiness, metrics, request ids, the log's shape, errors
+outside GraphQL, and the key cache (through the app over HTTP, on both backends)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+from starlette.applications import Starlette
+
+from db import keys
+from db.engine import Database
+from db.keys import Scope
+from db.models import utc_now
+from schema.errors import TracebackThrottle
+from tests.conftest import GraphQLClient
+from tests.databases import TEST_API_KEY
+from web.auth import ApiKeys, Unauthenticated
+from web.logs import JsonFormatter, RequestIdFilter
+from web.requests import RequestInfo, current
+
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def setting_overrides() -> dict[str, Any]:
+    return {"metrics_token": METRICS_TOKEN}
+
+
+@pytest.fixture
+async def anonymous(app: Starlette) -> Any:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+async def test_healthz_and_readyz_need_no_key_and_say_little(anonymous: httpx.AsyncClient) -> None:
+    health = await anonymous.get("/healthz")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    ready = await anonymous.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert ready.headers["cache-control"] == "no-store"
+
+
+async def test_readyz_is_503_with_a_reason_when_the_schema_is_behind(
+    anonymous: httpx.AsyncClient, db: Database
+) -> None:
+    async with db.write() as session:
+        await session.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    ready = await anonymous.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "unavailable",
+        "reason": "The database schema is not at the latest migration.",
+    }
+    assert not re.search(r"\d{4}", ready.text)  # no versions revealed
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def sample(exposition: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text (0 when it is absent)."""
+    for family in text_string_to_metric_families(exposition):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return 0.0
+
+
+async def scrape(anonymous: httpx.AsyncClient) -> str:
+    response = await anonymous.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+async def test_metrics_need_the_token(anonymous: httpx.AsyncClient) -> None:
+    assert (await anonymous.get("/metrics")).status_code == 401
+    wrong = await anonymous.get("/metrics", headers={"authorization": f"Bearer {TEST_API_KEY}"})
+    assert wrong.status_code == 401
+
+
+@pytest.mark.parametrize("setting_overrides", [{}])
+async def test_metrics_are_404_without_a_token_set(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/metrics", headers={"authorization": "Bearer anything"})
+    assert response.status_code == 404
+
+
+async def test_metrics_count_requests_transitions_and_the_pool(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient
+) -> None:
+    before = await scrape(anonymous)
+    await gql.create("m-1")
+    assert (await gql.create("m-1"))["userErrors"]  # TAKEN: a user error
+    started = await gql.start_kyc("m-1")
+    await gql.record_kyc(started["verification"]["id"], "UNDER_REVIEW")
+    refused = await gql.post("{ nope }")
+    assert refused.status_code == 200
+    after = await scrape(anonymous)
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    counted = "graphql_requests_total"
+    assert grew(counted, operation="CreateCustomer", type="mutation", outcome="ok") == 1
+    assert grew(counted, operation="CreateCustomer", type="mutation", outcome="user_error") == 1
+    assert grew(counted, operation="anonymous", type="query", outcome="refused") == 1
+    assert grew("kyc_transitions_total", from_status="none", to_status="PENDING") == 1
+    assert grew("kyc_transitions_total", from_status="PENDING", to_status="UNDER_REVIEW") == 1
+    assert grew("graphql_request_duration_seconds_count", type="mutation", outcome="ok") >= 2
+    assert sample(after, "db_pool_connections_in_use") >= 0
+    assert "db_pool_waiting " in after
+    assert "kyc_expiry_sweep_runs_total" in after or "kyc_expiry_sweep_rows_total" in after
+    assert "@example.com" not in after
+
+
+# -- request ids and the log ------------------------------------------------------------------
+
+
+async def test_request_id_is_taken_when_sane_and_made_otherwise(
+    gql: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="customer_api.access"):
+        kept = await gql.http.post(
+            "/graphql", json={"query": "{ __typename }"}, headers={"x-request-id": "abc-123.X"}
+        )
+        made = await gql.http.post(
+            "/graphql",
+            json={"query": "{ __typename }"},
+            headers={"x-request-id": "evil id\r; drop " + "x" * 80},
+        )
+    assert kept.headers["x-request-id"] == "abc-123.X"
+    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+    [first, second] = [r for r in caplog.records if r.name == "customer_api.access"]
+    assert (first.operation_type, first.outcome, first.key) == ("query", "ok", "tests")  # type: ignore[attr-defined]
+    assert second.status == 200  # type: ignore[attr-defined]
+
+
+def test_json_log_lines_carry_the_request_id_and_fields() -> None:
+    record = logging.LogRecord(
+        "customer_api.access", logging.INFO, "x", 1, "POST %s", ("/g",), None
+    )
+    record.status = 200
+    record.operation = "Customers"
+    token = current.set(RequestInfo("req-1"))
+    try:
+        RequestIdFilter().filter(record)
+    finally:
+        current.reset(token)
+    line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry["request_id"] == "req-1"
+    assert (entry["message"], entry["status"], entry["operation"]) == ("POST /g", 200, "Customers")
+    assert (entry["level"], entry["logger"]) == ("info", "customer_api.access")
+
+
+def test_a_burst_of_one_failure_shows_its_traceback_once_a_minute_with_a_count() -> None:
+    now = [0.0]
+    throttle = TracebackThrottle(window=60, clock=lambda: now[0])
+    cause = ("TimeoutError", "db.py", 10)
+    assert throttle.admit(cause) == 0  # shown
+    assert [throttle.admit(cause) for _ in range(2999)] == [None] * 2999
+    assert throttle.admit(("KeyError", "x.py", 1)) == 0  # another cause has its own
+    now[0] = 61
+    assert throttle.admit(cause) == 2999  # shown again, with how many went unshown
+
+
+# -- failures outside GraphQL -------------------------------------------------------------------
+
+
+async def test_a_failure_in_the_key_check_is_json_with_an_error_id(
+    anonymous: httpx.AsyncClient, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with db.write() as session:
+        await session.execute(text("ALTER TABLE api_key RENAME TO api_key_gone"))
+    caplog.handler.addFilter(RequestIdFilter())  # what the server's handler has
+    with caplog.at_level(logging.ERROR, logger="customer_api.errors"):
+        response = await anonymous.post(
+            "/graphql",
+            json={"query": "{ __typename }"},
+            headers={"authorization": "Bearer cak_fresh-key", "x-request-id": "req-500"},
+        )
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    [error] = response.json()["errors"]
+    error_id = error["extensions"]["errorId"]
+    assert error == {
+        "message": f"Internal server error (error id {error_id}).",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
+    }
+    [logged] = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged.request_id == "req-500"  # type: ignore[attr-defined]
+    assert "api_key" not in logged.getMessage().splitlines()[0]  # type, never the message
+
+
+# -- the key cache and the last-used stamp ------------------------------------------------------
+
+
+async def test_a_cached_principal_lives_at_most_the_cache_time(db: Database) -> None:
+    async with db.write() as session:
+        key = await keys.create_key(session, "cached", [Scope.CUSTOMERS_READ], utc_now())
+    now = [0.0]
+    api_keys = ApiKeys(db, utc_now, cache_seconds=5, monotonic=lambda: now[0])
+    assert (await api_keys.principal(key)).name == "cached"
+    async with db.write() as session:
+        await keys.revoke_key(session, "cached", utc_now())
+    now[0] = 4.9
+    assert (await api_keys.principal(key)).name == "cached"  # within the bound
+    now[0] = 5.0
+    with pytest.raises(Unauthenticated):
+        await api_keys.principal(key)
+    await api_keys.close()

@@ -1,0 +1,91 @@
+"""The serving stack: uvloop and orjson in use, and WORKERS processes on one port."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import timedelta
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from db.engine import Database
+from db.rules import Environment
+from schema import schema
+from tests.conftest import operation
+from tests.databases import TEST_API_KEY
+from tests.servers import running_server
+from web.view import GraphQLView
+
+AUTH = {"authorization": f"Bearer {TEST_API_KEY}"}
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+def test_responses_are_encoded_with_orjson() -> None:
+    view = GraphQLView(
+        schema,
+        Database("sqlite+aiosqlite:///:memory:"),
+        clock=lambda: None,  # type: ignore[arg-type, return-value]
+        environment=Environment.PRODUCTION,
+        kyc_ttl=timedelta(hours=1),
+        body_timeout=5,
+    )
+    data = {"data": {"customer": {"id": "Q3VzdG9tZXI6MQ", "name": "Zoë"}}}
+    assert view.encode_json(data) == orjson.dumps(data)
+
+
+def test_the_server_runs_on_uvloop_with_the_edge_protocol(database_url: str) -> None:
+    """uvloop, and web/timeouts.py's h11 protocol (its deadlines have no httptools port yet)."""
+    with running_server(database_url) as server:
+        response = httpx.post(
+            server.url + "/graphql", json={"query": operation("customers")}, headers=AUTH
+        )
+        assert response.status_code == 200
+    log = "".join(server.log)
+    assert "serving with the uvloop event loop and orjson" in log
+    assert "HTTP protocol EdgeProtocol" in log
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.ConnectError:  # bound, but no worker listens yet
+        return False
+
+
+def test_several_workers_serve_one_port_and_add_up_their_metrics(database_url: str) -> None:
+    settings = {"WORKERS": "2", "METRICS_TOKEN": METRICS_TOKEN, "PORT": str(free_port())}
+    with (
+        running_server(database_url, None, **settings) as server,
+        httpx.Client(base_url=server.url, headers=AUTH) as client,
+    ):
+        deadline = time.monotonic() + 120  # each worker imports the app afresh
+        while not ready(client):  # the workers are still starting
+            assert time.monotonic() < deadline
+        for _ in range(20):
+            # A new connection each time, so both workers get some.
+            response = httpx.post(
+                server.url + "/graphql",
+                json={"query": operation("customers")},
+                headers={**AUTH, "connection": "close"},
+            )
+            assert response.status_code == 200
+        scraped = client.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}).text
+    served = [
+        sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "graphql_requests_total" and sample.labels["operation"] == "Customers"
+    ]
+    assert sum(served) == 20  # counted in two processes, added up
+    log = "".join(server.log)
+    assert "with 2 workers" in log
+    assert log.count("Application startup complete.") == 2

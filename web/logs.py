@@ -1,0 +1,67 @@
+"""The log's shape: plain text (the default) or one JSON object a line (`LOG_FORMAT=json`).
+
+Every line written while a request runs carries its request id, so the access line, a masked
+error's line and anything else of one request can be found together.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from web.requests import request_info
+
+# The attributes every LogRecord has; anything else was passed in `extra` and is a field.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` (or "-") to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = request_info()
+        record.request_id = info.id if info else "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request id, extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if getattr(record, "request_id", "-") != "-":
+            entry["request_id"] = record.request_id  # type: ignore[attr-defined]
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key != "color_message":
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error_type"] = record.exc_info[0].__name__  # never the message: it may hold data
+        return orjson.dumps(entry, default=str).decode()
+
+
+PLAIN = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(level: str, form: str) -> None:
+    """Send every logger (uvicorn's too) to stderr in the chosen form."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(PLAIN))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
