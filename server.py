@@ -39,15 +39,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from db import keys, kyc, migrate, server_secrets
+from db import events, keys, kyc, migrate, server_secrets, webhooks
 from db.engine import Database, Timeouts
 from db.faults import fault_of
+from db.feed import FeedSignal
 from db.models import utc_now
 from db.rules import Environment
+from db.webhooks import SecretBox
 from schema import build_schema, schema
 from schema.errors import report
 from schema.limits import Limits
@@ -62,6 +64,7 @@ from web.requests import JsonErrors, RequestScope
 from web.timeouts import EdgeProtocol, edge_protocol
 from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
+from web.webhooks import DeliveryWorker
 
 logger = logging.getLogger("customer_api")
 
@@ -153,7 +156,53 @@ class Settings(BaseSettings):
         description="How long a PENDING verification lives before it expires.",
     )
     kyc_sweep_interval_seconds: float = Field(
-        default=60, ge=0, description="How often the server writes expiries down; 0 turns it off."
+        default=60,
+        ge=0,
+        description="How often the server writes expiries down and prunes old events; 0 turns "
+        "it off.",
+    )
+    event_retention_days: float = Field(
+        default=30, gt=0, description="How long events are kept before they are pruned."
+    )
+    event_poll_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description="On SQLite, how often subscriptions and webhooks look for new events "
+        "(PostgreSQL wakes them with NOTIFY instead).",
+    )
+    ws_heartbeat_seconds: float = Field(
+        default=15, ge=0, description="How often a WebSocket gets a ping; 0 sends none."
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=10, ge=1, description="Operations one WebSocket may run at once."
+    )
+    max_subscriptions: int = Field(
+        default=1000, ge=1, description="Subscriptions one server process serves at once."
+    )
+    webhook_secret_key: str | None = Field(
+        default=None,
+        description="32 random bytes in base64: the key that encrypts webhook signing secrets "
+        "at rest. Without it, no webhook endpoint can be made.",
+        repr=False,
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Allow webhook URLs on internal addresses, and http:// to loopback (tests).",
+    )
+    webhook_retry_schedule: str = Field(
+        default=",".join(f"{d:g}" for d in webhooks.RETRY_SCHEDULE),
+        pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$",
+        description="Seconds before each retry of a failed delivery (comma-separated); after "
+        "the last, the delivery fails.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, description="How long an endpoint has to answer an attempt."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, description="Deliveries one process sends at once (one per endpoint)."
+    )
+    webhook_worker: bool = Field(
+        default=True, description="Run the webhook delivery worker in this process."
     )
     workers: int = Field(default=1, ge=1, description="Server processes (one per core).")
     log_format: Literal["text", "json"] = Field(
@@ -255,6 +304,11 @@ class Settings(BaseSettings):
             customer_claim=self.jwt_customer_claim,
         )
 
+    def webhooks(self) -> webhooks.Settings:
+        box = None if self.webhook_secret_key is None else SecretBox(self.webhook_secret_key)
+        schedule = tuple(float(d) for d in self.webhook_retry_schedule.split(","))
+        return webhooks.Settings(box, self.webhook_allow_private_targets, schedule)
+
 
 async def bootstrap_key(db: Database, clock: Clock, path: Path) -> None:
     """On a database with no key at all, make one with every scope and write it to `path`.
@@ -322,15 +376,24 @@ async def expire_kyc(db: Database, settings: Settings, clock: Clock = utc_now) -
         return await kyc.expire_stale(session, clock(), settings.kyc_ttl)
 
 
+async def prune_events(db: Database, settings: Settings, clock: Clock = utc_now) -> int:
+    """Delete the events older than the retention; returns how many."""
+    async with db.write() as session:
+        return await events.prune(session, clock() - timedelta(days=settings.event_retention_days))
+
+
 async def sweep_forever(db: Database, settings: Settings, clock: Clock) -> None:
-    """Write expiries down on an interval. Reads apply the rule meanwhile, so the interval
-    only bounds how stale the stored rows (and filters on them) may be."""
+    """Write expiries down and prune old events on an interval. Reads apply the expiry rule
+    meanwhile, so the interval only bounds how stale the stored rows (and filters) may be."""
     while True:
         try:
             expired = await expire_kyc(db, settings, clock)
             metrics.count_sweep(expired)
             if expired:
                 logger.info("expired %d KYC verifications", expired)
+            pruned = await prune_events(db, settings, clock)
+            if pruned:
+                logger.info("pruned %d events past retention", pruned)
         except Exception as error:
             # A failed sweep (the database restarting, say) is retried on the next tick.
             metrics.count_sweep(None)
@@ -347,7 +410,13 @@ async def cursor_secret(db: Database, settings: Settings, clock: Clock) -> bytes
     return hashlib.sha256(text.encode()).digest()
 
 
-def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
+def graphql_view(
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    feed: FeedSignal | None = None,
+    hooks: webhooks.Settings | None = None,
+) -> GraphQLView:
     limits = Limits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -365,6 +434,10 @@ def graphql_view(db: Database, settings: Settings, clock: Clock) -> GraphQLView:
         body_timeout=settings.body_timeout_seconds,
         tokens=None if settings.tokens is None else TokenVerifier(settings.tokens),
         key_cache_seconds=settings.key_cache_seconds,
+        feed=feed,
+        webhooks=hooks,
+        heartbeat_seconds=settings.ws_heartbeat_seconds,
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
 
 
@@ -372,7 +445,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     """The ASGI app: /graphql serves the API (and GraphiQL to a browser)."""
     settings = settings or Settings()
     db = open_database(settings)
-    view = graphql_view(db, settings, clock)
+    feed = FeedSignal(
+        db, poll_seconds=settings.event_poll_seconds, max_subscriptions=settings.max_subscriptions
+    )
+    hooks = settings.webhooks()
+    view = graphql_view(db, settings, clock, feed, hooks)  # GraphQL over HTTP and WebSocket
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -381,13 +458,24 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         await bootstrap_key(db, clock, settings.bootstrap_key_file)
         view.cursor_secret = await cursor_secret(db, settings, clock)
         metrics.watch_pool(db.pool_status)
-        sweeper = None
-        if settings.kyc_sweep_interval_seconds > 0:
-            sweeper = asyncio.create_task(sweep_forever(db, settings, clock))
         logger.info(
             "serving with the %s event loop and orjson",
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
+        tasks = []
+        if settings.kyc_sweep_interval_seconds > 0:
+            tasks.append(asyncio.create_task(sweep_forever(db, settings, clock)))
+        if settings.webhook_worker:
+            worker = DeliveryWorker(
+                db,
+                feed,
+                hooks,
+                clock=clock,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                concurrency=settings.webhook_concurrency,
+                cursor_secret=view.cursor_secret,
+            )
+            tasks.append(asyncio.create_task(worker.run()))
         # What is built by now (modules, the schema) lives as long as the process: keep it
         # out of the garbage collector's full passes, which otherwise walk all of it (about
         # 70 ms on a busy core) whenever requests allocate a lot, as parsing large documents
@@ -396,10 +484,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         gc.freeze()
         yield
         gc.unfreeze()
-        if sweeper is not None:
-            sweeper.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await task
+        await feed.close()
         await view.keys.close()
         metrics.watch_pool(None)
         try:
@@ -427,6 +516,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             Route("/healthz", healthz),
             Route("/readyz", readyz_route(db, settings.ready_timeout_seconds)),
             Route("/metrics", metrics.metrics_route(settings.metrics_token)),
+            WebSocketRoute("/graphql", view),
             Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql"),
         ],
         lifespan=lifespan,
@@ -678,6 +768,7 @@ def serve(settings: Settings) -> None:
         "timeout_keep_alive": settings.idle_timeout_seconds,
         "limit_concurrency": settings.max_connections,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "ws_max_size": settings.max_body_bytes,  # a WebSocket message is bounded like a body
         "lifespan": "on",
         "log_config": None,  # web/logs.py has set up the log
         "log_level": settings.log_level.lower(),

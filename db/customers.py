@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
-from db import rules
-from db.models import Customer, KycStatus
+from db import events, rules
+from db.events import NewEvent
+from db.models import Customer, EventType, KycStatus
 from db.pages import Direction, Ordering, Page, fetch_page
 from db.rules import Code, Environment, Problem
 
@@ -77,8 +78,12 @@ async def create_customer(
     environment: Environment = Environment.PRODUCTION,
     *,
     now: datetime,
+    who: str,
 ) -> CustomerOutcome:
-    """Create a customer, or return every problem with the input and write nothing."""
+    """Create a customer, or return every problem with the input and write nothing.
+
+    A customer made records CUSTOMER_CREATED by `who` in the same transaction.
+    """
     checked = rules.check_customer(external_customer_id, data, environment)
     values = checked.values
     external_id = _accepted(
@@ -98,7 +103,11 @@ async def create_customer(
             **search_keys(values),
         }
     )
-    return await _flush(session, customer, checked.warnings, external_id, email)
+    written = await _flush(session, customer, checked.warnings, external_id, email)
+    if written.customer is not None:
+        created = NewEvent(EventType.CUSTOMER_CREATED, customer.external_customer_id, who, now)
+        await events.record(session, [created], now)
+    return written
 
 
 async def update_customer(
@@ -108,11 +117,13 @@ async def update_customer(
     environment: Environment = Environment.PRODUCTION,
     *,
     now: datetime,
+    who: str,
 ) -> CustomerOutcome:
     """Apply a patch (absent key: unchanged; None: cleared) to a customer.
 
     The patch is merged into the stored record and the whole record checked, so a patch can
-    never leave a record that create would refuse. `updated_at` moves only when a value changes.
+    never leave a record that create would refuse. `updated_at` moves only when a value changes,
+    and only then is CUSTOMER_UPDATED recorded, naming the changed fields (never their values).
     """
     customer = await session.scalar(
         select(Customer)
@@ -137,15 +148,28 @@ async def update_customer(
     for column, value in {**changed, **search_keys(checked.values)}.items():
         setattr(customer, column, value)
     customer.updated_at = now
-    return await _flush(session, customer, checked.warnings, None, email, exclude=customer.id)
+    written = await _flush(session, customer, checked.warnings, None, email, exclude=customer.id)
+    if written.customer is not None:
+        updated = NewEvent(
+            EventType.CUSTOMER_UPDATED, customer.external_customer_id, who, now, list(changed)
+        )
+        await events.record(session, [updated], now)
+    return written
 
 
-async def delete_customer(session: AsyncSession, external_customer_id: str) -> list[Problem]:
-    """Delete a customer and its verifications; NOT_FOUND when there is no such customer."""
+async def delete_customer(
+    session: AsyncSession, external_customer_id: str, *, now: datetime, who: str
+) -> list[Problem]:
+    """Delete a customer and its verifications, recording CUSTOMER_DELETED; NOT_FOUND when
+    there is no such customer."""
     result = await session.execute(
         delete(Customer).where(col(Customer.external_customer_id) == external_customer_id)
     )
-    return [] if result.rowcount else [not_found(external_customer_id)]  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return [not_found(external_customer_id)]
+    deleted = NewEvent(EventType.CUSTOMER_DELETED, external_customer_id, who, now)
+    await events.record(session, [deleted], now)
+    return []
 
 
 async def _flush(

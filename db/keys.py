@@ -33,6 +33,7 @@ class Scope(enum.StrEnum):
     KYC_REVIEW = "kyc:review"
     # Only in an identity provider's token that names the customer: that customer alone.
     CUSTOMERS_SELF = "customers:self"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 # Every scope a key can hold (customers:self needs a customer, which only a token names).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
+from db import events
 from db.customers import not_found
-from db.models import Customer, KycStatus, KycType, KycVerification
+from db.events import NewEvent
+from db.models import Customer, EventType, KycStatus, KycType, KycVerification
 from db.rules import Code, Problem
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -136,10 +138,14 @@ async def start_verification(
     kind: KycType,
     now: datetime,
     ttl: timedelta = DEFAULT_TTL,
+    *,
+    who: str,
 ) -> VerificationOutcome:
     """A new PENDING verification, the active one if there is one, or why neither.
 
-    NOT_FOUND for an unknown customer; INVALID_TRANSITION when the newest is verified.
+    NOT_FOUND for an unknown customer; INVALID_TRANSITION when the newest is verified. A new
+    one records KYC_VERIFICATION_STARTED by `who` (after the expiry of the newest, when this
+    is what writes that down).
     """
     customer = await session.scalar(
         select(Customer)
@@ -155,6 +161,7 @@ async def start_verification(
         .order_by(col(KycVerification.id).desc())
         .limit(1)
     )
+    recorded: list[NewEvent] = []
     if newest is not None:
         status = effective_status(newest.status, newest.created_at, now, ttl)
         if status in ACTIVE:
@@ -171,7 +178,9 @@ async def start_verification(
                 ]
             )
         if status is not newest.status:  # expired on read: write it down before the new one
+            previous = newest.status
             await _set_status(session, newest, status, newest.created_at + ttl)
+            recorded.append(_status_changed(customer.external_customer_id, newest, previous))
 
     verification = KycVerification(
         customer_id=customer.id,
@@ -185,6 +194,9 @@ async def start_verification(
     _notify(None, KycStatus.PENDING)
     await _refresh_customer_status(session, [customer.id])
     await session.refresh(customer)
+    started = EventType.KYC_VERIFICATION_STARTED
+    recorded.append(NewEvent(started, customer.external_customer_id, who, now, (), verification))
+    await events.record(session, recorded, now)
     return VerificationOutcome(verification=verification, customer=customer)
 
 
@@ -195,8 +207,11 @@ async def move_verification(
     actor: Actor,
     now: datetime,
     ttl: timedelta = DEFAULT_TTL,
+    *,
+    who: str,
 ) -> VerificationOutcome:
-    """Move a verification to `target` if the table lets `actor` do so; else why not."""
+    """Move a verification to `target` if the table lets `actor` do so, recording
+    KYC_VERIFICATION_STATUS_CHANGED by `who`; else why not."""
     verification = await session.scalar(
         select(KycVerification).where(col(KycVerification.id) == verification_id).with_for_update()
     )
@@ -212,6 +227,9 @@ async def move_verification(
         return VerificationOutcome(problems=problems)
     await _set_status(session, verification, target, now)
     customer = await session.get(Customer, verification.customer_id, populate_existing=True)
+    assert customer is not None
+    changed = _status_changed(customer.external_customer_id, verification, current, who)
+    await events.record(session, [changed], now)
     return VerificationOutcome(verification=verification, customer=customer)
 
 
@@ -221,9 +239,12 @@ async def expire_stale(
     """Expire PENDING verifications older than the ttl; returns how many this call expired.
 
     Idempotent and safe to run in several processes at once: each row is claimed with a
-    conditional UPDATE, so a row that another sweep expired first is not counted again.
+    conditional UPDATE, so a row that another sweep expired first is not counted again, and
+    its KYC_VERIFICATION_STATUS_CHANGED (actor `system`, at the moment it expired) is recorded
+    once. The events are recorded after every batch, so the counter is the last lock taken.
     """
     expired = 0
+    recorded: list[NewEvent] = []
     while True:
         stale = (
             await session.execute(
@@ -246,17 +267,59 @@ async def expire_stale(
                     col(KycVerification.status) == KycStatus.PENDING,
                 )
                 .values(status=KycStatus.EXPIRED, updated_at=created_at + ttl)
-                .returning(col(KycVerification.customer_id))
+                .returning(KycVerification)
             )
-            customer_id = claimed.scalar_one_or_none()
-            if customer_id is not None:
+            row = claimed.scalar_one_or_none()
+            if row is not None:
                 expired += 1
-                customer_ids.append(customer_id)
+                customer_ids.append(row.customer_id)
+                recorded.append(_status_changed("", row, KycStatus.PENDING))
         await _refresh_customer_status(session, customer_ids)
         if len(stale) < batch:
-            if expired:
-                _notify(KycStatus.PENDING, KycStatus.EXPIRED, expired)
-            return expired
+            break
+    if expired:
+        _notify(KycStatus.PENDING, KycStatus.EXPIRED, expired)
+    await events.record(session, await _named(session, recorded), now)
+    return expired
+
+
+def _status_changed(
+    external_customer_id: str,
+    verification: KycVerification,
+    previous: KycStatus,
+    who: str = events.SYSTEM,
+) -> NewEvent:
+    """KYC_VERIFICATION_STATUS_CHANGED for a verification just moved from `previous`."""
+    return NewEvent(
+        EventType.KYC_VERIFICATION_STATUS_CHANGED,
+        external_customer_id,
+        who,
+        verification.updated_at,
+        (),
+        verification,
+        previous,
+    )
+
+
+async def _named(session: AsyncSession, recorded: list[NewEvent]) -> list[NewEvent]:
+    """The events with their customers' externalCustomerIds filled in (one query)."""
+    ids = {event.verification.customer_id for event in recorded if event.verification}
+    if not ids:
+        return recorded
+    names = dict(
+        (
+            await session.execute(
+                sa_select(col(Customer.id), col(Customer.external_customer_id)).where(
+                    col(Customer.id).in_(ids)
+                )
+            )
+        ).all()
+    )
+    return [
+        replace(event, external_customer_id=names[event.verification.customer_id])
+        for event in recorded
+        if event.verification
+    ]
 
 
 async def _set_status(

@@ -1,4 +1,4 @@
-"""The tables: customers and their KYC verifications."""
+"""The tables: customers, their KYC verifications, API keys, the event feed and webhooks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, String
 from sqlalchemy import DateTime as SADateTime
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
@@ -184,3 +184,122 @@ class ServerSecret(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(64), primary_key=True))
     value: str = Field(sa_column=Column(String(128), nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class EventType(enum.StrEnum):
+    """What happened to a customer; one event for each committed change."""
+
+    CUSTOMER_CREATED = "customer_created"
+    CUSTOMER_UPDATED = "customer_updated"
+    CUSTOMER_DELETED = "customer_deleted"
+    KYC_VERIFICATION_STARTED = "kyc_verification_started"
+    KYC_VERIFICATION_STATUS_CHANGED = "kyc_verification_status_changed"
+
+
+class EventCounter(SQLModel, table=True):
+    """The feed's single counter row: where the feed ends and how far it was pruned.
+
+    A writing transaction updates this row before it inserts its events, so it holds the
+    row's lock until it commits: the next writer gets its numbers only after that commit, so
+    numbers are handed out in commit order (see `db.events`).
+    """
+
+    __tablename__: ClassVar[str] = "event_counter"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    last: int = Field(sa_column=Column(BigInteger, nullable=False))  # the newest event's number
+    pruned_through: int = Field(sa_column=Column(BigInteger, nullable=False))  # none at or below
+
+
+class CustomerEvent(SQLModel, table=True):
+    """One change, told without personal data: whose, what kind, which fields, by whom."""
+
+    __tablename__: ClassVar[str] = "customer_event"
+    __table_args__ = (
+        Index("ix_customer_event_customer", "external_customer_id", "id"),
+        Index("ix_customer_event_recorded_at", "recorded_at"),
+    )
+
+    # The position in the feed, from `EventCounter.last`: the feed's order is this number's.
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    type: EventType = Field(sa_column=_enum_column(EventType, nullable=False))
+    external_customer_id: str = Field(sa_column=Column(_binary_string(255), nullable=False))
+    # The names (columns) of the data fields a CUSTOMER_UPDATED changed, space-separated.
+    changed_fields: str = Field(sa_column=Column(String(200), nullable=False))
+    # KYC events: the verification as the change left it.
+    verification_id: int | None = Field(default=None, sa_column=Column(Integer))
+    verification_type: KycType | None = Field(default=None, sa_column=_enum_column(KycType))
+    status: KycStatus | None = Field(default=None, sa_column=_enum_column(KycStatus))
+    previous_status: KycStatus | None = Field(default=None, sa_column=_enum_column(KycStatus))
+    verification_created_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    actor: str = Field(sa_column=Column(String(255), nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    recorded_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))  # for pruning
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where a webhook delivery stands."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A URL that receives the feed's events, signed with the endpoint's secret."""
+
+    __tablename__: ClassVar[str] = "webhook_endpoint"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    url: str = Field(sa_column=Column(String(2048), nullable=False))
+    event_types: str = Field(sa_column=Column(String(200), nullable=False))  # empty: every type
+    enabled: bool = Field(sa_column=Column(Boolean, nullable=False))
+    # The signing secret, encrypted with WEBHOOK_SECRET_KEY (see `db.webhooks`).
+    secret: str = Field(sa_column=Column(String(200), nullable=False))
+    # The last event this endpoint has had a delivery made for (or skipped, when disabled).
+    enqueued_through: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: sent until it succeeds or fails for good."""
+
+    __tablename__: ClassVar[str] = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_endpoint", "endpoint_id", "status", "id"),
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    endpoint_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("webhook_endpoint.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    event_id: int = Field(sa_column=Column(BigInteger, nullable=False))  # outlives the event
+    status: DeliveryStatus = Field(sa_column=_enum_column(DeliveryStatus, nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    last_response_status: int | None = Field(default=None, sa_column=Column(Integer))
+    last_error: str | None = Field(default=None, sa_column=Column(String(200)))
+    # When the next attempt may start; while one runs, the end of its lease.
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """Every attempt of a delivery: when, and what came back."""
+
+    __tablename__: ClassVar[str] = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    delivery_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("webhook_delivery.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    attempted_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    response_status: int | None = Field(default=None, sa_column=Column(Integer))
+    error: str | None = Field(default=None, sa_column=Column(String(200)))
+    duration_ms: int = Field(sa_column=Column(Integer, nullable=False))

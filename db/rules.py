@@ -38,6 +38,7 @@ class Code(enum.StrEnum):
     TAKEN = "TAKEN"
     NOT_FOUND = "NOT_FOUND"
     INVALID_TRANSITION = "INVALID_TRANSITION"
+    INVALID_URL = "INVALID_URL"
 
 
 class Environment(enum.StrEnum):

@@ -16,7 +16,7 @@ from schema.analysis import Analyser, ApplyAnalysis
 from schema.entities import check_representations
 from schema.errors import HideSuggestions, MaskUnexpectedErrors, ReportOperation
 from schema.limits import Limits
-from schema.roots import Mutation, Query
+from schema.roots import Mutation, Query, Subscription
 from schema.scalars import DateTime
 from schema.text_input import RefuseUnstorableText
 from schema.types import Customer, KycVerification
@@ -73,6 +73,7 @@ def build_schema(limits: Limits | None = None, introspection: bool = True) -> Sc
     built = Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         # Listed so that entities reachable only through _entities never drop out of the schema.
         types=[Customer, KycVerification],
         extensions=[*extensions, MaskUnexpectedErrors],

@@ -46,7 +46,6 @@ from graphql import (
     validate,
     value_from_ast_untyped,
 )
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.type import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
@@ -55,7 +54,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from db.keys import Scope
 from schema import access
 from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
-from schema.errors import unreadable_number
+from schema.errors import refuse, unreadable_number
 from schema.limits import (
     ESTIMATED_LISTS,
     PAGED_FIELDS,
@@ -664,7 +663,7 @@ class ApplyAnalysis(SchemaExtension):
             if not refusals and self.cost > analysis.limits.max_cost:
                 refusals = [cost_error(self.cost, analysis.limits)]
             if refusals:
-                context.result = GraphQLExecutionResult(data=None, errors=refusals)
+                refuse(context, refusals)  # a subscription's too (Strawberry ignores a result)
         yield
 
     def get_results(self) -> dict[str, Any]:

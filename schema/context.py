@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 from strawberry.types import Info as StrawberryInfo
 
 from db.engine import Database
+from db.feed import FeedSignal
 from db.keys import Principal, Scope
 from db.rules import Environment
+from db.webhooks import Settings as WebhookSettings
 from schema.loaders import Loaders
 
 
@@ -33,6 +35,9 @@ class Context:
     cursor_secret: bytes  # signs the cursors of lists
     principal: Principal | None = None  # the API key's, when the request had a valid one
     operation: Operation = field(default_factory=Operation)
+    feed: FeedSignal | None = None  # wakes subscriptions when events commit
+    connection_params: dict[str, object] | None = None  # a WebSocket's connection_init payload
+    webhooks: WebhookSettings | None = None  # secrets' key and target rules
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +53,11 @@ class Context:
         if principal is not None and needed in principal.scopes:
             return None
         return (principal.customer if principal is not None else None) or ""
+
+    @property
+    def actor(self) -> str:
+        """Who the events of this request's changes name: the key's name (or token's subject)."""
+        return self.principal.name if self.principal is not None else "anonymous"
 
 
 Info = StrawberryInfo[Context, None]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
 from db import customers, models
-from db.pages import Direction, PageError
+from db.pages import Direction, Page, PageError
 from schema.context import Info
 from schema.errors import bad_input
 from schema.translate import mirror, mirrors
@@ -136,6 +136,16 @@ class CustomerConnection:
         return await self.count()
 
 
+def page_info(page: Page[Any], empty_end: str | None = None) -> PageInfo:
+    """Where a page lies; an empty page ends at `empty_end` (the cursor it started after)."""
+    return PageInfo(
+        has_next_page=page.has_next,
+        has_previous_page=page.has_previous,
+        start_cursor=page.cursors[0] if page.cursors else None,
+        end_cursor=page.cursors[-1] if page.cursors else empty_end,
+    )
+
+
 def page_size(name: str, value: int | None) -> int | None:
     if value is not None and not 0 <= value <= MAX_PAGE:
         raise bad_input(f"{name} must be between 0 and {MAX_PAGE}; page through larger lists.")
@@ -203,11 +213,6 @@ class CustomerListQuery:
                 CustomerEdge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)
             ],
             nodes=nodes,
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=page.has_previous,
-                start_cursor=page.cursors[0] if page.cursors else None,
-                end_cursor=page.cursors[-1] if page.cursors else None,
-            ),
+            page_info=page_info(page),
             count=count,
         )

@@ -142,6 +142,7 @@ class CustomerMutation:
                 input.data.values(),
                 context.environment,
                 now=context.clock(),
+                who=context.actor,
             )
         return customer_payload(CreateCustomerPayload, outcome)
 
@@ -170,6 +171,7 @@ class CustomerMutation:
                     input.data.changes(),
                     context.environment,
                     now=context.clock(),
+                    who=context.actor,
                 )
         return customer_payload(UpdateCustomerPayload, outcome)
 
@@ -179,8 +181,11 @@ class CustomerMutation:
         info: Info,
         input: Annotated[DeleteCustomerInput, strawberry.argument(description="The customer.")],
     ) -> DeleteCustomerPayload:
-        async with info.context.db.write() as session:
-            problems = await customers.delete_customer(session, input.external_customer_id)
+        context = info.context
+        async with context.db.write() as session:
+            problems = await customers.delete_customer(
+                session, input.external_customer_id, now=context.clock(), who=context.actor
+            )
         return DeleteCustomerPayload(
             deleted_external_customer_id=None if problems else input.external_customer_id,
             user_errors=user_errors(problems),

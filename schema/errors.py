@@ -12,8 +12,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import FloatValueNode, GraphQLError, IntValueNode
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from db.faults import fault_of
 
@@ -30,6 +33,17 @@ def bad_input(message: str, **located: Any) -> GraphQLError:
 
 
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+def refuse(context: ExecutionContext, errors: list[GraphQLError]) -> None:
+    """Stop an operation with these errors before anything runs (from an `on_execute` hook).
+
+    Strawberry ignores a result set there for a subscription, so a subscription's first error
+    is raised instead: it reaches the client as the operation's only result all the same.
+    """
+    if context.operation_type is OperationType.SUBSCRIPTION:
+        raise errors[0]
+    context.result = GraphQLExecutionResult(data=None, errors=errors)
 
 
 def is_unexpected(error: GraphQLError) -> bool:

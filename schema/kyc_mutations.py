@@ -96,7 +96,7 @@ async def run_transition(
     context = info.context
     async with context.db.write() as session:
         outcome = await kyc.move_verification(
-            session, key, target, actor, context.clock(), context.kyc_ttl
+            session, key, target, actor, context.clock(), context.kyc_ttl, who=context.actor
         )
     return verification_payload(outcome)
 
@@ -127,6 +127,7 @@ class KycMutation:
                 mirror(input.type, models.KycType),
                 context.clock(),
                 context.kyc_ttl,
+                who=context.actor,
             )
         return verification_payload(outcome)
 

@@ -34,7 +34,8 @@ class Limits:
 
 # What multiplies the cost of what is inside a field, by schema coordinate (a test checks
 # that each names a field of the schema).
-PAGED_FIELDS = frozenset({"Query.customers"})  # a page of `first` or `last` rows
+# A page of `first` or `last` rows.
+PAGED_FIELDS = frozenset({"Query.customers", "Query.customerEvents", "WebhookEndpoint.deliveries"})
 ROW_FIELDS = frozenset({"CustomerConnection.edges", "CustomerConnection.nodes"})  # once a row
 ESTIMATED_LISTS = frozenset({"Customer.kycVerifications"})  # `list_estimate` of them
 REPRESENTATION_LISTS = frozenset({"Query._entities"})  # one per representation

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from strawberry.dataloader import DataLoader
 
-from db import customers, kyc, models
+from db import customers, events, kyc, models
 from db.engine import Database
 
 
@@ -23,6 +23,7 @@ class Loaders:
             self._load_customers_by_external_id
         )
         self.verification = DataLoader[int, models.KycVerification | None](self._load_verifications)
+        self.event = DataLoader[int, models.CustomerEvent | None](self._load_events)
 
     async def _load_verifications_of(
         self, customer_ids: Sequence[int]
@@ -44,3 +45,7 @@ class Loaders:
     async def _load_verifications(self, ids: Sequence[int]) -> list[models.KycVerification | None]:
         async with self._db.read() as session:
             return await kyc.get_verifications(session, ids)
+
+    async def _load_events(self, ids: Sequence[int]) -> list[models.CustomerEvent | None]:
+        async with self._db.read() as session:
+            return await events.get_events(session, ids)

@@ -12,15 +12,22 @@ import strawberry
 
 from schema.customer_list import CustomerListQuery
 from schema.customer_mutations import CustomerMutation
+from schema.events import EventQuery, EventSubscription
 from schema.kyc_mutations import KycMutation
 from schema.query import CustomerQuery
+from schema.webhooks import WebhookMutation, WebhookQuery
 
 
-@strawberry.type(description="Reads of customers and their verifications.")
-class Query(CustomerListQuery, CustomerQuery):
+@strawberry.type(description="Reads of customers, their verifications and their events.")
+class Query(CustomerListQuery, CustomerQuery, EventQuery, WebhookQuery):
     pass
 
 
-@strawberry.type(description="Changes to customers and their verifications.")
-class Mutation(CustomerMutation, KycMutation):
+@strawberry.type(description="Changes to customers, their verifications and webhooks.")
+class Mutation(CustomerMutation, KycMutation, WebhookMutation):
+    pass
+
+
+@strawberry.type(description="Live events, pushed over WebSocket (graphql-transport-ws).")
+class Subscription(EventSubscription):
     pass

@@ -81,6 +81,11 @@ class UserErrorCode(enum.Enum):
         "INVALID_TRANSITION",
         description="The verification's current status does not allow this change.",
     )
+    INVALID_URL = strawberry.enum_value(
+        "INVALID_URL",
+        description="A webhook URL that is malformed or not allowed as a target (https, and "
+        "never an internal address).",
+    )
 
 
 @strawberry.type(

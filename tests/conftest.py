@@ -138,6 +138,9 @@ def settings(
         "kyc_sweep_interval_seconds": 0,
         "migrate_on_start": False,
         "db_connect_timeout_seconds": 10,
+        # So is the webhook worker (its statements would run beside the test's):
+        # tests/test_webhooks.py turns it on.
+        "webhook_worker": False,
     }
     return Settings(
         database_url=database_url, environment=environment, **{**defaults, **setting_overrides}

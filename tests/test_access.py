@@ -54,6 +54,20 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "review_kyc_verification",
         {"input": {"verificationId": "x", "decision": "APPROVE"}},
     ),
+    "customerEvents": ("customer_events", {}),
+    "webhookEndpoints": ("webhook_endpoints", {}),
+    "createWebhookEndpoint": (
+        "create_webhook_endpoint",
+        {"input": {"url": "https://93.184.216.34/hook"}},
+    ),
+    "updateWebhookEndpoint": (
+        "update_webhook_endpoint",
+        {"input": {"id": "V2ViaG9va0VuZHBvaW50OjE", "enabled": False}},
+    ),
+    "deleteWebhookEndpoint": (
+        "delete_webhook_endpoint",
+        {"input": {"id": "V2ViaG9va0VuZHBvaW50OjE"}},
+    ),
 }
 
 

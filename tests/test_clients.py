@@ -147,3 +147,18 @@ def test_apollo_gateway_joins_our_subgraph_with_another(node: str, database_url:
         }
     }
     assert done.returncode == 0, done.stderr
+
+
+def test_graphql_ws_client_subscribes_resumes_and_is_refused_a_bad_key(
+    node: str, database_url: str
+) -> None:
+    """The subscription through graphql-ws's own client (Apollo Client and urql use it)."""
+    with running_server(database_url) as server:
+        done = run_node(node, "subscription.mjs", f"{server.url}/graphql", TEST_API_KEY)
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report == {
+        "live": ["CUSTOMER_CREATED node-1 tests", "CUSTOMER_CREATED node-2 tests"],
+        "resumed": ["node-3", "node-4"],
+        "badKey": 4401,
+    }, done.stderr
+    assert done.returncode == 0

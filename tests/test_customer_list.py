@@ -46,12 +46,17 @@ async def seed(db: Database, clock: Clock) -> None:
                     "country": COUNTRIES[i % len(COUNTRIES)],
                 },
                 now=clock(),
+                who="tests",
             )
             assert written.customer is not None, written.problems
         # Old PENDING verifications, which will have expired by the time the lists are read.
         for n in range(0, N, 11):
             await kyc.start_verification(
-                session, f"{'C' if n % 2 else 'c'}-{n:04d}", KycType.PROOF_OF_ID, clock()
+                session,
+                f"{'C' if n % 2 else 'c'}-{n:04d}",
+                KycType.PROOF_OF_ID,
+                clock(),
+                who="tests",
             )
     clock.advance(TTL + timedelta(hours=1))
     async with db.write() as session:
@@ -60,18 +65,33 @@ async def seed(db: Database, clock: Clock) -> None:
             if i % 4 == 0:  # ties in updatedAt too
                 clock.advance(timedelta(milliseconds=i % 8 == 0))
                 await customers.update_customer(
-                    session, row.external_customer_id, {"city": f"City {i}"}, now=clock()
+                    session,
+                    row.external_customer_id,
+                    {"city": f"City {i}"},
+                    now=clock(),
+                    who="tests",
                 )
             outcome = [None, KycStatus.VERIFIED, KycStatus.UNDER_REVIEW, KycStatus.REJECTED, None][
                 i % 5
             ]
             if i % 11 and i % 5 in (1, 2, 3, 4):
                 moved = await kyc.start_verification(
-                    session, row.external_customer_id, KycType.PROOF_OF_ID, clock(), TTL
+                    session,
+                    row.external_customer_id,
+                    KycType.PROOF_OF_ID,
+                    clock(),
+                    TTL,
+                    who="tests",
                 )
                 if outcome is not None and moved.verification is not None and moved.verification.id:
                     await kyc.move_verification(
-                        session, moved.verification.id, outcome, kyc.Actor.PROVIDER, clock(), TTL
+                        session,
+                        moved.verification.id,
+                        outcome,
+                        kyc.Actor.PROVIDER,
+                        clock(),
+                        TTL,
+                        who="tests",
                     )
 
 

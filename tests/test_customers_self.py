@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GraphQLClient, operation
+from server import Settings, create_app
+from tests.conftest import Clock, GraphQLClient, operation
 from tests.identity import IdentityProvider, identity_provider
+from tests.sockets import serving, socket
 
 
 @pytest.fixture
@@ -156,6 +158,8 @@ async def test_starts_its_own_verification_and_no_other(
             {"input": {"externalCustomerId": "c-3", "data": {"email": "c3@example.com"}}},
         ),
         ("deleteCustomer", "delete_customer", {"input": {"externalCustomerId": "c-1"}}),
+        ("customerEvents", "customer_events", {}),
+        ("webhookEndpoints", "webhook_endpoints", {}),
         (
             "recordKycResult",
             "record_kyc_result",
@@ -197,3 +201,32 @@ async def test_a_broader_scope_beside_it_is_not_narrowed(
         "update_customer", input={"externalCustomerId": "c-2", "data": {"city": "X"}}
     )
     assert other["updateCustomer"]["userErrors"] == not_found("c-2")
+
+
+async def test_over_a_websocket_tokens_work_and_customers_self_gets_no_events(
+    settings: Settings, clock: Clock, idp: IdentityProvider, gql: GraphQLClient
+) -> None:
+    reader = idp.token(sub="dashboard", scope="customers:read customers:write")
+    async with serving(create_app(settings, clock)) as url:
+        async with socket(url) as ws:
+            assert (await ws.init(me_token(idp)))["type"] == "connection_ack"
+            await ws.subscribe("1", operation("on_customer_events"))
+            refused = await ws.receive()
+            assert [e["extensions"]["code"] for e in refused["payload"]] == ["FORBIDDEN"]
+            assert (await ws.closed())[0] == 4403
+        async with socket(url) as ws:
+            assert (await ws.init(reader))["type"] == "connection_ack"
+            await ws.subscribe("1", operation("create_customer"), {"input": NEW})
+            created = await ws.receive()
+            assert created["payload"]["data"]["createCustomer"]["userErrors"] == []
+    [event] = (await gql.run("customer_events", filter={"externalCustomerId": "ws-1"}))[
+        "customerEvents"
+    ]["nodes"]
+    assert (event["type"], event["actor"]) == ("CUSTOMER_CREATED", "dashboard")
+
+
+NEW = {"externalCustomerId": "ws-1", "data": {"email": "ws-1@example.com"}}
+
+
+def me_token(idp: IdentityProvider) -> str:
+    return idp.token(sub="ann", scope="customers:self", external_customer_id="c-1")

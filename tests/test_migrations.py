@@ -131,5 +131,15 @@ async def test_concurrent_upgrades_of_a_blank_database_both_succeed(
         await asyncio.gather(migrate.upgrade(blank), migrate.upgrade(other))
     finally:
         await other.dispose()
-    assert await tables(blank) == {"api_key", "customer", "kyc_verification", "server_secret"}
+    assert await tables(blank) == {
+        "api_key",
+        "customer",
+        "kyc_verification",
+        "server_secret",
+        "event_counter",
+        "customer_event",
+        "webhook_endpoint",
+        "webhook_delivery",
+        "webhook_attempt",
+    }
     assert await migrate.current_revision(blank) == migrate.head_revision()

@@ -92,4 +92,10 @@ def test_the_cache_keys_are_the_node_types() -> None:
         for name, type_ in GRAPHQL_SCHEMA.type_map.items()
         if isinstance(type_, GraphQLObjectType) and "id" in type_.fields
     )
-    assert with_ids == ["Customer", "KycVerification"]
+    assert with_ids == [
+        "Customer",
+        "CustomerEvent",
+        "KycVerification",
+        "WebhookDelivery",
+        "WebhookEndpoint",
+    ]

@@ -24,8 +24,8 @@ from schema import schema
 from schema.translate import MIRRORED, input_path, mirror
 from tests.conftest import OPERATIONS, ROOT
 
-CONTRACT = ROOT / "tests" / "contract" / "api-contract.graphql"
-SHARED_CONTRACT = ROOT.parent / "shared" / "api-contract.graphql"
+CONTRACT = ROOT / "tests" / "contract" / "api-contract-1.1.graphql"
+SHARED_CONTRACT = ROOT.parent / "shared" / "api-contract-1.1.graphql"
 BUILT_IN_SCALARS = {"String", "Int", "Float", "Boolean", "ID"}
 
 
@@ -101,6 +101,8 @@ def test_each_mirrored_enum_pair_has_the_same_members() -> None:
         "KycVerificationType": "KycType",
         "CustomerOrderField": "OrderField",
         "OrderDirection": "Direction",
+        "CustomerEventType": "EventType",
+        "WebhookDeliveryStatus": "DeliveryStatus",
     }
     for graphql_enum, db_enum in MIRRORED.items():
         assert [m.name for m in graphql_enum] == [m.name for m in db_enum], graphql_enum

@@ -95,7 +95,7 @@ def test_migrate_command(tmp_path: Path) -> None:
         [sys.executable, "server.py", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "database at revision 0004\n"
+    assert done.stdout == "database at revision 0005\n"
 
 
 async def add_stale_verifications(database_url: str, count: int) -> None:
@@ -106,9 +106,13 @@ async def add_stale_verifications(database_url: str, count: int) -> None:
         for n in range(count):
             data = {"email": f"stale{n}@example.com"}
             assert (
-                await customers.create_customer(session, f"s-{n}", data, now=two_days_ago)
+                await customers.create_customer(
+                    session, f"s-{n}", data, now=two_days_ago, who="tests"
+                )
             ).customer
-            await kyc.start_verification(session, f"s-{n}", KycType.PROOF_OF_ID, two_days_ago)
+            await kyc.start_verification(
+                session, f"s-{n}", KycType.PROOF_OF_ID, two_days_ago, who="tests"
+            )
     await db.dispose()
 
 

@@ -19,16 +19,21 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from db.engine import Database
+from db.feed import FeedSignal
+from db.keys import Principal
 from db.rules import Environment
+from db.webhooks import Settings as WebhookSettings
 from schema.context import Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, BodyTimeout, parse_json, read_body
 from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
+from web.websocket import TextFrames, TransportWSHandler
 
 GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
 
@@ -95,8 +100,26 @@ class GraphQLView(GraphQL[Context, None]):
         body_timeout: float,
         tokens: TokenVerifier | None = None,
         key_cache_seconds: float = 5.0,
+        feed: FeedSignal | None = None,
+        webhooks: WebhookSettings | None = None,
+        heartbeat_seconds: float = 15,
+        max_subscriptions_per_connection: int = 10,
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql")
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            # graphql-transport-ws only (what graphql-ws, Apollo Client and urql speak): one
+            # path through authentication. Any origin may connect: the key travels in
+            # connection_init, never in a cookie, so a page has no ambient credential to abuse.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            max_subscriptions_per_connection=max_subscriptions_per_connection,
+            allowed_origins=("*",),
+        )
+        self.graphql_transport_ws_handler_class = TransportWSHandler
+        self.websocket_adapter_class = TextFrames
+        self.feed = feed
+        self.webhooks = webhooks
+        self.heartbeat_seconds = heartbeat_seconds
         self.db = db
         self.keys = ApiKeys(db, clock, key_cache_seconds)
         self.clock = clock
@@ -121,12 +144,19 @@ class GraphQLView(GraphQL[Context, None]):
             kyc_ttl=self.kyc_ttl,
             cursor_secret=self.cursor_secret,
             principal=getattr(request.state, "principal", None),
+            feed=self.feed,
+            webhooks=self.webhooks,
         )
         request.state.context = context
         return context
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def authenticate_connection(self, headers: Mapping[str, str]) -> Principal:
+        """A WebSocket's credential, from its connection_init payload, checked as over HTTP
+        (an API key or an identity provider's token)."""
+        return await authenticate(self.keys, headers, self.tokens)
 
     # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
     # with it status codes that tell a request the server refused (400: the document does not

@@ -1,0 +1,208 @@
+"""The customer event feed: one event for each committed change, in one order for every reader.
+
+Writes append events in the same transaction as the change they tell (a transactional
+outbox): the change and its event commit together or not at all.
+
+Order. Every event gets its number from the single row of `event_counter`: the writing
+transaction runs `UPDATE event_counter SET last = last + n RETURNING last` as its last
+statement before it commits. The update takes the row's lock, held until that transaction
+commits or rolls back, so the next writer waits for it and then reads the committed value.
+Numbers are therefore handed out in commit order, and a reader that has seen event n (in any
+process, on any server) finds every event below n already committed: nothing can appear
+behind a cursor once it was handed out. A sequence would not do: a transaction that took a
+smaller number could commit after one that took a larger number. The price is that writers
+queue for the counter between their last statement and their commit; on SQLite writers are
+serialised anyway (BEGIN IMMEDIATE). On PostgreSQL the same transaction sends a NOTIFY, which
+is delivered at commit, to wake the readers of every server process (`db.feed`).
+
+No personal data: an event names the customer by externalCustomerId and the fields that
+changed, never their values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, text, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col, select
+
+from db.models import (
+    CustomerEvent,
+    EventCounter,
+    EventType,
+    KycStatus,
+    KycVerification,
+)
+from db.pages import Direction, Ordering, Page, PageError, decode_cursor, encode_cursor, fetch_page
+
+SYSTEM = "system"  # the actor of what the server does by itself: the expiry sweep
+CHANNEL = "customer_events"  # PostgreSQL's NOTIFY channel: the payload is the newest number
+_FEED_KEY: tuple[Any, ...] = (col(CustomerEvent.id),)
+FEED = Ordering("EVENTS", _FEED_KEY, Direction.ASC)
+_COUNTER = 1  # the id of the counter's single row
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to record: what happened to whom, by whom, and when."""
+
+    type: EventType
+    external_customer_id: str
+    actor: str
+    occurred_at: datetime
+    changed_columns: Sequence[str] = ()  # CUSTOMER_UPDATED: the columns that changed
+    verification: KycVerification | None = None  # KYC events: as the change left it
+    previous_status: KycStatus | None = None  # KYC_VERIFICATION_STATUS_CHANGED
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to read; None (or an empty list of types) means any."""
+
+    types: Sequence[EventType] | None = None
+    external_customer_id: str | None = None
+
+
+async def record(session: AsyncSession, events: Sequence[NewEvent], now: datetime) -> None:
+    """Append events to the feed in this transaction. Call it last before the commit: from
+    here until the commit, other writers wait for the counter (that is the order guarantee)."""
+    if not events:
+        return
+    last = (
+        await session.execute(
+            update(EventCounter)
+            .where(col(EventCounter.id) == _COUNTER)
+            .values(last=col(EventCounter.last) + len(events))
+            .returning(col(EventCounter.last))
+        )
+    ).scalar_one()
+    first = last - len(events) + 1
+    for number, event in enumerate(events, start=first):
+        verification = event.verification
+        session.add(
+            CustomerEvent(
+                id=number,
+                type=event.type,
+                external_customer_id=event.external_customer_id,
+                changed_fields=" ".join(event.changed_columns),
+                verification_id=verification.id if verification else None,
+                verification_type=verification.type if verification else None,
+                status=verification.status if verification else None,
+                previous_status=event.previous_status,
+                verification_created_at=verification.created_at if verification else None,
+                actor=event.actor,
+                occurred_at=event.occurred_at,
+                recorded_at=now,
+            )
+        )
+    await session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_notify(:channel, :last)"), {"channel": CHANNEL, "last": str(last)}
+        )
+
+
+def cursor_of(event: CustomerEvent, secret: bytes) -> str:
+    """The opaque cursor of an event (signed with the server's cursor secret): pass it as
+    `after` to resume behind it."""
+    return encode_cursor(FEED, (event.id,), secret)
+
+
+async def position_of(session: AsyncSession, cursor: str, secret: bytes) -> int:
+    """The event number inside a cursor; PageError for a cursor that is not one, or one
+    older than what the feed still keeps (the client must resync, not skip events)."""
+    (position,) = decode_cursor(FEED, cursor, secret)
+    if position < await pruned_through(session):
+        raise PageError(
+            "The cursor is older than the events the server keeps (EVENT_RETENTION_DAYS): "
+            "events after it were pruned. Resync: read the customers you need, then follow "
+            "the feed from its end (customerEvents without after)."
+        )
+    return int(position)
+
+
+async def head(session: AsyncSession) -> int:
+    """The newest event's number (0 before the first)."""
+    return (
+        await session.execute(
+            sa_select(col(EventCounter.last)).where(col(EventCounter.id) == _COUNTER)
+        )
+    ).scalar_one()
+
+
+async def pruned_through(session: AsyncSession) -> int:
+    """No event at or below this number is kept any more."""
+    return (
+        await session.execute(
+            sa_select(col(EventCounter.pruned_through)).where(col(EventCounter.id) == _COUNTER)
+        )
+    ).scalar_one()
+
+
+def _conditions(where: EventFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if where.types:
+        conditions.append(col(CustomerEvent.type).in_(where.types))
+    if where.external_customer_id is not None:
+        conditions.append(col(CustomerEvent.external_customer_id) == where.external_customer_id)
+    return conditions
+
+
+async def list_events(
+    session: AsyncSession, where: EventFilter, *, first: int, after: str | None, secret: bytes
+) -> Page[CustomerEvent]:
+    """A page of the feed, oldest first; PageError for a bad or pruned cursor."""
+    if after is not None:
+        await position_of(session, after, secret)
+    query = select(CustomerEvent).where(*_conditions(where))
+    return await fetch_page(session, query, FEED, first=first, after=after, secret=secret)
+
+
+async def events_after(
+    session: AsyncSession, position: int, where: EventFilter, limit: int
+) -> list[CustomerEvent]:
+    """Up to `limit` events after `position` that match, oldest first."""
+    query = (
+        select(CustomerEvent)
+        .where(col(CustomerEvent.id) > position, *_conditions(where))
+        .order_by(col(CustomerEvent.id))
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def get_events(session: AsyncSession, ids: Sequence[int]) -> list[CustomerEvent | None]:
+    """The events with these numbers, in order, None where there is none (pruned)."""
+    rows = await session.scalars(select(CustomerEvent).where(col(CustomerEvent.id).in_(ids)))
+    by_id: Mapping[int, CustomerEvent] = {row.id: row for row in rows}
+    return [by_id.get(id_) for id_ in ids]
+
+
+async def prune(session: AsyncSession, before: datetime) -> int:
+    """Delete the events recorded before `before`, as one prefix of the feed; returns how many.
+
+    The prefix ends at the newest event recorded before `before`, so the feed never has a
+    hole, and `pruned_through` tells readers whose cursor points into it to resync.
+    """
+    through = (
+        await session.execute(
+            sa_select(func.max(col(CustomerEvent.id))).where(
+                col(CustomerEvent.recorded_at) < before
+            )
+        )
+    ).scalar_one()
+    if through is None:
+        return 0
+    deleted = await session.execute(delete(CustomerEvent).where(col(CustomerEvent.id) <= through))
+    await session.execute(
+        update(EventCounter)
+        .where(col(EventCounter.id) == _COUNTER, col(EventCounter.pruned_through) < through)
+        .values(pruned_through=through)
+    )
+    return int(deleted.rowcount)  # type: ignore[attr-defined]

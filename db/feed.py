@@ -1,0 +1,122 @@
+"""Waking the readers of the event feed in this process when it may have grown.
+
+The table is the source of truth; this only says when to look again. On PostgreSQL a
+dedicated connection LISTENs on `db.events.CHANNEL` (each writing transaction NOTIFYs at
+commit, from any server process), and the counter is also read every `fallback_seconds`, so
+a notification lost while the connection was down costs latency, never an event. On SQLite
+(one machine, so one database file) the same code reads the counter every `poll_seconds`.
+The listener starts with the first waiter and stops with `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from db import events
+from db.engine import Database
+
+logger = logging.getLogger("customer_api.feed")
+
+
+class TooManySubscriptions(Exception):
+    """This process serves as many subscriptions as it may (MAX_SUBSCRIPTIONS)."""
+
+
+class FeedSignal:
+    """The newest event number known to this process, and a way to wait for a newer one."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_seconds: float = 0.05,
+        fallback_seconds: float = 2.0,
+        max_subscriptions: int = 1000,
+    ) -> None:
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self.fallback_seconds = fallback_seconds
+        self.max_subscriptions = max_subscriptions
+        self.subscriptions = 0
+        self.latest = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait_beyond(self, seen: int, at_most: float) -> int:
+        """Wait until an event newer than `seen` is known, or `at_most` seconds; the newest."""
+        self._start()
+        if self.latest <= seen:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), at_most)
+        return self.latest
+
+    def _advance(self, latest: int) -> None:
+        if latest > self.latest:
+            self.latest = latest
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
+
+    def acquire(self) -> None:
+        """Count a live subscription (release it when it ends); TooManySubscriptions when full."""
+        if self.subscriptions >= self.max_subscriptions:
+            raise TooManySubscriptions
+        self.subscriptions += 1
+
+    def release(self) -> None:
+        self.subscriptions -= 1
+
+    def _start(self) -> None:
+        if self._task is None:
+            watch = self._listen if not self.db.is_sqlite else self._poll
+            self._task = asyncio.get_running_loop().create_task(watch())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _read_head(self) -> None:
+        async with self.db.read() as session:
+            self._advance(await events.head(session))
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self._read_head()
+            except Exception:
+                # The database restarting, say: the next poll tries again.
+                logger.exception("reading the event counter failed")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _listen(self) -> None:
+        dsn = make_url(self.db.url).set(drivername="postgresql")
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+
+                def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+                    if payload.isdigit():
+                        self._advance(int(payload))
+
+                await connection.add_listener(events.CHANNEL, notified)
+                while True:  # the safety net, and a check that the connection is alive
+                    self._advance(
+                        await connection.fetchval("SELECT last FROM event_counter WHERE id = 1")
+                    )
+                    await asyncio.sleep(self.fallback_seconds)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                logger.warning("the event listener lost its connection; reconnecting")
+                await asyncio.sleep(self.poll_seconds)
+            finally:
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(), 1)
