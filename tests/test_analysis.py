@@ -67,9 +67,11 @@ def test_every_field_the_cost_names_exists() -> None:
 def test_personal_data_needs_customers_read() -> None:
     personal = {"Customer.data", "Customer.kycVerifications", "Customer.kycStatus"}
     personal |= {f for f in schema_fields() if f.startswith("CustomerData.")}
+    # The event feed and subscription need customers:read too (domain-rules.md, "Events").
+    events = {"Query.customerEvents", "Subscription.customerEvents"}
     assert {f for f, scopes in FIELD_SCOPES.items() if Scope.CUSTOMERS_READ in scopes} == (
         personal | {f"Query.{name}" for name in ("node", "customer", "customers", "_entities")}
-    ) | {"Query._service"}
+    ) | {"Query._service"} | events
 
 
 # -- no document reads personal data without customers:read ------------------------------------
