@@ -91,9 +91,10 @@ class FeedSignal:
         while True:
             try:
                 await self._read_head()
-            except Exception:
-                # The database restarting, say: the next poll tries again.
-                logger.exception("reading the event counter failed")
+            except Exception as error:
+                # The database restarting, say: the next poll tries again. No traceback: an
+                # outage would repeat it every poll.
+                logger.warning("reading the event counter failed (%s)", type(error).__name__)
             await asyncio.sleep(self.poll_seconds)
 
     async def _listen(self) -> None:

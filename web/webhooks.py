@@ -31,6 +31,7 @@ from db.feed import FeedSignal
 from db.rules import Problem
 from db.webhooks import Claimed, Outcome
 from schema import ids
+from schema.errors import report
 from schema.events import webhook_body
 
 logger = logging.getLogger("customer_api.webhooks")
@@ -88,9 +89,10 @@ class DeliveryWorker:
                     if await self.work(client):
                         continue  # there may be more: look again at once
                     pause = await self.pause()
-                except Exception:
-                    # The database restarting, say: try again shortly.
-                    logger.exception("webhook worker failed; retrying")
+                except Exception as error:
+                    # The database restarting, say: try again shortly (logged once a minute a
+                    # cause, frames only, as the other background work is).
+                    report(error, "the webhook worker")
                     pause = IDLE_SECONDS
                 await self.feed.wait_beyond(seen, pause)
 
