@@ -17,6 +17,7 @@ import asyncio
 import os
 import statistics
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
 
-from db import customers
+from db import customers, keys
 from db.models import Customer, KycStatus, utc_now
 from db.pages import Direction, Ordering, encode_cursor
 from server import Settings, create_app, cursor_secret
@@ -85,8 +86,18 @@ async def run(database_url: str, depth: int, runs: int) -> None:
         backend = db.engine.dialect.name
         print(f"{backend}: {total:,} customers, {queue:,} in the review queue; {runs} runs each")
         print(f"{'list':<34} {'depth':>9} {'first ms':>9} {'deep ms':>9} {'ratio':>6}")
+        async with db.write() as session:
+            key = await keys.create_key(
+                session,
+                f"bench-lists-{uuid.uuid4().hex[:8]}",
+                [keys.Scope.CUSTOMERS_READ],
+                utc_now(),
+            )
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        headers = {"authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers=headers
+        ) as client:
             cases: list[tuple[str, customers.OrderField, Direction, bool]] = [
                 (f"{field.value} {direction.value}", field, direction, False)
                 for field in customers.OrderField

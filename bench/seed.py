@@ -167,6 +167,15 @@ async def seed(database_url: str, count: int, seed_value: int = 1) -> float:
             await _insert(db, rows, verifications)
             progress.update(len(rows))
     if db.engine.dialect.name == "postgresql":
+        # The ids were given explicitly, so the sequence behind them never moved: bring it
+        # past the last row, or the next customer the API creates would take a used id.
+        async with db.write() as session:
+            await session.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('customer', 'id'), "
+                    "(SELECT max(id) FROM customer))"
+                )
+            )
         # Fresh statistics, as autovacuum would gather them soon after a real bulk load.
         async with db.engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
