@@ -418,6 +418,12 @@ class Outcome:
         return self.status is not None and 200 <= self.status < 300
 
 
+# Told of every delivery attempt as it is recorded: the delivery's status after it (succeeded,
+# pending a retry, or failed for good). The server counts them in its metrics.
+AttemptObserver = Callable[[DeliveryStatus], None]
+attempt_observers: list[AttemptObserver] = []
+
+
 async def record_attempt(
     session: AsyncSession,
     claimed: Claimed,
@@ -457,4 +463,6 @@ async def record_attempt(
         )
         .values(status=status, **values)
     )
+    for observe in attempt_observers:
+        observe(status)
     return status

@@ -27,6 +27,7 @@ from tests.databases import TEST_API_KEY, Databases
 from tests.log_privacy import personal_data_in
 from tests.receivers import Received, receiving
 from tests.servers import running_server
+from web.metrics import REGISTRY
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 SETTINGS = {
@@ -187,9 +188,20 @@ async def feed_ids(gql: GraphQLClient) -> list[str]:
     return [node["id"] for node in page["nodes"]]
 
 
+def counted(name: str, **labels: str) -> float:
+    """A sample of the server's metrics registry (the worker runs in the test's process)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_failing_endpoint_gets_every_event_in_order_signed_with_a_stable_id(
     gql: GraphQLClient, db: Database
 ) -> None:
+    attempts_metric = "webhook_delivery_attempts_total"
+    retried, succeeded = (
+        counted(attempts_metric, status="pending"),
+        counted(attempts_metric, status="succeeded"),
+    )
+    created = counted("customer_events_total", type="customer_created")
     with receiving(lambda n: 500 if n < 3 else 204) as receiver:
         made = await create_endpoint(gql, receiver.url)
         secret = made["secret"]
@@ -242,6 +254,10 @@ async def test_failing_endpoint_gets_every_event_in_order_signed_with_a_stable_i
         )
     assert [a.response_status for a in attempts] == [500, 500, 500, 204, 204, 204, 204, 204]
     assert attempts[0].error == "answered HTTP 500"
+    # The metrics count the events written and every attempt by what it left the delivery in.
+    assert counted("customer_events_total", type="customer_created") - created == 2
+    assert counted(attempts_metric, status="pending") - retried == 3
+    assert counted(attempts_metric, status="succeeded") - succeeded == 5
 
 
 async def test_a_delivery_that_keeps_failing_fails_for_good_and_the_next_one_goes(

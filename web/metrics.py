@@ -26,7 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from db import kyc
+from db import events, kyc, webhooks
 from db.models import KycStatus
 
 if TYPE_CHECKING:
@@ -75,6 +75,16 @@ KYC_TRANSITIONS = Counter(
     "kyc_transitions",
     "KYC verification status changes written, by from and to status ('none': a new one).",
     ["from_status", "to_status"],
+    registry=REGISTRY,
+)
+EVENTS = Counter(
+    "customer_events", "Customer events written to the feed, by type.", ["type"], registry=REGISTRY
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "webhook_delivery_attempts",
+    "Webhook delivery attempts, by the delivery's status after each (succeeded, pending a "
+    "retry, failed for good).",
+    ["status"],
     registry=REGISTRY,
 )
 SWEEP_RUNS = Counter(
@@ -136,6 +146,8 @@ def count_transition(before: KycStatus | None, after: KycStatus, count: int) -> 
 
 
 kyc.transition_observers.append(count_transition)
+events.event_observers.append(lambda type_: EVENTS.labels(type_.value).inc())
+webhooks.attempt_observers.append(lambda status: WEBHOOK_ATTEMPTS.labels(status.value).inc())
 
 
 def count_sweep(expired: int | None) -> None:
