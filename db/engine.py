@@ -143,6 +143,13 @@ class Database:
     locked", which the busy timeout does not retry) or, worse, decide on a stale read. Reads
     begin nothing: each statement is its own snapshot, as under PostgreSQL's READ COMMITTED,
     and in WAL mode never waits for the writer. That saves a round trip per read.
+
+    SQLite has one writer at a time. Rather than let every pooled connection take `BEGIN
+    IMMEDIATE` and sleep-and-retry on the lock (SQLite's busy handler backs off up to 100 ms
+    between tries, so an unlucky writer waits many turns: a long tail), writes in this
+    process queue for their turn in arrival order (an asyncio lock is FIFO), and only the
+    holder begins a transaction. The busy timeout is left for other processes. PostgreSQL
+    locks rows, not the database: its writes stay concurrent.
     """
 
     def __init__(
@@ -158,14 +165,22 @@ class Database:
         self.url = url
         options: dict[str, Any] = {"echo": echo}
         if ":memory:" not in url:  # an in-memory SQLite database has no pool to size
-            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+            # A pre-ping costs a statement per checkout. A SQLite file cannot drop its
+            # connection; a PostgreSQL server can restart or fail over, leaving dead ones.
+            options.update(
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=not url.startswith("sqlite"),
+            )
             options.update(timeouts.engine_options(url) if timeouts else {})
             options["poolclass"] = CountingPool
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if isinstance(self.engine.pool, CountingPool):
             _latch_on_failed_pings(self.engine, self.engine.pool.latch, timeouts)
+        self._write_turn: asyncio.Lock | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
+            self._write_turn = asyncio.Lock()
         self._readers = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: None}), expire_on_commit=False
         )
@@ -186,8 +201,13 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: committed when the block ends, rolled back when it raises."""
-        async with self._writers() as session, session.begin():
+        """A write transaction: committed when the block ends, rolled back when it raises.
+        On SQLite it first waits, in arrival order, for this process's turn to write."""
+        if self._write_turn is None:
+            async with self._writers() as session, session.begin():
+                yield session
+            return
+        async with self._write_turn, self._writers() as session, session.begin():
             yield session
 
     def pool_status(self) -> tuple[int, int]:
