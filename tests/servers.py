@@ -37,7 +37,13 @@ class Server:
         assert self.process is not None
         self.process.send_signal(sig)
         self.stopped = True
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # A server that does not stop fails its test, never hangs the run.
+            self.process.kill()
+            self.process.wait()
+            raise
 
 
 @contextmanager
