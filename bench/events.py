@@ -17,10 +17,7 @@ import asyncio
 import base64
 import json
 import os
-import re
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +30,7 @@ import httpx
 from sqlalchemy.engine import make_url
 from websockets.asyncio.client import connect
 
+from bench.server import running_server
 from db import keys, migrate
 from db.engine import Database
 from db.models import utc_now
@@ -66,25 +64,6 @@ async def prepare(url: str) -> str:
         key = await keys.create_key(session, "bench", keys.ALL_SCOPES, utc_now())
     await db.dispose()
     return key
-
-
-@contextmanager
-def server(env: dict[str, str]) -> Iterator[str]:
-    command = [sys.executable, "server.py", "--port", "0"]
-    with subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as process:
-        assert process.stderr is not None
-        base = None
-        for line in process.stderr:
-            if match := re.search(r"Uvicorn running on (http://\S+)", line):
-                base = match.group(1)
-                break
-        assert base, "the server did not start"
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
-        try:
-            yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 @contextmanager
@@ -185,10 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     url = args.database_url
     key = asyncio.run(prepare(url))
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "KYC_SWEEP_INTERVAL_SECONDS": "0",
+    webhooks = {
         "WEBHOOK_SECRET_KEY": base64.b64encode(os.urandom(32)).decode(),
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     }
@@ -197,7 +173,9 @@ def main() -> None:
     try:
         with ExitStack() as stack:
             hook = stack.enter_context(receiver(hooked))
-            bases = [stack.enter_context(server(env)) for _ in range(processes)]
+            bases = [
+                stack.enter_context(running_server(url, **webhooks)).base for _ in range(processes)
+            ]
             backend = make_url(url).get_backend_name()
             print(f"{processes} server process(es) on {backend}, {args.samples} events:")
             asyncio.run(measure(bases, key, args.samples, hook, hooked))

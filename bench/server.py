@@ -22,9 +22,15 @@ class Running:
 
 
 @contextmanager
-def running_server(database_url: str) -> Iterator[Running]:
-    """The server on `database_url` (sweeps off) until the block ends."""
-    env = {**os.environ, "DATABASE_URL": database_url, "KYC_SWEEP_INTERVAL_SECONDS": "0"}
+def running_server(database_url: str, **settings: str) -> Iterator[Running]:
+    """The server on `database_url` (sweeps off, other `settings` as environment variables)
+    until the block ends."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KYC_SWEEP_INTERVAL_SECONDS": "0",
+        **settings,
+    }
     command = [sys.executable, "server.py", "--port", "0"]
     with subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as server:
         assert server.stderr is not None
