@@ -408,10 +408,12 @@ def profile(
     for name, lua in scripts.items():
         if args.profile != "all" and not name.startswith(args.profile):
             continue
-        target = out / f"profile-{name.split('(')[0]}.svg"
+        kind = "txt" if args.collapsed else "svg"
+        target = out / f"profile-{name.split('(')[0]}.{kind}"
         recorder = subprocess.Popen(
             [spy, "record", "--pid", str(ours.pid), "--duration", str(int(args.seconds)),
-             "--output", str(target), "--nonblocking"],
+             "--output", str(target), "--nonblocking",
+             "--format", "raw" if args.collapsed else "flamegraph"],
         )  # fmt: skip
         wrk(ours.url, lua, args.seconds, args.connections, core)
         recorder.wait(timeout=args.seconds + 60)
@@ -459,6 +461,11 @@ def main() -> None:
         metavar="WORKLOAD",
         help="instead of timing, record py-spy flame graphs of ours: a workload's first word "
         "(customers, customer, createCustomer, updateCustomer) or all",
+    )
+    parser.add_argument(
+        "--collapsed",
+        action="store_true",
+        help="with --profile: collapsed stacks (.txt, one line per stack) instead of an SVG",
     )
     args = parser.parse_args()
     if args.short:
