@@ -229,6 +229,12 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(
         default=5, ge=0, description="How long a key's principal is reused before it is re-read."
     )
+    compiled_path: bool = Field(
+        default=True,
+        description="Answer the customer queries it covers from a plan compiled once per "
+        "document (schema/compiled/); off, graphql-core executes every request. The answers "
+        "are byte for byte the same (tests/test_compiled.py).",
+    )
 
     cors_allow_origins: str = Field(
         default="",
@@ -539,6 +545,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     # header, which a client (or a poisoned cache) chooses: a 404 instead.
     app.router.redirect_slashes = False
     app.state.db = db
+    app.state.view = view
     return app
 
 

@@ -129,6 +129,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.cursor_secret = b""  # set when the server starts (server.py's lifespan)
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
+        self.compiled_answers = 0  # requests answered by the compiled path (for tests, metrics)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
