@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from db import events, keys, kyc, migrate, server_secrets, webhooks
+from db.customer_rows import CustomerReads
 from db.engine import Database, Timeouts
 from db.faults import fault_of
 from db.feed import FeedSignal
@@ -51,6 +52,7 @@ from db.models import utc_now
 from db.rules import Environment
 from db.webhooks import SecretBox
 from schema import build_schema, schema
+from schema.compiled import CompiledPath
 from schema.errors import report
 from schema.limits import Limits
 from schema.scalars import serialize
@@ -431,8 +433,18 @@ def graphql_view(
         max_cost=settings.max_cost,
         max_comparisons=settings.max_field_comparisons,
     )
+    schema = build_schema(limits, introspection=settings.introspection)
+    compiled = None
+    if settings.compiled_path:
+        compiled = CompiledPath(
+            schema.analyser,
+            schema._schema,
+            CustomerReads(db),
+            clock=clock,
+            kyc_ttl=settings.kyc_ttl,
+        )
     return GraphQLView(
-        build_schema(limits, introspection=settings.introspection),
+        schema,
         db,
         clock=clock,
         environment=settings.environment,
@@ -444,6 +456,7 @@ def graphql_view(
         webhooks=hooks,
         heartbeat_seconds=settings.ws_heartbeat_seconds,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        compiled=compiled,
     )
 
 

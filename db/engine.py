@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.util import await_
+from sqlalchemy.util import await_, greenlet_spawn
 
+from db.driver import DriverStatement
 from db.faults import DatabaseUnreachable, Fault, fault_of
 
 # An execution option read by the SQLite `begin` hook below: which BEGIN a transaction uses.
@@ -167,11 +168,13 @@ class Database:
         if ":memory:" not in url:  # an in-memory SQLite database has no pool to size
             # A pre-ping costs a statement per checkout. A SQLite file cannot drop its
             # connection; a PostgreSQL server can restart or fail over, leaving dead ones.
-            options.update(
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                pool_pre_ping=not url.startswith("sqlite"),
-            )
+            sqlite = url.startswith("sqlite")
+            if sqlite:
+                # A SQLite connection is a file handle and a thread, cheap to keep; the pool's
+                # overflow would open one (a thread, five round trips to it) and close it
+                # again for each request past the pool size under load: all are kept.
+                pool_size, max_overflow = pool_size + max_overflow, 0
+            options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=not sqlite)
             options.update(timeouts.engine_options(url) if timeouts else {})
             options["poolclass"] = CountingPool
         self.engine: AsyncEngine = create_async_engine(url, **options)
@@ -188,6 +191,8 @@ class Database:
             self.engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"}),
             expire_on_commit=False,
         )
+        # Told the SQL of each statement `fetch` runs (the engine's own events do not see it).
+        self.statement_observers: list[Callable[[str], None]] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -209,6 +214,29 @@ class Database:
             return
         async with self._write_turn, self._writers() as session, session.begin():
             yield session
+
+    async def fetch(self, statement: DriverStatement, values: Mapping[str, Any]) -> list[Any]:
+        """The rows of one read statement, run on a pooled connection's driver.
+
+        A single statement needs no transaction: it sees one snapshot (SQLite's reads begin
+        nothing; PostgreSQL's autocommit statement is its own transaction). A connection
+        that failed in any way is thrown away, never returned to the pool.
+        """
+        parameters = statement.parameters(values)
+        for observe in self.statement_observers:
+            observe(statement.sql)
+        pooled = await self.engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            if self.is_sqlite:
+                raw = await driver.execute_fetchall(statement.sql, parameters)  # type: ignore[union-attr]
+            else:
+                raw = await driver.fetch(statement.sql, *parameters)  # type: ignore[union-attr]
+        except BaseException:
+            await greenlet_spawn(pooled.invalidate)
+            raise
+        await greenlet_spawn(pooled.close)
+        return statement.rows(raw)
 
     def pool_status(self) -> tuple[int, int]:
         """Connections in use, and callers waiting for one."""

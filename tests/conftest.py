@@ -258,8 +258,13 @@ def counting_statements(db: Database) -> Iterator[list[str]]:
         if "api_key" not in statement and statement != "BEGIN IMMEDIATE":
             statements.append(statement)
 
+    def record_driver(statement: str) -> None:  # the compiled path's (db/driver.py)
+        record(None, None, statement)
+
     event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    db.statement_observers.append(record_driver)
     try:
         yield statements
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        db.statement_observers.remove(record_driver)

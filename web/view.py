@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -27,6 +28,7 @@ from db.feed import FeedSignal
 from db.keys import Principal
 from db.rules import Environment
 from db.webhooks import Settings as WebhookSettings
+from schema.compiled import CompiledPath
 from schema.context import Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
@@ -104,6 +106,7 @@ class GraphQLView(GraphQL[Context, None]):
         webhooks: WebhookSettings | None = None,
         heartbeat_seconds: float = 15,
         max_subscriptions_per_connection: int = 10,
+        compiled: CompiledPath | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -129,6 +132,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.cursor_secret = b""  # set when the server starts (server.py's lifespan)
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
+        self.compiled = compiled  # None: graphql-core answers every request
         self.compiled_answers = 0  # requests answered by the compiled path (for tests, metrics)
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -222,8 +226,10 @@ class GraphQLView(GraphQL[Context, None]):
                 request.state.principal = principal
                 if info := request_info():
                     info.principal = principal.name
-            await read_body(request, self.body_timeout)  # kept by the request for the view
-            response = await self.run(request)
+            body = await read_body(request, self.body_timeout)  # kept by the request for the view
+            response = await self.answer_compiled(request, body)
+            if response is None:
+                response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
             if info := request_info():
@@ -242,6 +248,45 @@ class GraphQLView(GraphQL[Context, None]):
                 response.headers["allow"] = "GET, POST"
         await response(scope, receive, send)
         return None
+
+    async def answer_compiled(self, request: Request, body: bytes) -> Response | None:
+        """The compiled path's answer (schema/compiled/), or None for Strawberry to answer.
+
+        Only a POST of JSON that Strawberry would read as one plain request gets here; the
+        body is parsed as `parse_json` below parses it, so a body Strawberry refuses is
+        refused the same way by the general path."""
+        if (
+            self.compiled is None
+            or request.method != "POST"
+            or "application/json"
+            not in parse_content_type(request.headers.get("content-type", ""))[0]
+            or self._get_stream_transport_from_headers(request.headers) is not None
+        ):
+            return None
+        try:
+            parsed = parse_json(body)
+        except BadJSON:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        try:
+            answered = await self.compiled.answer(
+                parsed, getattr(request.state, "principal", None), self.cursor_secret
+            )
+        except Exception:
+            # A database failure: graphql-core runs the request again, and reports (and
+            # masks) the failure as it reports any other.
+            return None
+        if answered is None:
+            return None
+        payload, operation = answered
+        self.compiled_answers += 1
+        if info := request_info():
+            info.operation_type, info.operation_name, info.outcome = "query", operation, "ok"
+        response = Response(self.encode_json(payload), media_type="application/json")
+        if accepts_graphql_response(request.headers):
+            response.headers["content-type"] = GRAPHQL_RESPONSE
+        return response
 
     def parse_json(self, data: str | bytes) -> Any:
         try:

@@ -1,0 +1,158 @@
+"""The customer reads of the compiled path: one statement per request, on the driver.
+
+A customer by the client's id, or a page of the default order (newest first) after an
+optional cursor, each with its verifications in the same statement when they are asked for
+(a LEFT JOIN, the page as a subquery). The rows are what `customers.get_customer`,
+`customers.list_customers` and `kyc.list_verifications` read, in the same order, with the
+same seek condition and cursors (db/pages.py); the compiled path's byte-identity tests hold
+the two to the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Select, bindparam, func, select, tuple_
+
+from db.customers import OrderField, ordering
+from db.driver import DriverStatement
+from db.engine import Database
+from db.models import Customer, KycStatus, KycType, KycVerification
+from db.pages import Direction, decode_cursor, encode_cursor
+
+CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
+VERIFICATIONS = KycVerification.__table__  # type: ignore[attr-defined]
+_VERIFICATION_COLUMNS = ("id", "type", "status", "created_at", "updated_at")
+# The default order of `Query.customers`: newest first, the id breaking ties.
+NEWEST_FIRST = ordering(OrderField.CREATED_AT, Direction.DESC)
+
+
+class Verification(NamedTuple):
+    """A verification's columns, as `kyc.effective_status` and friends read them."""
+
+    id: int
+    type: KycType
+    status: KycStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """A customer's columns (`row.email`, ...) and, when asked for, its verifications."""
+
+    row: Any
+    verifications: list[Verification] = field(default_factory=list)
+
+
+class CustomerReads:
+    """The statements for one database, each compiled for its dialect on first use."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._compiled: dict[tuple[str, bool], DriverStatement] = {}
+
+    def _statement(self, kind: str, verifications: bool) -> DriverStatement:
+        key = (kind, verifications)
+        found = self._compiled.get(key)
+        if found is None:
+            if kind == "count":
+                query = select(func.count().label("count")).select_from(CUSTOMERS)
+            elif kind == "lookup":
+                query = _LOOKUP(verifications)
+            else:
+                query = _PAGE(kind, verifications)
+            found = DriverStatement.compile(query, self.db.engine.dialect)
+            self._compiled[key] = found
+        return found
+
+    async def by_external_id(
+        self, external_customer_id: str, verifications: bool
+    ) -> CustomerRow | None:
+        statement = self._statement("lookup", verifications)
+        rows = await self.db.fetch(statement, {"external_customer_id": external_customer_id})
+        found = _grouped(rows, verifications)
+        return found[0] if found else None
+
+    async def newest_first(
+        self, first: int, after: tuple[Any, ...] | None, verifications: bool
+    ) -> tuple[list[CustomerRow], bool]:
+        """Up to `first` customers after the sort key `after` (None: from the start), and
+        whether more follow."""
+        values: dict[str, Any] = {"size": first + 1}
+        if after is not None:
+            values["after_created_at"], values["after_id"] = after
+        statement = self._statement("after" if after is not None else "page", verifications)
+        found = _grouped(await self.db.fetch(statement, values), verifications)
+        return found[:first], len(found) > first
+
+    async def count(self) -> int:
+        """How many customers there are (what an unfiltered `totalCount` counts)."""
+        statement = self._statement("count", False)
+        (row,) = await self.db.fetch(statement, {})
+        return int(row[0])
+
+
+def after_key(cursor: str, secret: bytes) -> tuple[Any, ...]:
+    """The sort key in a cursor of the default order; PageError when it is not one."""
+    return decode_cursor(NEWEST_FIRST, cursor, secret)
+
+
+def cursor_of(customer: Any, secret: bytes) -> str:
+    """The cursor of a customer in the default order, as `pages.fetch_page` makes it."""
+    return encode_cursor(NEWEST_FIRST, (customer.created_at, customer.id), secret)
+
+
+def _with_verifications(customers: Any, order: Sequence[Any]) -> Select[Any]:
+    """`customers` (a table or subquery) LEFT JOIN each one's verifications, oldest first."""
+    v = VERIFICATIONS.c
+    labelled = [v[name].label(f"v_{name}") for name in _VERIFICATION_COLUMNS]
+    return (
+        select(*customers.c, *labelled)
+        .select_from(customers.outerjoin(VERIFICATIONS, v.customer_id == customers.c.id))
+        .order_by(*order, v.id)
+    )
+
+
+def _LOOKUP(verifications: bool) -> Select[Any]:
+    c = CUSTOMERS.c
+    condition = c.external_customer_id == bindparam(
+        "external_customer_id", type_=c.external_customer_id.type
+    )
+    if not verifications:
+        return select(*c).where(condition)
+    return _with_verifications(CUSTOMERS, ()).where(condition)
+
+
+def _PAGE(kind: str, verifications: bool) -> Select[Any]:
+    c = CUSTOMERS.c
+    page = select(*c).order_by(c.created_at.desc(), c.id.desc()).limit(bindparam("size"))
+    if kind == "after":
+        # What pages._beyond writes for a descending two-column key: one row-value comparison.
+        key = tuple_(
+            bindparam("after_created_at", type_=c.created_at.type),
+            bindparam("after_id", type_=c.id.type),
+        )
+        page = page.where(tuple_(c.created_at, c.id) < key)
+    if not verifications:
+        return page
+    rows = page.subquery("c")
+    return _with_verifications(rows, (rows.c.created_at.desc(), rows.c.id.desc()))
+
+
+def _grouped(rows: list[Any], verifications: bool) -> list[CustomerRow]:
+    """The customers of the rows in order, each with the verifications joined to it."""
+    if not verifications:
+        return [CustomerRow(row) for row in rows]
+    found: list[CustomerRow] = []
+    for row in rows:
+        if not found or found[-1].row.id != row.id:
+            found.append(CustomerRow(row))
+        if row.v_id is not None:
+            found[-1].verifications.append(
+                Verification(row.v_id, row.v_type, row.v_status, row.v_created_at, row.v_updated_at)
+            )
+    return found

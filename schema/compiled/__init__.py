@@ -1,0 +1,159 @@
+"""The compiled path: the customer queries answered from a plan compiled once per document.
+
+graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and
+a completion step for every field of every customer, and an ORM row for each. For the
+documents clients send most (a customer by id, a page of customers), `CompiledPath.answer`
+does instead what that execution would amount to: one statement on the driver
+(db/customer_rows.py) and one generated function that builds the response in
+selection order (plan.py). It returns None for anything it does not cover, or any request
+that graphql-core would answer with an error (a refused document, a key without
+customers:read, a variable that does not coerce, a bad cursor, a page size out of range, a
+sick database): the view then runs the request through Strawberry as usual, so every error
+is graphql-core's. The same cached analysis (schema/analysis.py) gives both paths their
+validation, limits, scopes and cost.
+
+tests/test_compiled.py proves the two paths answer byte for byte the same.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from graphql import DocumentNode, GraphQLSchema
+
+from db.customer_rows import CustomerReads, after_key, cursor_of
+from db.keys import Principal, Scope
+from db.pages import PageError
+from schema.analysis import Analyser
+from schema.compiled.plan import MISSING, Needs, Plan, Root, argument, compile_plan
+from schema.compiled.selection import Unsupported
+from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
+from schema.text_input import variable_errors
+
+PLANS = 256  # documents whose plans (or whose "not covered") are kept, most recent first
+
+
+class CompiledPath:
+    def __init__(
+        self,
+        analyser: Analyser,
+        schema: GraphQLSchema,
+        reads: CustomerReads,
+        *,
+        clock: Callable[[], datetime],
+        kyc_ttl: timedelta,
+    ) -> None:
+        self.analyser = analyser
+        self.schema = schema
+        self.reads = reads
+        self.clock = clock
+        self.kyc_ttl = kyc_ttl
+        self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
+
+    def plan(self, text: str, name: str | None, document: DocumentNode) -> Plan | None:
+        """The document's plan, or None when the compiled path does not cover it."""
+        key = (text, name)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        try:
+            plan: Plan | None = compile_plan(self.schema, document, name)
+        except Unsupported:
+            plan = None
+        self._plans[key] = plan
+        if len(self._plans) > PLANS:
+            self._plans.popitem(last=False)
+        return plan
+
+    async def answer(
+        self, request: Mapping[str, Any], principal: Principal | None, cursor_secret: bytes
+    ) -> tuple[dict[str, Any], str | None] | None:
+        """The response and the operation's name, for a GraphQL request (the parsed JSON
+        body) the compiled path covers; None for graphql-core to answer it."""
+        text, name = request.get("query"), request.get("operationName")
+        given = request.get("variables")
+        if (
+            not isinstance(text, str)
+            or not isinstance(name, str | None)
+            or not isinstance(given, dict | None)
+            or request.get("extensions") is not None
+            or principal is None
+            or Scope.CUSTOMERS_READ not in principal.scopes
+        ):
+            return None
+        analysis = self.analyser.analyse(text, name)
+        if analysis.document is None or analysis.refusals(principal.scopes, given):
+            return None
+        if given and variable_errors(given):
+            return None
+        plan = self.plan(text, name, analysis.document)
+        if plan is None:
+            return None
+        try:
+            data = await self._run(plan, given or {}, cursor_secret)
+        except (Unsupported, PageError):
+            return None
+        cost = {"requested": analysis.cost(given), "maximum": analysis.limits.max_cost}
+        operation = plan.operation.name.value if plan.operation.name else None
+        return {"data": data, "extensions": {"cost": cost}}, operation
+
+    async def _run(
+        self, plan: Plan, given: Mapping[str, Any], cursor_secret: bytes
+    ) -> dict[str, Any]:
+        values = plan.coerce(given)
+        built = plan.for_conditions(values)
+        now, ttl = self.clock(), self.kyc_ttl
+        data: dict[str, Any] = {}
+        for root, build, needs in built.roots:
+            if root.kind == "__typename":
+                data[root.key] = build()
+            elif root.kind == "customer":
+                external_id = argument(root.arguments["externalCustomerId"], values, str)
+                if not isinstance(external_id, str):
+                    raise Unsupported("no externalCustomerId")  # graphql-core's error
+                found = await self.reads.by_external_id(external_id, needs.verifications)
+                data[root.key] = None if found is None else build(found, now, ttl)
+            else:
+                data[root.key] = await self._page(root, build, needs, values, cursor_secret)
+        return data
+
+    async def _page(
+        self,
+        root: Root,
+        build: Callable[..., Any],
+        needs: Needs,
+        values: Mapping[str, Any],
+        cursor_secret: bytes,
+    ) -> Any:
+        """`Query.customers` in the default order, from its first page or after a cursor."""
+        for name in ("last", "before", "filter", "orderBy"):
+            if name in root.arguments and argument(root.arguments[name], values, None) not in (
+                None,
+                MISSING,
+            ):
+                raise Unsupported(f"customers({name}:)")
+        first = _first(root.arguments.get("first"), values)
+        after = root.arguments.get("after")
+        cursor = None if after is None else argument(after, values, str)
+        if cursor is MISSING:
+            cursor = None
+        if not isinstance(cursor, str | None):
+            raise Unsupported("an after that is not a string")
+        key = None if cursor is None else after_key(cursor, cursor_secret)
+        rows, more = await self.reads.newest_first(first, key, needs.verifications)
+        signed = [cursor_of(r.row, cursor_secret) for r in rows] if needs.cursors else None
+        total = await self.reads.count() if needs.total else None
+        return build(rows, more, cursor, signed, total, self.clock(), self.kyc_ttl)
+
+
+def _first(node: Any, values: Mapping[str, Any]) -> int:
+    """The page size, as `Query.customers` reads `first`; Unsupported where it refuses it."""
+    first = None if node is None else argument(node, values, int)
+    if first is None or first is MISSING:
+        return DEFAULT_PAGE
+    if not isinstance(first, int) or not 0 <= first <= MAX_PAGE:
+        raise Unsupported("a page size the field refuses")
+    return first

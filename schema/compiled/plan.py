@@ -1,0 +1,353 @@
+"""A document's operation compiled into a plan: what to read, and code that builds the answer.
+
+The plan covers queries whose root fields are `customer(externalCustomerId:)`,
+`customers(first:, after:)` (the default order, no filter) and `__typename`, selecting
+anything of Customer, CustomerData, KycVerification, the connection, its edges and its page
+info but `totalCount`; with aliases, fragments, inline fragments, and `@skip`/`@include` on
+literals or Boolean variables. Anything else raises `Unsupported` and graphql-core answers.
+
+For each set of values of the condition variables, the collected selection is turned into
+the source of one Python function per root field, a nested dict display in response-key
+order, so building an answer is one call per customer rather than one resolver per field.
+No field the plan covers can fail or be null where the schema says non-null, so the
+specification's null propagation has nothing to do here; a database failure abandons the
+plan and graphql-core answers (and reports) the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    BooleanValueNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    IntValueNode,
+    NamedTypeNode,
+    NonNullTypeNode,
+    NullValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    StringValueNode,
+    ValueNode,
+    VariableNode,
+)
+from strawberry.utils.str_converters import to_camel_case
+
+from db import kyc
+from db.rules import DATA_FIELDS
+from schema import ids
+from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
+from schema.scalars import serialize as datetime_text
+from schema.text_input import problem
+
+DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
+_SCALARS = {"String": str, "Int": int, "Boolean": bool}
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A variable the operation declares, maybe with a default: a String, Int or Boolean, or
+    of another type (`kind` None) that the plan takes only when it is null or absent (a
+    `filter` or `orderBy` not given)."""
+
+    name: str
+    kind: type | None
+    non_null: bool
+    default: Any = _MISSING
+
+    def coerce(self, given: Mapping[str, Any], into: dict[str, Any]) -> None:
+        """Sets the coerced value in `into` (left out when absent, as graphql-core does);
+        Unsupported where graphql-core would refuse the value (its error is the answer)."""
+        if self.name not in given:
+            if self.default is not _MISSING:
+                into[self.name] = self.default
+            elif self.non_null:
+                raise Unsupported("a required variable is missing")
+            return
+        value = given[self.name]
+        if value is None:
+            if self.non_null:
+                raise Unsupported("a required variable is null")
+        elif type(value) is not self.kind or (
+            isinstance(value, int) and not -(2**31) <= value < 2**31
+        ):
+            raise Unsupported("a variable graphql-core would coerce or refuse")
+        into[self.name] = value
+
+
+@dataclass(frozen=True)
+class Root:
+    """A root field: what it reads (`kind`), its arguments' sources, and what is selected."""
+
+    key: str
+    kind: str  # "customer", "customers" or "__typename"
+    arguments: Mapping[str, ValueNode]
+    nodes: list[FieldNode]
+
+
+@dataclass
+class Built:
+    """The plan for one set of condition values: per root field, its builder and needs."""
+
+    roots: list[tuple[Root, Callable[..., Any], Needs]]
+
+
+@dataclass
+class Plan:
+    schema: GraphQLSchema
+    operation: OperationDefinitionNode
+    fragments: Mapping[str, FragmentDefinitionNode]
+    variables: tuple[Variable, ...]
+    conditions: tuple[str, ...]  # the variables @skip and @include read
+    built: dict[tuple[Any, ...], Built] = field(default_factory=dict)
+
+    def coerce(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for variable in self.variables:
+            variable.coerce(given, values)
+        return values
+
+    def for_conditions(self, values: Mapping[str, Any]) -> Built:
+        key = tuple(values.get(name) for name in self.conditions)
+        built = self.built.get(key)
+        if built is None:
+            built = self.built[key] = _build(self, Collector(self.schema, self.fragments, values))
+        return built
+
+
+def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan:
+    """The plan of the operation `operation_name` runs; Unsupported when there is none."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        if len(operations) != 1:
+            raise Unsupported("no single operation")
+        (operation,) = operations
+    else:
+        named = [o for o in operations if o.name and o.name.value == operation_name]
+        if len(named) != 1:
+            raise Unsupported("no operation of that name")
+        (operation,) = named
+    if operation.operation is not OperationType.QUERY or operation.directives:
+        raise Unsupported("not a plain query")
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    variables = tuple(_variable(definition) for definition in operation.variable_definitions or ())
+    conditions = condition_variables(
+        [operation.selection_set, *(f.selection_set for f in fragments.values())]
+    )
+    for node in _string_literals(document):
+        if problem(node.value) is not None:
+            raise Unsupported("an unstorable string literal (refused with its own error)")
+    return Plan(schema, operation, fragments, variables, tuple(sorted(conditions)))
+
+
+def _variable(definition: Any) -> Variable:
+    type_node, non_null = definition.type, False
+    if isinstance(type_node, NonNullTypeNode):
+        type_node, non_null = type_node.type, True
+    kind = None
+    if isinstance(type_node, NamedTypeNode):
+        kind = _SCALARS.get(type_node.name.value)
+    if kind is None and non_null:
+        raise Unsupported("a required variable of a type the plan does not take")
+    default: Any = _MISSING
+    if definition.default_value is not None:
+        default = _literal(definition.default_value, kind)
+    return Variable(definition.variable.name.value, kind, non_null, default)
+
+
+def _literal(node: ValueNode, kind: type | None) -> Any:
+    if isinstance(node, NullValueNode):
+        return None
+    if kind is str and isinstance(node, StringValueNode):
+        return node.value
+    if kind is int and isinstance(node, IntValueNode):
+        return int(node.value)
+    if kind is bool and isinstance(node, BooleanValueNode):
+        return node.value
+    raise Unsupported("a literal of another type")
+
+
+def argument(node: ValueNode, variables: Mapping[str, Any], kind: type | None) -> Any:
+    """An argument's value: a literal, or a variable's coerced value (`_MISSING` when absent)."""
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value, _MISSING)
+    return _literal(node, kind)
+
+
+MISSING = _MISSING
+
+
+def _string_literals(document: DocumentNode) -> list[StringValueNode]:
+    found: list[StringValueNode] = []
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, StringValueNode):
+            found.append(node)
+        for key in getattr(node, "keys", ()):
+            child = getattr(node, key, None)
+            if isinstance(child, tuple | list):
+                stack.extend(c for c in child if hasattr(c, "keys"))
+            elif hasattr(child, "keys"):
+                stack.append(child)
+    return found
+
+
+# -- code generation ---------------------------------------------------------------------------
+
+_ROOT_ARGUMENTS = {
+    "customer": {"externalCustomerId"},
+    # last, before, filter and orderBy only as null (or a variable that is null or absent).
+    "customers": {"first", "after", "last", "before", "filter", "orderBy"},
+}
+_HELPERS: dict[str, Any] = {
+    "_id": ids.encode,
+    "_at": datetime_text,
+    "_status": kyc.effective_status,
+    "_updated": kyc.effective_updated_at,
+}
+
+
+def _build(plan: Plan, collector: Collector) -> Built:
+    roots: list[tuple[Root, Callable[..., Any], Needs]] = []
+    for key, nodes in collector.fields("Query", [plan.operation.selection_set]).items():
+        name = nodes[0].name.value
+        if name == "__typename":
+            root = Root(key, name, {}, nodes)
+            roots.append((root, _constant("Query"), _Code(collector)))
+            continue
+        if name not in _ROOT_ARGUMENTS:
+            raise Unsupported(f"the root field {name}")
+        arguments = {a.name.value: a.value for a in nodes[0].arguments or ()}
+        if not set(arguments) <= _ROOT_ARGUMENTS[name]:
+            raise Unsupported("arguments the plan does not take")
+        code = _Code(collector)
+        if name == "customer":
+            body = code.customer(collector.subfields("Customer", nodes), "c")
+            source = f"def build(c, now, ttl):\n    return {body}\n"
+        else:
+            body = code.connection(collector.subfields("CustomerConnection", nodes))
+            source = f"def build(rows, more, after, cursors, total, now, ttl):\n    return {body}\n"
+        namespace = dict(_HELPERS)
+        # The source is ours: expressions of this module and response keys, which are GraphQL
+        # names (letters, digits, underscores; the parser checked them) written with repr().
+        exec(compile(source, f"<plan {key}>", "exec"), namespace)
+        root = Root(key, name, arguments, nodes)
+        roots.append((root, namespace["build"], code))
+    return Built(roots)
+
+
+def _constant(value: Any) -> Callable[..., Any]:
+    return lambda *_args: value
+
+
+class Needs:
+    """What a root field's builder reads besides the customers' columns."""
+
+    verifications: bool  # each customer's verifications
+    cursors: bool  # the page's cursors
+    total: bool  # the count of every match
+
+
+class _Code(Needs):
+    """Python expressions for selections; notes what they need (`Needs`)."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.verifications = False
+        self.cursors = False
+        self.total = False
+
+    def _object(
+        self, type_name: str, fields: Fields, value_of: Callable[[str, list[FieldNode]], str | None]
+    ) -> str:
+        """A dict display of `fields` in order: each key's value is `value_of` its field."""
+        entries = []
+        for key, nodes in fields.items():
+            name = nodes[0].name.value
+            value = repr(type_name) if name == "__typename" else value_of(name, nodes)
+            if value is None:
+                raise Unsupported(f"{type_name}.{name}")
+            entries.append(f"{key!r}: {value}")
+        return "{" + ", ".join(entries) + "}"
+
+    def _sub(self, type_name: str, nodes: list[FieldNode]) -> Fields:
+        return self.collector.subfields(type_name, nodes)
+
+    def customer(self, fields: Fields, c: str) -> str:
+        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "data":
+                return self._object("CustomerData", self._sub("CustomerData", nodes), data)
+            if name == "kycVerifications":
+                self.verifications = True
+                item = self._object(
+                    "KycVerification",
+                    self._sub("KycVerification", nodes),
+                    lambda name, _nodes: _VERIFICATION.get(name),
+                )
+                return f"[{item} for v in {c}.verifications]"
+            return {
+                "id": f"_id('Customer', {c}.row.id)",
+                "externalCustomerId": f"{c}.row.external_customer_id",
+                "createdAt": f"_at({c}.row.created_at)",
+                "updatedAt": f"_at({c}.row.updated_at)",
+                "kycStatus": f"(None if {c}.row.kyc_status is None else "
+                f"_status({c}.row.kyc_status, {c}.row.kyc_started_at, now, ttl).name)",
+            }.get(name)
+
+        def data(name: str, _nodes: list[FieldNode]) -> str | None:
+            return f"{c}.row.{DATA_COLUMNS[name]}" if name in DATA_COLUMNS else None
+
+        return self._object("Customer", fields, value_of)
+
+    def connection(self, fields: Fields) -> str:
+        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "nodes":
+                return f"[{self.customer(self._sub('Customer', nodes), 'c')} for c in rows]"
+            if name == "edges":
+                edge = self._object("CustomerEdge", self._sub("CustomerEdge", nodes), edges)
+                return f"[{edge} for c, cursor in zip(rows, cursors or rows)]"
+            if name == "pageInfo":
+                return self._object("PageInfo", self._sub("PageInfo", nodes), page_info)
+            if name == "totalCount":
+                self.total = True
+                return "total"
+            return None
+
+        def edges(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "node":
+                return self.customer(self._sub("Customer", nodes), "c")
+            if name == "cursor":
+                self.cursors = True
+                return "cursor"
+            return None
+
+        def page_info(name: str, _nodes: list[FieldNode]) -> str | None:
+            if name in ("startCursor", "endCursor"):
+                self.cursors = True
+            return _PAGE_INFO.get(name)
+
+        return self._object("CustomerConnection", fields, value_of)
+
+
+_VERIFICATION = {
+    "id": "_id('KycVerification', v.id)",
+    "type": "v.type.name",
+    "status": "_status(v.status, v.created_at, now, ttl).name",
+    "createdAt": "_at(v.created_at)",
+    "updatedAt": "_at(_updated(v, now, ttl))",
+}
+_PAGE_INFO = {
+    "hasNextPage": "more",
+    "hasPreviousPage": "after is not None",
+    "startCursor": "(cursors[0] if cursors else None)",
+    "endCursor": "(cursors[-1] if cursors else None)",
+}
