@@ -18,7 +18,6 @@ from schema.errors import HideSuggestions, MaskUnexpectedErrors, ReportOperation
 from schema.limits import Limits
 from schema.roots import Mutation, Query, Subscription
 from schema.scalars import DateTime
-from schema.text_input import RefuseUnstorableText
 from schema.types import Customer, KycVerification
 
 
@@ -64,7 +63,6 @@ def build_schema(limits: Limits | None = None, introspection: bool = True) -> Sc
     extensions: list[Any] = [
         ReportOperation,
         lambda: ApplyAnalysis(built.analyser),
-        RefuseUnstorableText,
     ]
     rules: list[type[ValidationRule]] = []
     if not introspection:

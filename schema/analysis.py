@@ -46,6 +46,9 @@ from graphql import (
     validate,
     value_from_ast_untyped,
 )
+from graphql import (
+    ExecutionResult as GraphQLExecutionResult,
+)
 from graphql.type import SchemaMetaFieldDef, TypeMetaFieldDef, TypeNameMetaFieldDef
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
@@ -67,6 +70,7 @@ from schema.limits import (
     directives_error,
     repeats_error,
 )
+from schema.text_input import literal_errors, variable_errors
 
 # Bounds of the cache: entries, and characters of document text in all. A syntax tree takes
 # about 100 bytes per character of its text, and every full pass of Python's garbage
@@ -103,6 +107,8 @@ class Analysis:
     directives: int = 0
     guarded: tuple[Guarded, ...] = ()
     plan: CostPlan | None = None
+    # A string literal no column can store (NUL, a lone surrogate): refused when it would run.
+    unstorable: tuple[GraphQLError, ...] = ()
 
     def required_scopes(self) -> dict[str, frozenset[Scope]]:
         """The scopes each guarded field needs (any one of them), by schema coordinate."""
@@ -192,6 +198,7 @@ class Analyser:
             detached = tuple(_detached(error) for error in errors)
             return Analysis(document=_outline(document), errors=detached, limits=limits)
         guarded, plan = walk.operation(operation_name)
+        unstorable = tuple(_detached(error) for error in literal_errors(document))
         return Analysis(
             document=document,
             errors=(),
@@ -201,6 +208,7 @@ class Analyser:
             directives=walk.directives,
             guarded=guarded,
             plan=plan,
+            unstorable=unstorable,
         )
 
 
@@ -664,6 +672,13 @@ class ApplyAnalysis(SchemaExtension):
                 refusals = [cost_error(self.cost, analysis.limits)]
             if refusals:
                 refuse(context, refusals)  # a subscription's too (Strawberry ignores a result)
+            else:
+                # Strings no column can store, in the variables or the document, are refused
+                # before any SQL (schema/text_input.py); the document's were found once.
+                unstorable = variable_errors(context.variables or {})
+                unstorable += [_detached(error) for error in analysis.unstorable]
+                if unstorable:
+                    context.result = GraphQLExecutionResult(data=None, errors=unstorable)
         yield
 
     def get_results(self) -> dict[str, Any]:

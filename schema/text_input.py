@@ -8,12 +8,9 @@ carries, in its variables or as a literal in its document, is checked on both ba
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, StringValueNode, Visitor, visit
-from strawberry.extensions import SchemaExtension
+from graphql import DocumentNode, GraphQLError, StringValueNode, Visitor, visit
 
 from db.rules import unstorable
 from schema.errors import bad_input
@@ -61,17 +58,10 @@ class _Literals(Visitor):
             self.errors.append(bad_input(f"A string in the document {wrong}.", nodes=[node]))
 
 
-class RefuseUnstorableText(SchemaExtension):
-    """Refuse an operation any of whose strings holds NUL or a lone surrogate."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        if context.result is None:
-            errors = variable_errors(context.variables or {})
-            if context.graphql_document is not None:
-                literals = _Literals()
-                visit(context.graphql_document, literals)
-                errors += literals.errors
-            if errors:
-                context.result = GraphQLExecutionResult(data=None, errors=errors)
-        yield
+def literal_errors(document: DocumentNode) -> list[GraphQLError]:
+    """An error for each string literal in the document that no column can store. Run once
+    per document by the cached analysis (schema/analysis.py), which refuses them per request
+    together with `variable_errors`."""
+    literals = _Literals()
+    visit(document, literals)
+    return literals.errors

@@ -87,8 +87,8 @@ class CompiledPath:
         analysis = self.analyser.analyse(text, name)
         if analysis.document is None or analysis.refusals(principal.scopes, given):
             return None
-        if given and variable_errors(given):
-            return None
+        if analysis.unstorable or (given and variable_errors(given)):
+            return None  # strings no column stores: refused with graphql-core's errors
         plan = self.plan(text, name, analysis.document)
         if plan is None:
             return None

@@ -43,7 +43,6 @@ from db.rules import DATA_FIELDS
 from schema import ids
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
 from schema.scalars import serialize as datetime_text
-from schema.text_input import problem
 
 DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
 _SCALARS = {"String": str, "Int": int, "Boolean": bool}
@@ -142,9 +141,6 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     conditions = condition_variables(
         [operation.selection_set, *(f.selection_set for f in fragments.values())]
     )
-    for node in _string_literals(document):
-        if problem(node.value) is not None:
-            raise Unsupported("an unstorable string literal (refused with its own error)")
     return Plan(schema, operation, fragments, variables, tuple(sorted(conditions)))
 
 
@@ -183,22 +179,6 @@ def argument(node: ValueNode, variables: Mapping[str, Any], kind: type | None) -
 
 
 MISSING = _MISSING
-
-
-def _string_literals(document: DocumentNode) -> list[StringValueNode]:
-    found: list[StringValueNode] = []
-    stack: list[Any] = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, StringValueNode):
-            found.append(node)
-        for key in getattr(node, "keys", ()):
-            child = getattr(node, key, None)
-            if isinstance(child, tuple | list):
-                stack.extend(c for c in child if hasattr(c, "keys"))
-            elif hasattr(child, "keys"):
-                stack.append(child)
-    return found
 
 
 # -- code generation ---------------------------------------------------------------------------
