@@ -24,6 +24,7 @@ from sqlalchemy.util import await_, greenlet_spawn
 
 from db.driver import DriverStatement
 from db.faults import DatabaseUnreachable, Fault, fault_of
+from db.sqlite_readers import SQLiteReaders, pragmas
 
 # An execution option read by the SQLite `begin` hook below: which BEGIN a transaction uses.
 _SQLITE_BEGIN = "sqlite_begin"
@@ -193,6 +194,11 @@ class Database:
         )
         # Told the SQL of each statement `fetch` runs (the engine's own events do not see it).
         self.statement_observers: list[Callable[[str], None]] = []
+        # `fetch`'s connections on a SQLite file (an in-memory database is one connection's).
+        self._sqlite_readers: SQLiteReaders | None = None
+        database = make_url(url).database
+        if self.is_sqlite and database and ":memory:" not in url:
+            self._sqlite_readers = SQLiteReaders(database, pool_size, sqlite_busy_timeout_ms)
 
     @property
     def is_sqlite(self) -> bool:
@@ -216,7 +222,8 @@ class Database:
             yield session
 
     async def fetch(self, statement: DriverStatement, values: Mapping[str, Any]) -> list[Any]:
-        """The rows of one read statement, run on a pooled connection's driver.
+        """The rows of one read statement, run on a driver connection: on a SQLite file one of
+        the readers' (db/sqlite_readers.py), else a pooled connection's.
 
         A single statement needs no transaction: it sees one snapshot (SQLite's reads begin
         nothing; PostgreSQL's autocommit statement is its own transaction). A connection
@@ -225,6 +232,8 @@ class Database:
         parameters = statement.parameters(values)
         for observe in self.statement_observers:
             observe(statement.sql)
+        if self._sqlite_readers is not None:
+            return statement.rows(await self._sqlite_readers.fetch(statement.sql, parameters))
         pooled = await self.engine.raw_connection()
         try:
             driver = pooled.driver_connection
@@ -249,14 +258,20 @@ class Database:
         """Close the pool's connections; after `within` seconds (a hung database) abandon
         the rest, raising TimeoutError."""
         if within is None:
+            await self._close_readers()
             await self.engine.dispose()
             return
         try:
             async with asyncio.timeout(within):
+                await self._close_readers()
                 await self.engine.dispose()
         except TimeoutError:
             await self.engine.dispose(close=False)
             raise
+
+    async def _close_readers(self) -> None:
+        if self._sqlite_readers is not None:
+            await self._sqlite_readers.close()
 
 
 def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeouts | None) -> None:
@@ -293,14 +308,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # None turns off the driver's implicit BEGIN, so the hook below decides how to begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # WAL lets readers run beside the writer; synchronous=FULL syncs the WAL on every
-        # commit, so an acknowledged write survives a power loss.
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "foreign_keys=ON",
-            f"busy_timeout={int(busy_timeout_ms)}",
-        ):
+        for pragma in pragmas(busy_timeout_ms):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
