@@ -61,10 +61,14 @@ class CustomerReads:
         if found is None:
             if kind == "count":
                 query = select(func.count().label("count")).select_from(CUSTOMERS)
-            elif kind == "lookup":
-                query = _LOOKUP(verifications)
+            elif kind == "verification":
+                v = VERIFICATIONS.c
+                columns = [v[name] for name in _VERIFICATION_COLUMNS]
+                query = select(*columns).where(v.id == bindparam("id", type_=v.id.type))
+            elif kind in ("external_customer_id", "id"):
+                query = _lookup(kind, verifications)
             else:
-                query = _PAGE(kind, verifications)
+                query = _page(kind, verifications)
             found = DriverStatement.compile(query, self.db.engine.dialect)
             self._compiled[key] = found
         return found
@@ -72,10 +76,19 @@ class CustomerReads:
     async def by_external_id(
         self, external_customer_id: str, verifications: bool
     ) -> CustomerRow | None:
-        statement = self._statement("lookup", verifications)
+        statement = self._statement("external_customer_id", verifications)
         rows = await self.db.fetch(statement, {"external_customer_id": external_customer_id})
         found = _grouped(rows, verifications)
         return found[0] if found else None
+
+    async def by_id(self, customer_id: int, verifications: bool) -> CustomerRow | None:
+        statement = self._statement("id", verifications)
+        found = _grouped(await self.db.fetch(statement, {"id": customer_id}), verifications)
+        return found[0] if found else None
+
+    async def verification(self, verification_id: int) -> Verification | None:
+        rows = await self.db.fetch(self._statement("verification", False), {"id": verification_id})
+        return Verification(*rows[0]) if rows else None
 
     async def newest_first(
         self, first: int, after: tuple[Any, ...] | None, verifications: bool
@@ -117,17 +130,16 @@ def _with_verifications(customers: Any, order: Sequence[Any]) -> Select[Any]:
     )
 
 
-def _LOOKUP(verifications: bool) -> Select[Any]:
+def _lookup(column: str, verifications: bool) -> Select[Any]:
+    """A customer by a unique column, which also names the bound parameter."""
     c = CUSTOMERS.c
-    condition = c.external_customer_id == bindparam(
-        "external_customer_id", type_=c.external_customer_id.type
-    )
+    condition = c[column] == bindparam(column, type_=c[column].type)
     if not verifications:
         return select(*c).where(condition)
     return _with_verifications(CUSTOMERS, ()).where(condition)
 
 
-def _PAGE(kind: str, verifications: bool) -> Select[Any]:
+def _page(kind: str, verifications: bool) -> Select[Any]:
     c = CUSTOMERS.c
     page = select(*c).order_by(c.created_at.desc(), c.id.desc()).limit(bindparam("size"))
     if kind == "after":

@@ -22,11 +22,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from graphql import DocumentNode, GraphQLSchema
+from graphql import DocumentNode, GraphQLError, GraphQLSchema
 
 from db.customer_rows import CustomerReads, after_key, cursor_of
 from db.keys import Principal, Scope
 from db.pages import PageError
+from schema import ids
 from schema.analysis import Analyser
 from schema.compiled.plan import MISSING, Needs, Plan, Root, argument, compile_plan
 from schema.compiled.selection import Unsupported
@@ -116,9 +117,31 @@ class CompiledPath:
                     raise Unsupported("no externalCustomerId")  # graphql-core's error
                 found = await self.reads.by_external_id(external_id, needs.verifications)
                 data[root.key] = None if found is None else build(found, now, ttl)
+            elif root.kind == "node":
+                data[root.key] = await self._node(root, build, needs, values)
             else:
                 data[root.key] = await self._page(root, build, needs, values, cursor_secret)
         return data
+
+    async def _node(
+        self, root: Root, build: Callable[..., Any], needs: Needs, values: Mapping[str, Any]
+    ) -> Any:
+        """`Query.node`: a customer or a verification by its global id, else null."""
+        global_id = argument(root.arguments["id"], values, str)
+        if not isinstance(global_id, str):
+            raise Unsupported("no id")  # graphql-core's error
+        try:
+            decoded = ids.decode(global_id)
+        except GraphQLError:
+            raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
+        now, ttl = self.clock(), self.kyc_ttl
+        if decoded is not None and decoded[0] == "Customer":
+            customer = await self.reads.by_id(decoded[1], needs.verifications)
+            return None if customer is None else build(customer, None, now, ttl)
+        if decoded is not None and decoded[0] == "KycVerification":
+            verification = await self.reads.verification(decoded[1])
+            return None if verification is None else build(None, verification, now, ttl)
+        return None
 
     async def _page(
         self,

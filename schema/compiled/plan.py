@@ -45,7 +45,8 @@ from schema.compiled.selection import Collector, Fields, Unsupported, condition_
 from schema.scalars import serialize as datetime_text
 
 DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
-_SCALARS = {"String": str, "Int": int, "Boolean": bool}
+# An ID variable is taken as a string only (graphql-core also turns an integer into one).
+_SCALARS = {"String": str, "ID": str, "Int": int, "Boolean": bool}
 _MISSING = object()
 
 
@@ -187,6 +188,7 @@ _ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
     # last, before, filter and orderBy only as null (or a variable that is null or absent).
     "customers": {"first", "after", "last", "before", "filter", "orderBy"},
+    "node": {"id"},
 }
 _HELPERS: dict[str, Any] = {
     "_id": ids.encode,
@@ -213,6 +215,14 @@ def _build(plan: Plan, collector: Collector) -> Built:
         if name == "customer":
             body = code.customer(collector.subfields("Customer", nodes), "c")
             source = f"def build(c, now, ttl):\n    return {body}\n"
+        elif name == "node":
+            # The object's type is known once it is read: a builder for each type it can be.
+            customer = code.customer(collector.subfields("Customer", nodes), "c")
+            verification = code.verification(collector.subfields("KycVerification", nodes))
+            source = (
+                "def build(c, v, now, ttl):\n"
+                f"    return {customer} if c is not None else {verification}\n"
+            )
         else:
             body = code.connection(collector.subfields("CustomerConnection", nodes))
             source = f"def build(rows, more, after, cursors, total, now, ttl):\n    return {body}\n"
@@ -268,11 +278,7 @@ class _Code(Needs):
                 return self._object("CustomerData", self._sub("CustomerData", nodes), data)
             if name == "kycVerifications":
                 self.verifications = True
-                item = self._object(
-                    "KycVerification",
-                    self._sub("KycVerification", nodes),
-                    lambda name, _nodes: _VERIFICATION.get(name),
-                )
+                item = self.verification(self._sub("KycVerification", nodes))
                 return f"[{item} for v in {c}.verifications]"
             return {
                 "id": f"_id('Customer', {c}.row.id)",
@@ -287,6 +293,10 @@ class _Code(Needs):
             return f"{c}.row.{DATA_COLUMNS[name]}" if name in DATA_COLUMNS else None
 
         return self._object("Customer", fields, value_of)
+
+    def verification(self, fields: Fields) -> str:
+        """A verification `v`."""
+        return self._object("KycVerification", fields, lambda name, _nodes: _VERIFICATION.get(name))
 
     def connection(self, fields: Fields) -> str:
         def value_of(name: str, nodes: list[FieldNode]) -> str | None:
