@@ -3,9 +3,13 @@
 Two apps run side by side, one with COMPILED_PATH on and one with it off, and every request
 goes to both: the answers must be identical, byte for byte, whatever the document (one the
 compiled path covers, one it leaves to graphql-core, one that is refused). The requests are
-the committed example operations, with variables that find data, find none, or are refused.
-Queries go to two apps over one database; mutations, which change it, go to two apps over two
-copies of it, seeded alike (the seeding is compared too).
+the committed example operations, with variables that find data, find none, or are refused,
+and thousands of documents that hypothesis makes up over the customer types
+(tests/documents.py). Queries go to two apps over one database; mutations, which change it,
+go to two apps over two copies of it, seeded alike (the seeding is compared too).
+
+COMPILED_EXAMPLES_SQLITE and COMPILED_EXAMPLES_POSTGRESQL set how many documents the property
+test makes up on each backend (2,000 and 300 by default).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,13 +27,19 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 
 from server import Settings, create_app
 from tests.conftest import OPERATIONS, Clock, GraphQLClient, operation
 from tests.databases import TEST_API_KEY, Databases
-from tests.documents import Request, global_id
+from tests.documents import Catalog, Request, global_id, requests
 
+EXAMPLES = {
+    "sqlite": int(os.environ.get("COMPILED_EXAMPLES_SQLITE", "2000")),
+    "postgresql": int(os.environ.get("COMPILED_EXAMPLES_POSTGRESQL", "300")),
+}
 # Both apps sign cursors with this, also when they serve two copies of the database (each
 # copy would otherwise make a secret of its own on the first start).
 CURSOR_SECRET = "test-compiled-cursor-secret"
@@ -298,6 +309,50 @@ async def seed(gql: GraphQLClient, clock: Clock) -> Seeded:
     return seeded
 
 
+# A cursor is signed for its order: those of other orders are refused.
+CURSOR_ORDERS = [
+    None,
+    {"field": "EXTERNAL_CUSTOMER_ID", "direction": "ASC"},
+    {"field": "EMAIL", "direction": "DESC"},
+]
+
+
+async def catalog_of(seeded: Seeded, pair: Pair) -> Catalog:
+    """What the documents of the property test can refer to."""
+    cursors: list[str] = []
+    for n, order in enumerate(CURSOR_ORDERS):
+        page = await GraphQLClient(pair.general.http).run("customers", first=100, orderBy=order)
+        found = [edge["cursor"] for edge in page["customers"]["edges"]]
+        cursors += found if n == 0 else found[:3]
+    existing = list(seeded.customers)
+    return Catalog(
+        external_ids=(*existing, "nobody", "C-1", "c-8", "", " c-1", "c-1\u200b"),
+        node_ids=(
+            *seeded.customers.values(),
+            *seeded.verifications,
+            *seeded.deleted,
+            global_id("Customer", 999),
+            global_id("KycVerification", 999),
+            global_id("Customer", 2**31),  # past the largest key: BAD_USER_INPUT
+            global_id("WebhookEndpoint", 1),
+            global_id("CustomerEvent", 1),
+            global_id("Customer", "1x"),
+            "bogus",
+            "",
+        ),
+        emails=(*seeded.emails, "ANN.LEE@EXAMPLE.COM", "zoë@EXAMPLE.org", "nobody@example.com"),
+        cursors=tuple(cursors),
+        instants=(
+            *seeded.instants[:4],
+            seeded.instants[-1],
+            "2025-06-05T06:57:11.152+02:00",
+            "2025-06-05T04:57:11Z",
+            "2025-06-05",
+            "not a date",
+        ),
+    )
+
+
 # The committed example operations.
 
 
@@ -441,3 +496,78 @@ async def test_example_mutations_answer_alike(twins: Pair, clock: Clock) -> None
     variables = inputs(externalCustomerId="c-1")
     mutation = Request(operation("delete_customer"), variables, method="GET")
     assert (await twins.compare(mutation)).status_code == 405
+
+
+# Documents made up by hypothesis.
+
+
+@dataclass
+class Tally:
+    """What the property test sent, for its report and its checks."""
+
+    documents: int = 0
+    clean: int = 0  # customer-only queries answered 200 without errors
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def count(self, request: Request, response: httpx.Response) -> None:
+        self.documents += 1
+        self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
+        ok = response.status_code == 200 and b'"errors":' not in response.content
+        if request.customer_only and ok:
+            self.clean += 1
+
+
+def test_made_up_documents_answer_alike(
+    settings: Settings, clock: Clock, backend: str, record_property: Any
+) -> None:
+    """Hypothesis makes up documents; both apps must answer each with the same bytes.
+
+    How hypothesis and asyncio meet here: the test is synchronous and owns its event loop, an
+    asyncio.Runner. On that loop it starts both apps and seeds the database, once. Then a
+    synchronous @given function, made inside the test once the seeded ids and cursors are
+    known, runs each example with `runner.run(...)` on the same loop, where the apps, their
+    connection pools and the data live on between examples: an example costs two requests,
+    and hypothesis shrinks a failure as usual (the examples only read, so reruns see the same
+    data). An async test under @given, which pytest-asyncio runs example by example on its
+    loop, would fix the number of examples at import (it differs per backend), could not
+    build its strategy from the seeded data, and could not check the apps' counts after the
+    last example.
+    """
+    tally = Tally()
+    with asyncio.Runner() as runner:
+        stack = AsyncExitStack()
+        try:
+            pair = runner.run(start_pair(stack, settings, clock))
+            seeded = runner.run(seed(GraphQLClient(pair.general.http), clock))
+            catalog = runner.run(catalog_of(seeded, pair))
+
+            async def check(request: Request) -> None:
+                tally.count(request, await pair.compare(request))
+
+            @hypothesis_settings(
+                max_examples=EXAMPLES[backend],
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],  # a busy machine is slow to make them
+            )
+            @given(request=requests(catalog))
+            def answers_alike(request: Request) -> None:
+                runner.run(check(request))
+
+            answers_alike()
+            compiled, general = pair.compiled.compiled_answers, pair.general.compiled_answers
+        finally:
+            runner.run(stack.aclose())
+    report = (
+        f"{backend}: the compiled path answered {compiled} of {tally.documents} documents; "
+        f"{tally.clean} were customer-only queries answered without errors; statuses "
+        f"{dict(sorted(tally.statuses.items()))}"
+    )
+    print(report)
+    record_property("compiled_answers", compiled)
+    record_property("clean_documents", tally.clean)
+    record_property("documents", tally.documents)
+    assert general == 0, "the app with COMPILED_PATH off answered from the compiled path"
+    # The documents must mostly be ones the compiled path can take, or it is barely tested.
+    assert tally.clean >= tally.documents // 4, report
+    if compiled == 0:
+        pytest.fail(f"the compiled path answered none of the documents. {report}")
