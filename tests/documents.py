@@ -18,6 +18,7 @@ no alias, no directive, a literal rather than a variable.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,9 @@ ACCEPTS = (
 )
 
 
+INTEGERS: dict[tuple[int, int], st.SearchStrategy[int]] = {}
+
+
 @dataclass
 class Operation:
     """What one operation of the document being made has so far."""
@@ -267,12 +271,22 @@ class Document:
         self.customer_only = True
         self.operation = Operation()
         self.wrong = self.chance(25)  # whether this document may hold mistakes
+        self.strategies = strategies_for(catalog, self.wrong)
 
     # Choices, each shrinking to its plain side.
 
+    # Every choice is a draw of an integer from a strategy made once (a document takes a
+    # couple of hundred draws, and making strategies anew costs more than drawing).
+
+    def count(self, low: int, high: int) -> int:
+        strategy = INTEGERS.get((low, high))
+        if strategy is None:
+            strategy = INTEGERS[(low, high)] = st.integers(low, high)
+        return self.draw(strategy)
+
     def chance(self, percent: int) -> bool:
         """True with this probability; shrinks to False."""
-        return self.draw(st.integers(0, 99)) >= 100 - percent
+        return self.count(0, 99) >= 100 - percent
 
     def mistake(self, percent: int) -> bool:
         """Whether to make a mistake here: never in a document meant to be valid."""
@@ -280,10 +294,7 @@ class Document:
 
     def pick(self, options: Sequence[T]) -> T:
         """One of the options; shrinks to the first."""
-        return self.draw(st.sampled_from(options))
-
-    def count(self, low: int, high: int) -> int:
-        return self.draw(st.integers(low, high))
+        return options[self.count(0, len(options) - 1)]
 
     # Values: literals, or variables given, left out, null or of the wrong type.
 
@@ -467,38 +478,31 @@ class Document:
     # Arguments of the root fields.
 
     def customer_arguments(self) -> str:
-        ids = st.sampled_from(self.catalog.external_ids)
-        wrong = st.sampled_from([5, True, ["c-1"], {"id": "c-1"}])
-        return f"(externalCustomerId: {self.value('String!', ids, wrong)})"
+        values = self.strategies
+        return f"(externalCustomerId: {self.value('String!', values.external_ids, WRONG_TEXT)})"
 
     def node_arguments(self) -> str:
-        ids: st.SearchStrategy[Any] = st.sampled_from(self.catalog.node_ids)
+        ids = self.strategies.node_ids
         if self.chance(5):
             ids = st.just(1)  # an ID may be given as an integer
-        wrong = st.sampled_from([1.5, True, ["x"], None])
-        return f"(id: {self.value('ID!', ids, wrong)})"
+        return f"(id: {self.value('ID!', ids, WRONG_IDS)})"
 
     def customers_arguments(self) -> str:
+        values = self.strategies
         given = []
-        # Past the limits (101, -1), or a cursor that is not one: refused by the resolver.
-        sizes = st.sampled_from([2, 3, 1, 0, 5, 20, 100, None, 101, *([-1] if self.wrong else [])])
-        wrong_sizes = st.sampled_from(["3", 1.5, 2**31, True])
-        odd = ["bogus", "", "Y3Vy"] if self.wrong else ["bogus"]
-        cursors = st.sampled_from([*self.catalog.cursors, *odd])
-        wrong_text = st.sampled_from([1, False, ["x"]])
         forward = self.chance(50)
         if forward:
-            given.append(f"first: {self.value('Int', sizes, wrong_sizes)}")
+            given.append(f"first: {self.value('Int', values.sizes, WRONG_SIZES)}")
         # A cursor is signed for one order: with orderBy, most are refused.
         ordered = self.chance(30)
         if self.chance(8 if ordered else 25):
-            given.append(f"after: {self.value('String', cursors, wrong_text)}")
+            given.append(f"after: {self.value('String', values.cursors, WRONG_TEXT)}")
         if (not forward and self.chance(30)) or self.mistake(10):  # with first: an error
-            given.append(f"last: {self.value('Int', sizes, wrong_sizes)}")
+            given.append(f"last: {self.value('Int', values.sizes, WRONG_SIZES)}")
         if self.chance(4 if ordered else 12):
-            given.append(f"before: {self.value('String', cursors, wrong_text)}")
+            given.append(f"before: {self.value('String', values.cursors, WRONG_TEXT)}")
         if self.chance(30):
-            given.append(f"filter: {self.value('CustomerFilter', self.filters(), BAD_FILTERS)}")
+            given.append(f"filter: {self.value('CustomerFilter', values.filters, BAD_FILTERS)}")
         if ordered:
             given.append(f"orderBy: {self.value('CustomerOrder', ORDERS, BAD_ORDERS)}")
         if self.mistake(4):
@@ -507,30 +511,55 @@ class Document:
             given = self.draw(st.permutations(given))  # the order of arguments is free
         return f"({', '.join(given)})" if given else ""
 
-    def filters(self) -> st.SearchStrategy[dict[str, Any]]:
-        catalog = self.catalog
-        ids = st.lists(st.sampled_from(catalog.external_ids), max_size=3)
-        if self.wrong:
-            ids |= st.just([f"c-{n}" for n in range(101)])  # more than 100
-        # The last two instants are not ones.
-        instants = st.sampled_from(catalog.instants if self.wrong else catalog.instants[:-2])
-        optional: dict[str, st.SearchStrategy[Any]] = {
-            "externalCustomerIds": ids | st.none(),
-            "email": st.sampled_from(catalog.emails) | st.none(),
-            "search": st.sampled_from(SEARCHES) | st.none(),
-            "country": st.sampled_from(["US", "gb", "DE", "BR", "XX", ""]) | st.none(),
-            "kycStatus": st.lists(st.sampled_from(KYC_STATUSES), max_size=3) | st.none(),
-            "hasKycVerification": st.booleans() | st.none(),
-            "createdAfter": instants | st.none(),
-            "createdBefore": instants | st.none(),
-        }
-        return st.fixed_dictionaries({}, optional=optional)
+
+@dataclass(frozen=True)
+class Strategies:
+    """The values of the root fields' arguments, in a valid document or a wrong one."""
+
+    external_ids: st.SearchStrategy[str]
+    node_ids: st.SearchStrategy[Any]
+    sizes: st.SearchStrategy[int | None]
+    cursors: st.SearchStrategy[str]
+    filters: st.SearchStrategy[dict[str, Any]]
+
+
+@functools.cache
+def strategies_for(catalog: Catalog, wrong: bool) -> Strategies:
+    """Made once per catalog: a document draws from them a few times each."""
+    ids = st.lists(st.sampled_from(catalog.external_ids), max_size=3)
+    if wrong:
+        ids |= st.just([f"c-{n}" for n in range(101)])  # more than 100
+    # The last two instants are not ones.
+    instants = st.sampled_from(catalog.instants if wrong else catalog.instants[:-2])
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "externalCustomerIds": ids | st.none(),
+        "email": st.sampled_from(catalog.emails) | st.none(),
+        "search": st.sampled_from(SEARCHES) | st.none(),
+        "country": st.sampled_from(["US", "gb", "DE", "BR", "XX", ""]) | st.none(),
+        "kycStatus": st.lists(st.sampled_from(KYC_STATUSES), max_size=3) | st.none(),
+        "hasKycVerification": st.booleans() | st.none(),
+        "createdAfter": instants | st.none(),
+        "createdBefore": instants | st.none(),
+    }
+    # Past the limits (101, -1), or a cursor that is not one: refused by the resolver.
+    sizes = [2, 3, 1, 0, 5, 20, 100, None, 101, *([-1] if wrong else [])]
+    odd = ["bogus", "", "Y3Vy"] if wrong else ["bogus"]
+    return Strategies(
+        external_ids=st.sampled_from(catalog.external_ids),
+        node_ids=st.sampled_from(catalog.node_ids),
+        sizes=st.sampled_from(sizes),
+        cursors=st.sampled_from([*catalog.cursors, *odd]),
+        filters=st.fixed_dictionaries({}, optional=optional),
+    )
 
 
 SEARCHES = ["c", "ann", "", "Zo", "zoë", "ZOË", "😀", "%", "_", "c-1", "lee", "t-"]
 ORDERS = st.fixed_dictionaries(
     {}, optional={"field": st.sampled_from(ORDER_FIELDS), "direction": st.sampled_from(DIRECTIONS)}
 )
+WRONG_TEXT = st.sampled_from([5, True, ["c-1"], {"id": "c-1"}])
+WRONG_IDS = st.sampled_from([1.5, True, ["x"], None])
+WRONG_SIZES = st.sampled_from(["3", 1.5, 2**31, True])
 BAD_FILTERS = st.sampled_from([{"bogus": 1}, {"country": 5}, "US", {"kycStatus": ["DONE"]}])
 BAD_ORDERS = st.sampled_from([{"field": "NAME"}, {"direction": "asc"}, {"field": None}, "ASC"])
 
