@@ -39,6 +39,9 @@ class Catalog:
     emails: tuple[str, ...]
     cursors: tuple[str, ...]  # of the default order first, then of other orders
     instants: tuple[str, ...]  # DateTime values; the last two are not valid ones
+    # Who else may send a request, besides the client's own key with every scope: (what it
+    # is, its Authorization header). What each may read is checked by the same analysis.
+    credentials: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,12 @@ class Request:
     method: str = "POST"  # or GET
     accept: str | None = None  # None: httpx's default, */*
     customer_only: bool = False  # only customer root fields (what the compiled path may cover)
+    credential: tuple[str, str] | None = None  # None: the client's own key
 
     async def send(self, client: httpx.AsyncClient) -> httpx.Response:
         headers = {} if self.accept is None else {"accept": self.accept}
+        if self.credential is not None:
+            headers["authorization"] = self.credential[1]
         if self.method == "GET":
             params = {"query": self.document}
             if self.variables is not OMITTED:
@@ -127,9 +133,10 @@ class Request:
             if self.variables is OMITTED
             else json.dumps(self.variables, ensure_ascii=False, indent=1)
         )
+        sender = "the test key" if self.credential is None else self.credential[0]
         return (
             f"{self.method} /graphql, Accept: {self.accept or '*/*'}, "
-            f"operationName: {self.operation_name!r}\n"
+            f"operationName: {self.operation_name!r}, sent with {sender}\n"
             f"--- document\n{self.document}\n--- variables\n{variables}"
         )
 
@@ -620,4 +627,9 @@ def requests(draw: st.DrawFn, catalog: Catalog) -> Request:
         method="GET" if document.chance(15) else "POST",
         accept=draw(st.sampled_from(ACCEPTS)),
         customer_only=document.customer_only,
+        credential=(
+            document.pick(catalog.credentials)
+            if catalog.credentials and document.chance(20)
+            else None
+        ),
     )

@@ -31,10 +31,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 
+from db import keys
 from server import Settings, create_app
 from tests.conftest import OPERATIONS, Clock, GraphQLClient, operation
-from tests.databases import TEST_API_KEY, Databases
+from tests.databases import TEST_API_KEY, Databases, add_key
 from tests.documents import Catalog, Request, global_id, requests
+from tests.identity import IdentityProvider, identity_provider
 
 EXAMPLES = {
     "sqlite": int(os.environ.get("COMPILED_EXAMPLES_SQLITE", "2000")),
@@ -50,9 +52,37 @@ STEP = timedelta(microseconds=1_499)
 UNCOMPARED = frozenset({"x-request-id"})
 
 
+# A key that may read no customer: every customer field is FORBIDDEN to it.
+NARROW_KEY = keys.new_key()
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdentityProvider]:
+    """Signs the tokens of customers (customers:self) and of readers (customers:read)."""
+    with identity_provider() as provider:
+        yield provider
+
+
 @pytest.fixture
-def setting_overrides() -> dict[str, Any]:
-    return {"cursor_secret": CURSOR_SECRET}
+def setting_overrides(idp: IdentityProvider) -> dict[str, Any]:
+    return {**idp.settings(), "cursor_secret": CURSOR_SECRET}
+
+
+def credentials(idp: IdentityProvider) -> tuple[tuple[str, str], ...]:
+    """Who else sends requests: (what it is, its Authorization header). A customer's token
+    reads its own record alone; the narrow key, no customer at all."""
+    return tuple(
+        (name, f"Bearer {credential}")
+        for name, credential in [
+            ("c-1's token", idp.token(scope="customers:self", external_customer_id="c-1")),
+            (
+                f"{UNICODE_ID}'s token",
+                idp.token(scope="customers:self", external_customer_id=UNICODE_ID),
+            ),
+            ("a reader's token", idp.token(scope="customers:read")),
+            ("a key with kyc:provider only", NARROW_KEY),
+        ]
+    )
 
 
 # The apps.
@@ -102,16 +132,20 @@ class Pair:
 async def start_pair(
     stack: AsyncExitStack, settings: Settings, clock: Clock, general_url: str | None = None
 ) -> Pair:
-    """Both apps, stopped when the stack closes; the general one over `general_url` if given."""
+    """Both apps, stopped when the stack closes; the general one over `general_url` if given.
+    The database (each, if two) gets the narrow key."""
     general: dict[str, Any] = {"compiled_path": False}
     if general_url is not None:
         general["database_url"] = general_url
-    return Pair(
+    pair = Pair(
         await stack.enter_async_context(
             serving(settings.model_copy(update={"compiled_path": True}), clock)
         ),
         await stack.enter_async_context(serving(settings.model_copy(update=general), clock)),
     )
+    for side in (pair.compiled, pair.general) if general_url else (pair.general,):
+        await add_key(side.app.state.db, "narrow", NARROW_KEY, [keys.Scope.KYC_PROVIDER])
+    return pair
 
 
 @pytest.fixture
@@ -317,7 +351,9 @@ CURSOR_ORDERS = [
 ]
 
 
-async def catalog_of(seeded: Seeded, pair: Pair) -> Catalog:
+async def catalog_of(
+    seeded: Seeded, pair: Pair, credentials: tuple[tuple[str, str], ...]
+) -> Catalog:
     """What the documents of the property test can refer to."""
     cursors: list[str] = []
     for n, order in enumerate(CURSOR_ORDERS):
@@ -350,6 +386,7 @@ async def catalog_of(seeded: Seeded, pair: Pair) -> Catalog:
             "2025-06-05",
             "not a date",
         ),
+        credentials=credentials,
     )
 
 
@@ -419,15 +456,24 @@ def query_cases(seeded: Seeded, cursors: list[str]) -> list[tuple[str, dict[str,
 ACCEPT_GRAPHQL = "application/graphql-response+json"
 
 
-async def test_example_queries_answer_alike(pair: Pair, clock: Clock) -> None:
+async def test_example_queries_answer_alike(
+    pair: Pair, clock: Clock, idp: IdentityProvider
+) -> None:
+    """Each query with the test key (over POST, also asking for GraphQL over HTTP's media
+    type, and over GET), and with every other credential: customers' tokens, which read their
+    own record alone, a reader's token, and a key that may read no customer."""
     seeded = await seed(GraphQLClient(pair.general.http), clock)
     page = await GraphQLClient(pair.general.http).run("customers", first=100)
     cursors = [edge["cursor"] for edge in page["customers"]["edges"]]
     cases = query_cases(seeded, cursors)
     assert {name for name, _ in cases} == example_operations("query")
+    others = credentials(idp)
     for name, variables in cases:
+        document = operation(name)
         for method, accept in [("POST", None), ("POST", ACCEPT_GRAPHQL), ("GET", None)]:
-            await pair.compare(Request(operation(name), variables, method=method, accept=accept))
+            await pair.compare(Request(document, variables, method=method, accept=accept))
+        for credential in others:
+            await pair.compare(Request(document, variables, credential=credential))
 
 
 def inputs(**fields: Any) -> dict[str, Any]:
@@ -435,7 +481,9 @@ def inputs(**fields: Any) -> dict[str, Any]:
     return {"input": fields}
 
 
-async def test_example_mutations_answer_alike(twins: Pair, clock: Clock) -> None:
+async def test_example_mutations_answer_alike(
+    twins: Pair, clock: Clock, idp: IdentityProvider
+) -> None:
     """Each mutation runs on both copies of the database, refused ones and ones that change
     it; both copies must answer alike, and read alike afterwards."""
     gql = BothClient(twins)
@@ -492,6 +540,17 @@ async def test_example_mutations_answer_alike(twins: Pair, clock: Clock) -> None
         ):
             await twins.compare(request)
         clock.advance(STEP)
+    # A customer's token changes its own record alone; the narrow key may not even ask.
+    own, _, _, narrow = credentials(idp)
+    for credential, name, variables in [
+        (own, "update_customer", inputs(externalCustomerId="c-1", data={"city": "Paris"})),
+        (own, "update_customer", inputs(externalCustomerId="c-2", data={"city": "Paris"})),
+        (own, "start_kyc_verification", inputs(externalCustomerId="c-1")),
+        (own, "delete_customer", inputs(externalCustomerId="c-1")),
+        (narrow, "record_kyc_result", inputs(verificationId="bogus", status="VERIFIED")),
+    ]:
+        await twins.compare(Request(operation(name), variables, credential=credential))
+    await twins.compare(Request(listing, {"first": 100}))
     # A mutation over GET is refused alike.
     variables = inputs(externalCustomerId="c-1")
     mutation = Request(operation("delete_customer"), variables, method="GET")
@@ -518,7 +577,7 @@ class Tally:
 
 
 def test_made_up_documents_answer_alike(
-    settings: Settings, clock: Clock, backend: str, record_property: Any
+    settings: Settings, clock: Clock, backend: str, idp: IdentityProvider, record_property: Any
 ) -> None:
     """Hypothesis makes up documents; both apps must answer each with the same bytes.
 
@@ -539,7 +598,7 @@ def test_made_up_documents_answer_alike(
         try:
             pair = runner.run(start_pair(stack, settings, clock))
             seeded = runner.run(seed(GraphQLClient(pair.general.http), clock))
-            catalog = runner.run(catalog_of(seeded, pair))
+            catalog = runner.run(catalog_of(seeded, pair, credentials(idp)))
 
             async def check(request: Request) -> None:
                 tally.count(request, await pair.compare(request))
