@@ -18,6 +18,7 @@ import asyncio
 import difflib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -70,16 +71,21 @@ def setting_overrides(idp: IdentityProvider) -> dict[str, Any]:
 
 def credentials(idp: IdentityProvider) -> tuple[tuple[str, str], ...]:
     """Who else sends requests: (what it is, its Authorization header). A customer's token
-    reads its own record alone; the narrow key, no customer at all."""
+    reads its own record alone; the narrow key, no customer at all. The tokens last an hour,
+    long enough for hypothesis to shrink a failure."""
+    hour = int(time.time()) + 3600
     return tuple(
         (name, f"Bearer {credential}")
         for name, credential in [
-            ("c-1's token", idp.token(scope="customers:self", external_customer_id="c-1")),
+            (
+                "c-1's token",
+                idp.token(scope="customers:self", external_customer_id="c-1", exp=hour),
+            ),
             (
                 f"{UNICODE_ID}'s token",
-                idp.token(scope="customers:self", external_customer_id=UNICODE_ID),
+                idp.token(scope="customers:self", external_customer_id=UNICODE_ID, exp=hour),
             ),
-            ("a reader's token", idp.token(scope="customers:read")),
+            ("a reader's token", idp.token(scope="customers:read", exp=hour)),
             ("a key with kyc:provider only", NARROW_KEY),
         ]
     )
