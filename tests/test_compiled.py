@@ -634,5 +634,6 @@ def test_made_up_documents_answer_alike(
     assert general == 0, "the app with COMPILED_PATH off answered from the compiled path"
     # The documents must mostly be ones the compiled path can take, or it is barely tested.
     assert tally.clean >= tally.documents // 4, report
-    if compiled == 0:
-        pytest.fail(f"the compiled path answered none of the documents. {report}")
+    # Most customer-only documents it can answer are its to answer: node, customer and the
+    # default order's pages (filters, other orders and last/before are graphql-core's).
+    assert compiled * 3 >= tally.clean, f"the compiled path answered too few. {report}"
