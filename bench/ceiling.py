@@ -4,11 +4,12 @@
 
 A bare Starlette route on uvloop and httptools, answering with orjson. It reads and writes
 the same tables with the same statements as the API's compiled path, checks the same bearer
-key against an in-memory table (loaded once at start), runs `db.rules` on every write, and
-answers the bench's four documents with the same JSON the API gives. It knows those four
-documents only, by their exact text, and parses no GraphQL: what it costs is the floor that
-HTTP, the driver, the rules and JSON put under any server. It lives in bench/ and is never
-part of the served app.
+key against an in-memory table (loaded once at start), runs `db.rules` on every write and
+appends its event to the feed in the same transaction (the counter row, then the event, as
+db/events.py does), and answers the bench's four documents with the same JSON the API
+gives. It knows those four documents only, by their exact text, and parses no GraphQL: what
+it costs is the floor that HTTP, the driver, the rules and JSON put under any server. It
+lives in bench/ and is never part of the served app.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ INSERT = (
     + ") RETURNING id"
 )
 FOR_UPDATE = f"SELECT {CUSTOMER_COLUMNS} FROM customer AS c WHERE c.external_customer_id = $1"
+# Every change appends its event to the feed in the same transaction, as db/events.py does:
+# the counter row first (its lock orders the feed), then the event.
+NEXT_EVENT = "UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last"
+EVENT = (
+    "INSERT INTO customer_event (id, type, external_customer_id, changed_fields, actor, "
+    "occurred_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
 TAKEN_EMAIL = "SELECT external_customer_id, email_key FROM customer WHERE email_key = $1 "
 TAKEN_EMAIL += "AND id != $2"
 
@@ -252,7 +260,9 @@ class Answers:
     def data(self, row: Any, names: tuple[str, ...]) -> dict[str, Any]:
         return {name: row[2 + index] for index, (name, _) in enumerate(DATA) if name in names}
 
-    async def customers(self, variables: dict[str, Any], now: datetime) -> dict[str, Any]:
+    async def customers(
+        self, variables: dict[str, Any], now: datetime, _actor: str
+    ) -> dict[str, Any]:
         first = variables["first"]
         stale = self.stale_before(now)
         rows = await self.db.fetch(LIST, first + 1)
@@ -297,7 +307,9 @@ class Answers:
             }
         }
 
-    async def customer(self, variables: dict[str, Any], now: datetime) -> dict[str, Any]:
+    async def customer(
+        self, variables: dict[str, Any], now: datetime, _actor: str
+    ) -> dict[str, Any]:
         rows = await self.db.fetch(LOOKUP, variables["externalCustomerId"])
         if not rows:
             return {"customer": None}
@@ -334,7 +346,16 @@ class Answers:
             }
         }
 
-    async def create(self, variables: dict[str, Any], now: datetime) -> dict[str, Any]:
+    async def event(
+        self, run: Any, kind: str, external_id: str, changed: str, actor: str, now: datetime
+    ) -> None:
+        (number,) = (await run(NEXT_EVENT))[0]
+        stamp = self.db.stamp(now)
+        await run(EVENT, number, kind, external_id, changed, actor, stamp, stamp)
+        if not self.db.sqlite:
+            await run("SELECT pg_notify('customer_events', $1)", str(number))
+
+    async def create(self, variables: dict[str, Any], now: datetime, actor: str) -> dict[str, Any]:
         given = variables["input"]
         checked = rules.check_customer(given["externalCustomerId"], db_names(given["data"]))
         values = graphql_names(checked.values)
@@ -359,6 +380,7 @@ class Answers:
                 stamp,
                 stamp,
             )
+            await self.event(run, "CUSTOMER_CREATED", values["externalCustomerId"], "", actor, now)
         at = millis(now)
         customer = {
             "id": global_id("Customer", inserted[0][0]),
@@ -370,7 +392,7 @@ class Answers:
         }
         return {"createCustomer": {"customer": customer, "userErrors": [], "warnings": []}}
 
-    async def update(self, variables: dict[str, Any], now: datetime) -> dict[str, Any]:
+    async def update(self, variables: dict[str, Any], now: datetime, actor: str) -> dict[str, Any]:
         given = variables["input"]
         sql = FOR_UPDATE if self.db.sqlite else FOR_UPDATE + " FOR UPDATE"
         async with self.db.write() as run:
@@ -396,6 +418,8 @@ class Answers:
                 sql = f"UPDATE customer SET {sets} WHERE id = ${len(assignments) + 1}"
                 await run(sql, *(v for _, v in assignments), row[0])
                 updated_at = self.db.stamp(now)
+                names = " ".join(c for c, _ in changed)
+                await self.event(run, "CUSTOMER_UPDATED", row[1], names, actor, now)
         customer = {
             "id": global_id("Customer", row[0]),
             "externalCustomerId": row[1],
@@ -427,19 +451,20 @@ def create_app(database_url: str, answers_file: Path, ttl: timedelta) -> Starlet
         document: (*handlers[entry["workload"]], orjson.dumps(entry["extensions"]))
         for document, entry in spec.items()
     }
-    principals: dict[str, frozenset[str]] = {}
+    principals: dict[str, tuple[str, frozenset[str]]] = {}  # by hash: name, scopes
 
     async def graphql(request: Request) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        scopes = principals.get(digest)
-        if scheme.lower() != "bearer" or scopes is None:
+        principal = principals.get(digest)
+        if scheme.lower() != "bearer" or principal is None:
             return Response(b'{"errors":[{"message":"unauthenticated"}]}', 401)
+        name, scopes = principal
         body = orjson.loads(await request.body())
         handler, scope, extensions = by_document[body["query"]]
         if scope not in scopes:
             return Response(b'{"errors":[{"message":"forbidden"}]}', 200)
-        data = await handler(body.get("variables") or {}, utc_now())
+        data = await handler(body.get("variables") or {}, utc_now(), name)
         # The API writes {"data": ..., "extensions": ...}; orjson writes the data, the
         # extensions are the same bytes every time.
         content = b'{"data":' + orjson.dumps(data) + b',"extensions":' + extensions + b"}"
@@ -448,11 +473,11 @@ def create_app(database_url: str, answers_file: Path, ttl: timedelta) -> Starlet
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await backend.open()
-        for key_hash, scopes, revoked in await backend.fetch(
-            "SELECT key_hash, scopes, revoked_at FROM api_key"
+        for name, key_hash, scopes, revoked in await backend.fetch(
+            "SELECT name, key_hash, scopes, revoked_at FROM api_key"
         ):
             if revoked is None and hmac.compare_digest(key_hash, key_hash):
-                principals[key_hash] = frozenset(scopes.split())
+                principals[key_hash] = (name, frozenset(scopes.split()))
         yield
         await backend.close()
 
