@@ -41,6 +41,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from db import events, keys, kyc, migrate, server_secrets, webhooks
@@ -759,7 +761,21 @@ class GracefulServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         protocol = self.config.http_protocol_class
-        logger.info("HTTP protocol %s", getattr(protocol, "__name__", protocol))
+        logger.info(
+            "HTTP protocol %s (%s)", getattr(protocol, "__name__", protocol), parser(protocol)
+        )
+
+
+WORKER_PROTOCOL = "web.timeouts:EdgeProtocol"  # uvicorn's `http=` in each worker process
+
+
+def parser(protocol: object) -> str:
+    """Which HTTP parser a uvicorn protocol class reads requests with."""
+    if isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol):
+        return "httptools"
+    if isinstance(protocol, type) and issubclass(protocol, H11Protocol):
+        return "h11"
+    return "unknown"
 
 
 def worker_app() -> Starlette:
@@ -767,6 +783,7 @@ def worker_app() -> Starlette:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     EdgeProtocol.header_timeout = settings.header_timeout_seconds
+    EdgeProtocol.max_head_bytes = settings.max_header_bytes
     return create_app(settings)
 
 
@@ -776,12 +793,11 @@ def serve(settings: Settings) -> None:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        # The limits on the wire: uvicorn's own, plus a deadline on request heads
-        # (web/timeouts.py, an h11 protocol: httptools has no port of it yet).
-        "http": edge_protocol(settings.header_timeout_seconds),
+        # httptools, with the limits on the wire: uvicorn's own, plus a bound on and a
+        # deadline for request heads (web/timeouts.py).
+        "http": edge_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
         "timeout_keep_alive": settings.idle_timeout_seconds,
         "limit_concurrency": settings.max_connections,
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
         "ws_max_size": settings.max_body_bytes,  # a WebSocket message is bounded like a body
         "lifespan": "on",
         "log_config": None,  # web/logs.py has set up the log
@@ -799,8 +815,8 @@ def serve(settings: Settings) -> None:
     with tempfile.TemporaryDirectory(prefix="customer-api-metrics-") as directory:
         os.environ[metrics.MULTIPROCESS_DIR] = directory
         # A worker gets its configuration pickled: the protocol goes by its import path, and
-        # worker_app() gives it the header deadline.
-        options["http"] = "web.timeouts:EdgeProtocol"
+        # worker_app() gives it the head's deadline and bound.
+        options["http"] = WORKER_PROTOCOL
         config = uvicorn.Config(
             "server:worker_app",
             factory=True,
