@@ -36,7 +36,6 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
 )
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -57,12 +56,10 @@ from schema.errors import report
 from schema.limits import Limits
 from schema.scalars import serialize
 from web import metrics
-from web.access_log import AccessLog
-from web.cors import cors, parse_origins
-from web.headers import SecurityHeaders
+from web.cors import Cors, parse_origins
+from web.edge import App
 from web.health import healthz, readyz_route
 from web.logs import configure_logging
-from web.requests import JsonErrors, RequestScope
 from web.timeouts import EdgeProtocol, edge_protocol
 from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
@@ -516,19 +513,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host
 
-    app = Starlette(
-        # CORS inside the request id and the access log, outside the rest: a preflight is
-        # answered before anything asks for a key.
-        middleware=[
-            Middleware(RequestScope),
-            Middleware(AccessLog),
-            Middleware(SecurityHeaders),
-            cors(settings.cors_origins),
-            Middleware(JsonErrors),
-        ],
+    app = App(
+        # One middleware, web/edge.py's: the request id, metrics and access log, the security
+        # headers, CORS (a preflight is answered before anything asks for a key) and JSON errors.
+        cors=Cors(settings.cors_origins),
         routes=[
+            Route("/graphql", view, max_body_size=settings.max_body_bytes),  # the busy one first
             Route("/", home),
-            Route("/graphql", view, max_body_size=settings.max_body_bytes),
             Route("/healthz", healthz),
             Route("/readyz", readyz_route(db, settings.ready_timeout_seconds)),
             Route("/metrics", metrics.metrics_route(settings.metrics_token)),
@@ -803,7 +794,7 @@ def serve(settings: Settings) -> None:
         "log_config": None,  # web/logs.py has set up the log
         "log_level": settings.log_level.lower(),
         # uvicorn's access log prints query strings, and a GET query's variables can hold an
-        # e-mail; AccessLog prints the path only.
+        # e-mail; the edge's access log prints the path only.
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }

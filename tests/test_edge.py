@@ -112,6 +112,33 @@ async def test_every_response_says_nosniff_and_no_store(
     assert response.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "text"),
+    [
+        ("POST", "/healthz", 405, "Method Not Allowed"),  # the router's
+        ("GET", "/nowhere", 404, "Not Found"),  # the router's
+        ("GET", "/graphiql/nothing.js", 404, "Not Found"),  # StaticFiles'
+    ],
+)
+async def test_starlettes_own_refusals_are_plain_text_with_the_edge_headers(
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    status: int,
+    text: str,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="customer_api.access"):
+        response = await http.request(method, path, headers={"x-request-id": "r-1"})
+    assert (response.status_code, response.text) == (status, text)
+    if status == 405:
+        assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD"}
+    assert response.headers["x-request-id"] == "r-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "customer_api.access"]
+    assert line.startswith(f"{method} {path} {status} ")
+
+
 async def test_too_large_bodies_say_nosniff_too(http: httpx.AsyncClient) -> None:
     response = await http.post("/graphql", content=b"x" * (1024 * 1024 + 1))
     assert response.status_code == 413
