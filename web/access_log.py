@@ -40,13 +40,18 @@ def log_access(scope: Scope, status: int, elapsed: float, info: RequestInfo | No
         "key": printable(info.principal) if info and info.principal else None,
     }
     shown = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
-    access_logger.info(
+    # The record that access_logger.info(..., extra=...) would make, made directly: half the
+    # cost of a line (no look for the caller's frame, no check of each extra key, which are
+    # fixed here and clash with no attribute of a record).
+    record = access_logger.makeRecord(
+        access_logger.name,
+        logging.INFO,
+        __file__,
+        0,
         "%s %s %d %.1fms%s",
-        method,
-        path,
-        status,
-        elapsed_ms,
-        shown,
-        extra={"method": method, "path": path, "status": status,
-               "duration_ms": round(elapsed_ms, 1), **fields},
-    )  # fmt: skip
+        (method, path, status, elapsed_ms, shown),
+        None,
+    )
+    record.__dict__.update(method=method, path=path, status=status,
+                           duration_ms=round(elapsed_ms, 1), **fields)  # fmt: skip
+    access_logger.handle(record)
