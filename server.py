@@ -56,6 +56,7 @@ from schema.errors import report
 from schema.limits import Limits
 from schema.scalars import serialize
 from web import metrics
+from web.body import BodyLimit
 from web.cors import Cors, parse_origins
 from web.edge import App
 from web.health import healthz, readyz_route
@@ -518,7 +519,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         # headers, CORS (a preflight is answered before anything asks for a key) and JSON errors.
         cors=Cors(settings.cors_origins),
         routes=[
-            Route("/graphql", view, max_body_size=settings.max_body_bytes),  # the busy one first
+            Route("/graphql", BodyLimit(view, settings.max_body_bytes)),  # the busy one first
             Route("/", home),
             Route("/healthz", healthz),
             Route("/readyz", readyz_route(db, settings.ready_timeout_seconds)),
