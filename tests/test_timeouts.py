@@ -267,6 +267,15 @@ async def test_a_head_not_complete_in_time_is_closed_without_a_word() -> None:
     assert wire.written == b""
 
 
+async def test_blank_lines_between_requests_do_not_hold_the_connection() -> None:
+    protocol, wire = await connect(header_timeout=0.05)
+    protocol.data_received(HEAD + b"x" * 40)
+    assert await wire.answers(1) == [b"HTTP/1.1 401 Unauthorized"]
+    protocol.data_received(b"\r\n")  # stops the idle timer; begins no request
+    async with asyncio.timeout(10):  # the head deadline, not this, closes it
+        await wire.closed.wait()
+
+
 async def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline() -> None:
     _protocol, wire = await connect(header_timeout=0.05)
     async with asyncio.timeout(10):

@@ -9,8 +9,8 @@ its keep-alive timer with every byte. This protocol adds all three:
 - an unfinished request line and headers of more than `max_head_bytes` get 400 and the
   connection is closed (what uvicorn's h11 protocol does with `h11_max_incomplete_event_size`);
 - the head must be complete within `header_timeout` seconds of the connection opening (or of
-  the next request's first byte in a read that does not finish it); else the connection is
-  closed without a word;
+  the next request's first byte in a read that does not finish it, or of blank lines between
+  requests, which stop the keep-alive timer); else the connection is closed without a word;
 - once the answer is out, unread body bytes no longer keep the connection open.
 
 The body's own deadline, while the app reads it, is the view's (web/view.py).
@@ -76,11 +76,18 @@ class EdgeProtocol(HttpToolsProtocol):
                 # counts only a head still unfinished at the end of the read.
                 self._head_bytes += len(data)
             super().data_received(data)
-        if self._phase is HEAD and not self.transport.is_closing():
+        phase = self._phase
+        if phase is BODY or self.transport.is_closing():
+            return
+        if phase is HEAD:
             if self._head_bytes > self.max_head_bytes:
                 self._refuse_head()
-            elif self._head_deadline is None:
+            else:
                 self._await_head()  # a head began in this read and is not finished: due now
+        elif self._head_bytes:
+            # Bytes between requests that began none (httptools skips blank lines there):
+            # they stopped the keep-alive timer, so the next head is due from now.
+            self._await_head()
 
     def _feed(self, data: bytes) -> None:
         """The parser's share of uvicorn's data_received, without stopping the keep-alive timer."""
