@@ -36,11 +36,12 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
 )
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from db import events, keys, kyc, migrate, server_secrets, webhooks
@@ -57,12 +58,11 @@ from schema.errors import report
 from schema.limits import Limits
 from schema.scalars import serialize
 from web import metrics
-from web.access_log import AccessLog
-from web.cors import cors, parse_origins
-from web.headers import SecurityHeaders
+from web.body import BodyLimit
+from web.cors import Cors, parse_origins
+from web.edge import App
 from web.health import healthz, readyz_route
 from web.logs import configure_logging
-from web.requests import JsonErrors, RequestScope
 from web.timeouts import EdgeProtocol, edge_protocol
 from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
@@ -533,19 +533,13 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host
 
-    app = Starlette(
-        # CORS inside the request id and the access log, outside the rest: a preflight is
-        # answered before anything asks for a key.
-        middleware=[
-            Middleware(RequestScope),
-            Middleware(AccessLog),
-            Middleware(SecurityHeaders),
-            cors(settings.cors_origins),
-            Middleware(JsonErrors),
-        ],
+    app = App(
+        # One middleware, web/edge.py's: the request id, metrics and access log, the security
+        # headers, CORS (a preflight is answered before anything asks for a key) and JSON errors.
+        cors=Cors(settings.cors_origins),
         routes=[
+            Route("/graphql", BodyLimit(view, settings.max_body_bytes)),  # the busy one first
             Route("/", home),
-            Route("/graphql", view, max_body_size=settings.max_body_bytes),
             Route("/healthz", healthz),
             Route("/readyz", readyz_route(db, settings.ready_timeout_seconds)),
             Route("/metrics", metrics.metrics_route(settings.metrics_token)),
@@ -779,7 +773,21 @@ class GracefulServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         protocol = self.config.http_protocol_class
-        logger.info("HTTP protocol %s", getattr(protocol, "__name__", protocol))
+        logger.info(
+            "HTTP protocol %s (%s)", getattr(protocol, "__name__", protocol), parser(protocol)
+        )
+
+
+WORKER_PROTOCOL = "web.timeouts:EdgeProtocol"  # uvicorn's `http=` in each worker process
+
+
+def parser(protocol: object) -> str:
+    """Which HTTP parser a uvicorn protocol class reads requests with."""
+    if isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol):
+        return "httptools"
+    if isinstance(protocol, type) and issubclass(protocol, H11Protocol):
+        return "h11"
+    return "unknown"
 
 
 def worker_app() -> Starlette:
@@ -787,6 +795,7 @@ def worker_app() -> Starlette:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     EdgeProtocol.header_timeout = settings.header_timeout_seconds
+    EdgeProtocol.max_head_bytes = settings.max_header_bytes
     return create_app(settings)
 
 
@@ -796,18 +805,17 @@ def serve(settings: Settings) -> None:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        # The limits on the wire: uvicorn's own, plus a deadline on request heads
-        # (web/timeouts.py, an h11 protocol: httptools has no port of it yet).
-        "http": edge_protocol(settings.header_timeout_seconds),
+        # httptools, with the limits on the wire: uvicorn's own, plus a bound on and a
+        # deadline for request heads (web/timeouts.py).
+        "http": edge_protocol(settings.header_timeout_seconds, settings.max_header_bytes),
         "timeout_keep_alive": settings.idle_timeout_seconds,
         "limit_concurrency": settings.max_connections,
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
         "ws_max_size": settings.max_body_bytes,  # a WebSocket message is bounded like a body
         "lifespan": "on",
         "log_config": None,  # web/logs.py has set up the log
         "log_level": settings.log_level.lower(),
         # uvicorn's access log prints query strings, and a GET query's variables can hold an
-        # e-mail; AccessLog prints the path only.
+        # e-mail; the edge's access log prints the path only.
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
     }
@@ -819,8 +827,8 @@ def serve(settings: Settings) -> None:
     with tempfile.TemporaryDirectory(prefix="customer-api-metrics-") as directory:
         os.environ[metrics.MULTIPROCESS_DIR] = directory
         # A worker gets its configuration pickled: the protocol goes by its import path, and
-        # worker_app() gives it the header deadline.
-        options["http"] = "web.timeouts:EdgeProtocol"
+        # worker_app() gives it the head's deadline and bound.
+        options["http"] = WORKER_PROTOCOL
         config = uvicorn.Config(
             "server:worker_app",
             factory=True,

@@ -8,9 +8,15 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Message, Receive, Scope, Send
 
+from db.engine import Database
 from server import Settings
 from tests.databases import TEST_API_KEY
+from web.cors import HEADERS, METHODS, Cors
 
 APP = "http://127.0.0.1:5173"
 OTHER = "https://evil.example"
@@ -118,3 +124,69 @@ def test_no_origin_is_allowed_unless_listed() -> None:
 def test_origins_are_exact(value: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(cors_allow_origins=value)
+
+
+async def test_a_preflight_answer_carries_the_edge_headers_and_its_own_vary(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    response = await anonymous.options(
+        "/graphql", headers={**preflight(APP), "x-request-id": "pre-1"}
+    )
+    assert response.status_code == 204
+    assert response.headers["x-request-id"] == "pre-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers.get_list("vary") == [
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
+        "Access-Control-Request-Private-Network"
+    ]
+
+
+async def test_a_failure_outside_graphql_is_readable_by_a_listed_origin(
+    anonymous: httpx.AsyncClient, db: Database
+) -> None:
+    async with db.write() as session:
+        await session.execute(text("ALTER TABLE api_key RENAME TO api_key_gone"))
+    response = await anonymous.post(
+        "/graphql",
+        json={"query": "{ __typename }"},
+        headers={"origin": APP, "authorization": "Bearer cak_fresh-key", "x-request-id": "e-1"},
+    )
+    assert response.status_code == 500
+    assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert response.headers["access-control-allow-origin"] == APP
+    assert response.headers["x-request-id"] == "e-1"
+    assert response.headers["cache-control"] == "no-store"
+
+
+# What the app's responses may already carry, and what Starlette's middleware makes of them.
+RESPONSE_HEADERS = [
+    [],
+    [(b"content-type", b"text/plain")],
+    [(b"vary", b"Accept")],
+    [(b"vary", b"Accept"), (b"content-length", b"0"), (b"vary", b"Accept-Encoding")],
+    [(b"access-control-allow-origin", b"https://else.example"), (b"vary", b"Accept")],
+]
+
+
+@pytest.mark.parametrize("headers", RESPONSE_HEADERS)
+@pytest.mark.parametrize("origin", [None, APP, OTHER])
+async def test_response_headers_are_what_starlettes_middleware_adds(
+    headers: list[tuple[bytes, bytes]], origin: str | None
+) -> None:
+    async def ignored(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError
+
+    middleware = CORSMiddleware(
+        ignored, allow_origins=[APP], allow_methods=METHODS, allow_headers=HEADERS, max_age=600
+    )
+    request = Headers(headers={} if origin is None else {"origin": origin})
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    start = {"type": "http.response.start", "status": 200, "headers": list(headers)}
+    await middleware.send(start, send, request)
+    ours = list(headers)
+    Cors([APP]).add_headers(ours, None if origin is None else origin.encode())
+    assert ours == sent[0]["headers"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -112,10 +113,65 @@ async def test_every_response_says_nosniff_and_no_store(
     assert response.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "text"),
+    [
+        ("POST", "/healthz", 405, "Method Not Allowed"),  # the router's
+        ("GET", "/nowhere", 404, "Not Found"),  # the router's
+        ("GET", "/graphiql/nothing.js", 404, "Not Found"),  # StaticFiles'
+    ],
+)
+async def test_starlettes_own_refusals_are_plain_text_with_the_edge_headers(
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    status: int,
+    text: str,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="customer_api.access"):
+        response = await http.request(method, path, headers={"x-request-id": "r-1"})
+    assert (response.status_code, response.text) == (status, text)
+    if status == 405:
+        assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD"}
+    assert response.headers["x-request-id"] == "r-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    [line] = [r.getMessage() for r in caplog.records if r.name == "customer_api.access"]
+    assert line.startswith(f"{method} {path} {status} ")
+
+
 async def test_too_large_bodies_say_nosniff_too(http: httpx.AsyncClient) -> None:
     response = await http.post("/graphql", content=b"x" * (1024 * 1024 + 1))
     assert response.status_code == 413
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def test_a_body_of_no_declared_length_is_counted_as_it_is_read(
+    http: httpx.AsyncClient,
+) -> None:
+    query = json.dumps({"query": "{ __typename }"}).encode()
+    headers = {"content-type": "application/json"}
+    small = await http.post("/graphql", content=chunks(query), headers=headers)
+    assert small.status_code == 200, small.text
+    assert "content-length" not in small.request.headers  # sent chunked
+    padded = query[:-1] + b', "pad": "' + b"x" * (1024 * 1024) + b'"}'
+    large = await http.post("/graphql", content=chunks(padded), headers=headers)
+    assert (large.status_code, large.text) == (413, "Content Too Large")
+    assert large.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_body_declared_too_large_is_413_with_or_without_a_key(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    body = b"x" * (1024 * 1024 + 1)
+    for headers in ({}, {"authorization": f"Bearer {TEST_API_KEY}"}, {"authorization": "Bearer x"}):
+        response = await anonymous.post("/graphql", content=body, headers=headers)
+        assert (response.status_code, response.text) == (413, "Content Too Large")
 
 
 async def test_no_redirect_is_built_from_the_host_header(http: httpx.AsyncClient) -> None:

@@ -223,7 +223,7 @@ async def test_a_body_over_one_mebibyte_is_413(http: httpx.AsyncClient) -> None:
         content=json.dumps({"query": "{ __typename }", "variables": {"pad": padding}}),
         headers={"content-type": "application/json"},
     )
-    assert response.status_code == 413  # Starlette's limit on the route (MAX_BODY_BYTES)
+    assert response.status_code == 413  # the route's limit (MAX_BODY_BYTES)
     assert response.text == "Content Too Large"
 
 

@@ -9,10 +9,12 @@ from datetime import timedelta
 import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
+from uvicorn.importer import import_from_string
 
 from db.engine import Database
 from db.rules import Environment
 from schema import schema
+from server import WORKER_PROTOCOL, parser
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY
 from tests.servers import running_server
@@ -35,8 +37,8 @@ def test_responses_are_encoded_with_orjson() -> None:
     assert view.encode_json(data) == orjson.dumps(data)
 
 
-def test_the_server_runs_on_uvloop_with_the_edge_protocol(database_url: str) -> None:
-    """uvloop, and web/timeouts.py's h11 protocol (its deadlines have no httptools port yet)."""
+def test_the_server_runs_on_uvloop_with_the_edge_protocol_on_httptools(database_url: str) -> None:
+    """uvloop, and web/timeouts.py's protocol (its deadlines and head bound) on httptools."""
     with running_server(database_url) as server:
         response = httpx.post(
             server.url + "/graphql", json={"query": operation("customers")}, headers=AUTH
@@ -44,7 +46,13 @@ def test_the_server_runs_on_uvloop_with_the_edge_protocol(database_url: str) -> 
         assert response.status_code == 200
     log = "".join(server.log)
     assert "serving with the uvloop event loop and orjson" in log
-    assert "HTTP protocol EdgeProtocol" in log
+    assert "HTTP protocol EdgeProtocol (httptools)" in log
+
+
+def test_workers_serve_with_the_edge_protocol_on_httptools() -> None:
+    """WORKERS > 1 names the protocol by its import path (uvicorn's supervisor logs nothing
+    of it): that path is the edge protocol, on httptools."""
+    assert parser(import_from_string(WORKER_PROTOCOL)) == "httptools"
 
 
 def free_port() -> int:

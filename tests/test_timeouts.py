@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Awaitable
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from bench.slow_clients import CHEAP, Closed, dribble_head, rss_bytes, stall_body, until_closed
 from tests.databases import TEST_API_KEY
 from tests.servers import running_server
+from web.timeouts import EdgeProtocol, edge_protocol
 
 SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "200"))
 HEADER_TIMEOUT, BODY_TIMEOUT, IDLE_TIMEOUT = 2.0, 3.0, 2.0
@@ -150,3 +157,146 @@ def test_heads_and_connections_are_bounded(database_url: str) -> None:
         too_big, refused = asyncio.run(run())
     assert too_big == b"HTTP/1.1 400 Bad Request"
     assert refused == b"HTTP/1.1 503 Service Unavailable"
+
+
+# -- The protocol alone, on a transport that keeps what the server writes ------------------------
+
+
+class Wire(asyncio.Transport):
+    """The server's end of a connection: what it writes, and whether it closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.wrote = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+        self.wrote.set()
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def is_closing(self) -> bool:
+        return self.closed.is_set()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    async def answers(self, count: int) -> list[bytes]:
+        """The status lines of the first `count` answers, once they are all written."""
+        async with asyncio.timeout(10):
+            while self.written.count(b"HTTP/1.1 ") < count:
+                self.wrote.clear()
+                await self.wrote.wait()
+        return re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", self.written)
+
+
+async def answer_at_once(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers without reading the body, as the key check does (401)."""
+    assert scope["type"] == "http"
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": b"no"})
+
+
+async def connect(header_timeout: float = 10, max_head_bytes: int = 2048) -> tuple[Any, Wire]:
+    config = uvicorn.Config(
+        answer_at_once,
+        log_config=None,
+        lifespan="off",
+        proxy_headers=False,
+        timeout_keep_alive=5,
+    )
+    protocol = edge_protocol(header_timeout, max_head_bytes)(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    wire = Wire()
+    protocol.connection_made(wire)
+    return protocol, wire
+
+
+HEAD = b"POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-length: 40\r\n\r\n"
+
+
+def test_the_edge_protocol_reads_with_httptools() -> None:
+    assert issubclass(EdgeProtocol, HttpToolsProtocol)
+
+
+@pytest.mark.parametrize("read", [1, 100, 10_000], ids=["byte by byte", "100 a read", "one read"])
+async def test_an_unfinished_head_past_the_bound_gets_400_however_it_arrives(read: int) -> None:
+    protocol, wire = await connect(max_head_bytes=2048)
+    data = b"GET /graphql HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 4096
+    for start in range(0, len(data), read):
+        if wire.is_closing():
+            break
+        protocol.data_received(data[start : start + read])
+    assert await wire.answers(1) == [b"HTTP/1.1 400 Bad Request"]
+    assert b"The request line and headers are too large." in wire.written
+    assert wire.is_closing()
+
+
+async def test_heads_within_the_bound_are_read_across_reads_and_pipelined() -> None:
+    protocol, wire = await connect(max_head_bytes=2048)
+    padded = b"GET /graphql HTTP/1.1\r\nhost: x\r\nx-padding: " + b"a" * 1900 + b"\r\n\r\n"
+    for start in range(0, len(padded), 7):  # each request's head within the bound, in pieces
+        protocol.data_received(padded[start : start + 7])
+    assert await wire.answers(1) == [b"HTTP/1.1 401 Unauthorized"]
+    # Two requests in one read, then a third whose head ends in a read of its own: the bytes
+    # of the heads before it do not count against it.
+    protocol.data_received(padded + padded + padded[:1000])
+    protocol.data_received(padded[1000:])
+    assert len(await wire.answers(4)) == 4
+    assert not wire.is_closing()
+
+
+async def test_a_head_not_complete_in_time_is_closed_without_a_word() -> None:
+    protocol, wire = await connect(header_timeout=0.05)
+    protocol.data_received(HEAD[:10])
+    async with asyncio.timeout(10):  # the deadline, not this, closes it
+        await wire.closed.wait()
+    assert wire.written == b""
+
+
+async def test_blank_lines_between_requests_do_not_hold_the_connection() -> None:
+    protocol, wire = await connect(header_timeout=0.05)
+    protocol.data_received(HEAD + b"x" * 40)
+    assert await wire.answers(1) == [b"HTTP/1.1 401 Unauthorized"]
+    protocol.data_received(b"\r\n")  # stops the idle timer; begins no request
+    async with asyncio.timeout(10):  # the head deadline, not this, closes it
+        await wire.closed.wait()
+
+
+async def test_a_connection_that_sends_nothing_is_closed_at_the_head_deadline() -> None:
+    _protocol, wire = await connect(header_timeout=0.05)
+    async with asyncio.timeout(10):
+        await wire.closed.wait()
+    assert wire.written == b""
+
+
+async def test_the_body_of_a_request_answered_early_does_not_keep_the_connection() -> None:
+    protocol, wire = await connect()
+    protocol.data_received(HEAD + b"x" * 10)
+    assert await wire.answers(1) == [b"HTTP/1.1 401 Unauthorized"]
+    idle = protocol.timeout_keep_alive_task
+    assert idle is not None
+    for _ in range(20):  # the rest of the body, a byte now and then: the idle timer runs on
+        protocol.data_received(b"x")
+    assert protocol.timeout_keep_alive_task is idle
+    assert not idle.cancelled()
+    # The body ends and a next request begins: it is answered, and the connection is no
+    # longer idle while it is.
+    protocol.data_received(b"x" * 10 + HEAD[:20])
+    assert idle.cancelled()
+    protocol.data_received(HEAD[20:] + b"x" * 40)
+    assert await wire.answers(2) == [b"HTTP/1.1 401 Unauthorized"] * 2
+    assert not wire.is_closing()

@@ -2,31 +2,19 @@
 
 Responses hold personal data; `no-store` keeps it out of browser and proxy caches, and
 `nosniff` stops a browser from reading a JSON or text answer as something it could run.
+web/edge.py adds them to every HTTP response.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
+_NAMES = frozenset(name for name, _ in HEADERS)
 
 
-class SecurityHeaders:
-    """ASGI middleware adding HEADERS to every HTTP response that does not set them itself."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", ())}
-                added = [(name, value) for name, value in HEADERS if name not in present]
-                message = {**message, "headers": [*message.get("headers", ()), *added]}
-            await send(message)
-
-        await self.app(scope, receive, sending)
-        return None
+def add_security_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    """Append to a response's headers each of HEADERS that it does not set itself."""
+    present = {lowered for name, _ in headers if (lowered := name.lower()) in _NAMES}
+    if not present:
+        headers.extend(HEADERS)
+        return
+    headers.extend((name, value) for name, value in HEADERS if name not in present)

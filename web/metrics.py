@@ -8,6 +8,7 @@ each worker writes its values to files there and `/metrics` adds them up across 
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import re
@@ -131,13 +132,31 @@ def _sample_pool() -> None:
     POOL_WAITING.set(waiting)
 
 
+# The labelled children each request counts into, kept: `labels()` checks and converts its
+# values and takes a lock every time. Their labels are bounded, so are these.
+@functools.cache
+def _responses(route: str, status: int) -> Counter:
+    return HTTP_RESPONSES.labels(route, status)
+
+
+@functools.cache
+def _requests(operation: str, kind: str, outcome: str) -> Counter:
+    return REQUESTS.labels(operation, kind, outcome)
+
+
+@functools.cache
+def _latency(kind: str, outcome: str) -> Histogram:
+    return LATENCY.labels(kind, outcome)
+
+
 def observe_request(path: str, status: int, info: RequestInfo, seconds: float) -> None:
-    route = path if path in ROUTES or path.startswith("/graphiql/") else "other"
-    HTTP_RESPONSES.labels("/graphiql/*" if route.startswith("/graphiql/") else route, status).inc()
+    graphiql = path.startswith("/graphiql/")
+    route = path if path in ROUTES else "/graphiql/*" if graphiql else "other"
+    _responses(route, status).inc()
     if info.outcome is not None:
         kind = info.operation_type or "unknown"
-        REQUESTS.labels(operation_label(info.operation_name), kind, info.outcome).inc()
-        LATENCY.labels(kind, info.outcome).observe(seconds)
+        _requests(operation_label(info.operation_name), kind, info.outcome).inc()
+        _latency(kind, info.outcome).observe(seconds)
     _sample_pool()
 
 
