@@ -243,8 +243,7 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     def do_ping(dbapi_connection: DBAPIConnection) -> bool:
         try:
             if bounded and timeouts is not None:
-                driver = dbapi_connection.driver_connection
-                await_(asyncio.wait_for(driver.fetchrow(";"), timeouts.connect))
+                await_(_round_trip(dbapi_connection.driver_connection, timeouts.connect))
                 return True
             return ping(dbapi_connection)
         except Exception as error:
@@ -257,6 +256,14 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     @event.listens_for(engine.sync_engine, "do_connect")
     def refuse_while_unreachable(*_args: Any) -> None:
         latch.check()
+
+
+async def _round_trip(driver: Any, seconds: float) -> None:
+    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose task is cancelled just as
+    # the answer arrives returns the answer and drops the cancellation (CPython gh-86296), so
+    # a background loop cancelled at shutdown went on checking out connections.
+    async with asyncio.timeout(seconds):
+        await driver.fetchrow(";")
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

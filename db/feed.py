@@ -52,8 +52,12 @@ class FeedSignal:
         """Wait until an event newer than `seen` is known, or `at_most` seconds; the newest."""
         self._start()
         if self.latest <= seen:
+            # asyncio.timeout, not wait_for: on Python 3.11 a wait_for cancelled as the event
+            # is set returns and drops the cancellation (CPython gh-86296), and the webhook
+            # worker, cancelled at shutdown as news came, went on delivering.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), at_most)
+                async with asyncio.timeout(at_most):
+                    await self._changed.wait()
         return self.latest
 
     def _advance(self, latest: int) -> None:
@@ -119,5 +123,9 @@ class FeedSignal:
                 await asyncio.sleep(self.poll_seconds)
             finally:
                 if connection is not None:
+                    # A close that does not end in time (or is cancelled) aborts the socket.
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 1)
+                        async with asyncio.timeout(1):
+                            await connection.close()
+                    if not connection.is_closed():
+                        connection.terminate()

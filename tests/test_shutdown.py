@@ -3,20 +3,30 @@ closes the pools and exits 0, with no traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
+from db import webhooks
+from db.engine import Database, Timeouts
+from db.feed import FeedSignal
+from db.models import utc_now
+from server import STOP_SECONDS
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
 from tests.servers import running_server
+from web.webhooks import DeliveryWorker
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 IN_FLIGHT = 20
@@ -82,3 +92,84 @@ def test_requests_in_flight_finish_and_the_exit_is_0(sqlite_url: str, sig: signa
     log = "".join(server.log)
     assert "Traceback" not in log
     assert "KeyboardInterrupt" not in log
+
+
+# -- background work stops when it is cancelled, whenever that comes --------------------------
+# Python 3.11's asyncio.wait_for returns the awaited result, and drops the cancellation, when
+# the cancellation comes as that result does (CPython gh-86296): a loop around it went on
+# after a stop had cancelled it. These tests make the cancellation come at exactly that moment.
+
+
+@pytest.fixture
+def postgres_url(databases: Databases) -> Iterator[str]:
+    url = databases.url_for("postgresql")
+    yield url
+    databases.drop(url)
+
+
+async def test_a_checkout_cancelled_as_its_pre_ping_answers_is_cancelled(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(postgres_url, timeouts=Timeouts())
+    try:
+        async with db.read() as session:  # a pooled connection: the next checkout pings it
+            await session.execute(text("SELECT 1"))
+        victim: asyncio.Task[None] | None = None
+        answer = asyncpg.Connection.fetchrow
+
+        async def fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+            row = await answer(self, query, *args, **kw)
+            if query == ";" and victim is not None:  # the pre-ping's answer is here: stop now
+                victim.cancel()
+            return row
+
+        monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+        ran: list[int] = []
+
+        async def read() -> None:  # one sweep's worth of work
+            async with db.read() as session:
+                ran.append((await session.execute(text("SELECT 1"))).scalar_one())
+
+        victim = asyncio.create_task(read())
+        await asyncio.wait([victim])
+        assert victim.cancelled(), "the cancellation was lost: the work went on"
+        assert ran == []
+    finally:
+        await db.dispose()
+
+
+class Parked(asyncio.Event):
+    """The feed's event, saying when someone waits on it."""
+
+    def __init__(self, parked: asyncio.Event) -> None:
+        super().__init__()
+        self.parked = parked
+
+    async def wait(self) -> Literal[True]:
+        self.parked.set()
+        return await super().wait()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_the_webhook_worker_cancelled_as_news_arrives_stops(database_url: str) -> None:
+    db = Database(database_url, timeouts=Timeouts())
+    feed = FeedSignal(db, poll_seconds=60, fallback_seconds=60)
+    parked = asyncio.Event()
+    feed._changed = Parked(parked)
+    worker = DeliveryWorker(
+        db, feed, webhooks.Settings(None, False, (1.0,)), clock=utc_now, cursor_secret=b"k" * 32
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await parked.wait()  # the worker waits for news
+        feed._advance(feed.latest + 1)  # news arrives...
+        task.cancel()  # ...as the server stops
+        done, _ = await asyncio.wait([task], timeout=STOP_SECONDS)
+        assert task in done, "the worker went on after it was cancelled"
+        assert task.cancelled()
+    finally:
+        while not task.done():  # a lost cancellation: end it for the next test
+            task.cancel()
+            await asyncio.wait([task], timeout=1)
+        await feed.close()
+        await db.dispose()
