@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from db import events
 from db.engine import Database
+from db.tasks import cancel_and_wait
 
 logger = logging.getLogger("customer_api.feed")
 
@@ -81,11 +82,9 @@ class FeedSignal:
             self._task = asyncio.get_running_loop().create_task(watch())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
 
     async def _read_head(self) -> None:
         async with self.db.read() as session:

@@ -22,6 +22,7 @@ from db import webhooks
 from db.engine import Database, Timeouts
 from db.feed import FeedSignal
 from db.models import utc_now
+from db.tasks import cancel_and_wait
 from server import STOP_SECONDS
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
@@ -173,3 +174,25 @@ async def test_the_webhook_worker_cancelled_as_news_arrives_stops(database_url: 
             await asyncio.wait([task], timeout=1)
         await feed.close()
         await db.dispose()
+
+
+async def test_a_stop_that_is_itself_cancelled_is_cancelled() -> None:
+    started, cleaning, cleaned = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await cleaned.wait()  # its clean-up takes a while
+
+    task = asyncio.create_task(slow_to_stop())
+    await started.wait()
+    stop = asyncio.create_task(cancel_and_wait(task))
+    await cleaning.wait()
+    stop.cancel()  # the stop itself is given up on...
+    cleaned.set()  # ...as the task ends
+    await asyncio.wait([stop])
+    assert task.cancelled()
+    assert stop.cancelled(), "the stop's own cancellation was taken for the task's"
