@@ -4,6 +4,8 @@ closes the pools and exits 0, with no traceback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
 import socket
 import sqlite3
@@ -15,15 +17,17 @@ from typing import Any, Literal
 import asyncpg
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
+import server
 from db import webhooks
 from db.engine import Database, Timeouts
 from db.feed import FeedSignal
 from db.models import utc_now
 from db.tasks import cancel_and_wait
-from server import STOP_SECONDS
+from server import STOP_SECONDS, Settings, create_app
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
 from tests.servers import running_server
@@ -196,3 +200,47 @@ async def test_a_stop_that_is_itself_cancelled_is_cancelled() -> None:
     await asyncio.wait([stop])
     assert task.cancelled()
     assert stop.cancelled(), "the stop's own cancellation was taken for the task's"
+
+
+async def test_a_stop_is_bounded_and_terminates_the_connections_of_work_that_ignores_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    held: list[asyncpg.Connection] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+    stubborn: list[asyncio.Task[Any]] = []
+
+    async def sweep_ignoring_cancellation(db: Database, *_args: Any) -> None:
+        stubborn.append(asyncio.current_task())  # type: ignore[arg-type]
+        async with db.read() as session:
+            raw = await (await session.connection()).get_raw_connection()
+            held.append(raw.driver_connection)
+            holding.set()
+            while not release.is_set():  # a driver call that never ends, say
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+
+    monkeypatch.setattr(server, "sweep_forever", sweep_ignoring_cancellation)
+    settings = Settings(
+        database_url=postgres_url,
+        migrate_on_start=False,
+        kyc_sweep_interval_seconds=60,
+        webhook_worker=False,
+    )
+    app = create_app(settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="customer_api"):
+            async with LifespanManager(app, shutdown_timeout=10):
+                await holding.wait()  # the sweep holds its connection
+                stopping = time.monotonic()
+            took = time.monotonic() - stopping
+        # Within the harness's 5 s (asgi-lifespan's default; orchestrators' are alike).
+        assert took < 4.0, f"the stop took {took:.1f} s"
+        assert any("did not stop within" in r.getMessage() for r in caplog.records)
+        # Its connection is terminated, not left open for the garbage collector.
+        assert held[0].is_closed()
+    finally:
+        release.set()
+        for task in stubborn:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
