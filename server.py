@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import io
 import logging
 import os
 import socket
@@ -460,17 +461,29 @@ def graphql_view(
     )
 
 
-STOP_SECONDS = 5.0  # how long each step of a stop may take before it is abandoned
+# The stop after the last request is bounded as a whole, well inside the 5 s that process
+# managers and test harnesses (asgi-lifespan) commonly give a lifespan's shutdown: background
+# work has STOP_SECONDS - CLOSE_SECONDS to end, and the database connections what is left (at
+# least CLOSE_SECONDS) to close; those still open then are terminated.
+STOP_SECONDS = 3.5
+CLOSE_SECONDS = 1.5
 
 
-async def stop_within(tasks: Sequence[asyncio.Future[Any]], seconds: float) -> None:
-    """Wait up to `seconds` for `tasks` to end; log (and leave) those that do not."""
+async def stop_within(tasks: Sequence[asyncio.Task[Any]], seconds: float) -> None:
+    """Wait up to `seconds` for `tasks` to end; log (and leave) those that do not, with where
+    each one was."""
     if not tasks:
         return
     _done, pending = await asyncio.wait(tasks, timeout=seconds)
     for task in pending:
-        name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
-        logger.warning("%s did not stop within %.0f s; exiting without it", name, seconds)
+        where = io.StringIO()
+        task.print_stack(limit=8, file=where)
+        logger.warning(
+            "%s did not stop within %g s; exiting without it\n%s",
+            task.get_name(),
+            seconds,
+            where.getvalue().rstrip(),
+        )
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Starlette:
@@ -496,7 +509,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         )
         tasks = []
         if settings.kyc_sweep_interval_seconds > 0:
-            tasks.append(asyncio.create_task(sweep_forever(db, settings, clock)))
+            sweep = sweep_forever(db, settings, clock)
+            tasks.append(asyncio.create_task(sweep, name="the expiry sweep"))
         if settings.webhook_worker:
             worker = DeliveryWorker(
                 db,
@@ -507,7 +521,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
                 concurrency=settings.webhook_concurrency,
                 cursor_secret=view.cursor_secret,
             )
-            tasks.append(asyncio.create_task(worker.run()))
+            tasks.append(asyncio.create_task(worker.run(), name="the webhook worker"))
         # What is built by now (modules, the schema) lives as long as the process: keep it
         # out of the garbage collector's full passes, which otherwise walk all of it (about
         # 70 ms on a busy core) whenever requests allocate a lot, as parsing large documents
@@ -516,19 +530,23 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
         gc.freeze()
         yield
         gc.unfreeze()
-        # Background work is cancelled, and each step of the stop is bounded: a task stuck in
-        # a driver call must not hold the exit (seen once: a server that never exited after
-        # SIGTERM beside a busy expiry sweep on PostgreSQL). What did not stop is named.
+        # Background work is cancelled and the stop is bounded as a whole: work stuck in a
+        # driver call must not hold the exit. What did not stop is named, with where it was,
+        # and the connections it holds are terminated with the rest.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_SECONDS
         for task in tasks:
             task.cancel()
-        await stop_within([*tasks, asyncio.ensure_future(feed.close())], STOP_SECONDS)
-        await stop_within([asyncio.ensure_future(view.keys.close())], STOP_SECONDS)
+        closing = [
+            asyncio.create_task(feed.close(), name="the event listener"),
+            asyncio.create_task(view.keys.close(), name="the key stamps"),
+        ]
+        await stop_within([*tasks, *closing], STOP_SECONDS - CLOSE_SECONDS)
         metrics.watch_pool(None)
         try:
-            # A hung database must not hold the exit: closing is bounded, then abandoned.
-            await db.dispose(within=settings.db_connect_timeout_seconds + 1)
+            await db.close(within=max(CLOSE_SECONDS, deadline - loop.time()))
         except TimeoutError:
-            logger.warning("the database connections did not close in time; exiting anyway")
+            logger.warning("the database connections did not close in time; terminated them")
 
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ class CountingPool(AsyncAdaptedQueuePool):
 
 
 def _not_cancelled(record: logging.LogRecord) -> bool:
-    # A close cancelled is `dispose(timeout)` giving up on a hung database, not an error.
+    # A close cancelled is `close(within)` giving up on a hung database, not an error.
     return not (record.exc_info and record.exc_info[0] is asyncio.CancelledError)
 
 
@@ -181,6 +182,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if isinstance(self.engine.pool, CountingPool):
             _latch_on_failed_pings(self.engine, self.engine.pool.latch, timeouts)
+        # The driver's connections, for `close()` to terminate what is still open at the end.
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
+        if self.engine.dialect.name == "postgresql":
+            _track_connections(self.engine, self._opened)
         self._write_turn: asyncio.Lock | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
@@ -254,13 +259,16 @@ class Database:
             return pool.checkedout(), pool.waiting
         return 0, 0
 
-    async def dispose(self, within: float | None = None) -> None:
-        """Close the pool's connections; after `within` seconds (a hung database) abandon
-        the rest, raising TimeoutError."""
-        if within is None:
-            await self._close_readers()
-            await self.engine.dispose()
-            return
+    async def dispose(self) -> None:
+        """Close the pool's connections (checked-out ones close when they are checked in)."""
+        await self._close_readers()
+        await self.engine.dispose()
+
+    async def close(self, within: float) -> None:
+        """At a stop: close the pool's connections for up to `within` seconds, then terminate
+        (drop the socket of) every connection of the driver still open: one whose close did
+        not end in time (a hung database: TimeoutError is raised), or one still held by work
+        that did not stop. None is left for the garbage collector to find."""
         try:
             async with asyncio.timeout(within):
                 await self._close_readers()
@@ -268,6 +276,10 @@ class Database:
         except TimeoutError:
             await self.engine.dispose(close=False)
             raise
+        finally:
+            for connection in list(self._opened):
+                if not connection.is_closed():
+                    connection.terminate()
 
     async def _close_readers(self) -> None:
         if self._sqlite_readers is not None:
@@ -286,8 +298,7 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     def do_ping(dbapi_connection: DBAPIConnection) -> bool:
         try:
             if bounded and timeouts is not None:
-                driver = dbapi_connection.driver_connection
-                await_(asyncio.wait_for(driver.fetchrow(";"), timeouts.connect))
+                await_(_round_trip(dbapi_connection.driver_connection, timeouts.connect))
                 return True
             return ping(dbapi_connection)
         except Exception as error:
@@ -300,6 +311,20 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     @event.listens_for(engine.sync_engine, "do_connect")
     def refuse_while_unreachable(*_args: Any) -> None:
         latch.check()
+
+
+async def _round_trip(driver: Any, seconds: float) -> None:
+    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose task is cancelled just as
+    # the answer arrives returns the answer and drops the cancellation (CPython gh-86296), so
+    # a background loop cancelled at shutdown went on checking out connections.
+    async with asyncio.timeout(seconds):
+        await driver.fetchrow(";")
+
+
+def _track_connections(engine: AsyncEngine, opened: weakref.WeakSet[Any]) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def track(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        opened.add(dbapi_connection.driver_connection)
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

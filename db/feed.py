@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from db import events
 from db.engine import Database
+from db.tasks import cancel_and_wait
 
 logger = logging.getLogger("customer_api.feed")
 
@@ -52,8 +53,12 @@ class FeedSignal:
         """Wait until an event newer than `seen` is known, or `at_most` seconds; the newest."""
         self._start()
         if self.latest <= seen:
+            # asyncio.timeout, not wait_for: on Python 3.11 a wait_for cancelled as the event
+            # is set returns and drops the cancellation (CPython gh-86296), and the webhook
+            # worker, cancelled at shutdown as news came, went on delivering.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), at_most)
+                async with asyncio.timeout(at_most):
+                    await self._changed.wait()
         return self.latest
 
     def _advance(self, latest: int) -> None:
@@ -77,11 +82,9 @@ class FeedSignal:
             self._task = asyncio.get_running_loop().create_task(watch())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
 
     async def _read_head(self) -> None:
         async with self.db.read() as session:
@@ -119,5 +122,9 @@ class FeedSignal:
                 await asyncio.sleep(self.poll_seconds)
             finally:
                 if connection is not None:
+                    # A close that does not end in time (or is cancelled) aborts the socket.
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 1)
+                        async with asyncio.timeout(1):
+                            await connection.close()
+                    if not connection.is_closed():
+                        connection.terminate()

@@ -3,20 +3,35 @@ closes the pools and exits 0, with no traceback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import signal
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
+import asyncpg
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
+import server
+from db import webhooks
+from db.engine import Database, Timeouts
+from db.feed import FeedSignal
+from db.models import utc_now
+from db.tasks import cancel_and_wait
+from server import STOP_SECONDS, Settings, create_app
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
 from tests.servers import running_server
+from web.webhooks import DeliveryWorker
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 IN_FLIGHT = 20
@@ -82,3 +97,150 @@ def test_requests_in_flight_finish_and_the_exit_is_0(sqlite_url: str, sig: signa
     log = "".join(server.log)
     assert "Traceback" not in log
     assert "KeyboardInterrupt" not in log
+
+
+# -- background work stops when it is cancelled, whenever that comes --------------------------
+# Python 3.11's asyncio.wait_for returns the awaited result, and drops the cancellation, when
+# the cancellation comes as that result does (CPython gh-86296): a loop around it went on
+# after a stop had cancelled it. These tests make the cancellation come at exactly that moment.
+
+
+@pytest.fixture
+def postgres_url(databases: Databases) -> Iterator[str]:
+    url = databases.url_for("postgresql")
+    yield url
+    databases.drop(url)
+
+
+async def test_a_checkout_cancelled_as_its_pre_ping_answers_is_cancelled(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(postgres_url, timeouts=Timeouts())
+    try:
+        async with db.read() as session:  # a pooled connection: the next checkout pings it
+            await session.execute(text("SELECT 1"))
+        victim: asyncio.Task[None] | None = None
+        answer = asyncpg.Connection.fetchrow
+
+        async def fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+            row = await answer(self, query, *args, **kw)
+            if query == ";" and victim is not None:  # the pre-ping's answer is here: stop now
+                victim.cancel()
+            return row
+
+        monkeypatch.setattr(asyncpg.Connection, "fetchrow", fetchrow)
+        ran: list[int] = []
+
+        async def read() -> None:  # one sweep's worth of work
+            async with db.read() as session:
+                ran.append((await session.execute(text("SELECT 1"))).scalar_one())
+
+        victim = asyncio.create_task(read())
+        await asyncio.wait([victim])
+        assert victim.cancelled(), "the cancellation was lost: the work went on"
+        assert ran == []
+    finally:
+        await db.dispose()
+
+
+class Parked(asyncio.Event):
+    """The feed's event, saying when someone waits on it."""
+
+    def __init__(self, parked: asyncio.Event) -> None:
+        super().__init__()
+        self.parked = parked
+
+    async def wait(self) -> Literal[True]:
+        self.parked.set()
+        return await super().wait()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_the_webhook_worker_cancelled_as_news_arrives_stops(database_url: str) -> None:
+    db = Database(database_url, timeouts=Timeouts())
+    feed = FeedSignal(db, poll_seconds=60, fallback_seconds=60)
+    parked = asyncio.Event()
+    feed._changed = Parked(parked)
+    worker = DeliveryWorker(
+        db, feed, webhooks.Settings(None, False, (1.0,)), clock=utc_now, cursor_secret=b"k" * 32
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await parked.wait()  # the worker waits for news
+        feed._advance(feed.latest + 1)  # news arrives...
+        task.cancel()  # ...as the server stops
+        done, _ = await asyncio.wait([task], timeout=STOP_SECONDS)
+        assert task in done, "the worker went on after it was cancelled"
+        assert task.cancelled()
+    finally:
+        while not task.done():  # a lost cancellation: end it for the next test
+            task.cancel()
+            await asyncio.wait([task], timeout=1)
+        await feed.close()
+        await db.dispose()
+
+
+async def test_a_stop_that_is_itself_cancelled_is_cancelled() -> None:
+    started, cleaning, cleaned = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await cleaned.wait()  # its clean-up takes a while
+
+    task = asyncio.create_task(slow_to_stop())
+    await started.wait()
+    stop = asyncio.create_task(cancel_and_wait(task))
+    await cleaning.wait()
+    stop.cancel()  # the stop itself is given up on...
+    cleaned.set()  # ...as the task ends
+    await asyncio.wait([stop])
+    assert task.cancelled()
+    assert stop.cancelled(), "the stop's own cancellation was taken for the task's"
+
+
+async def test_a_stop_is_bounded_and_terminates_the_connections_of_work_that_ignores_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    held: list[asyncpg.Connection] = []
+    holding, release = asyncio.Event(), asyncio.Event()
+    stubborn: list[asyncio.Task[Any]] = []
+
+    async def sweep_ignoring_cancellation(db: Database, *_args: Any) -> None:
+        stubborn.append(asyncio.current_task())  # type: ignore[arg-type]
+        async with db.read() as session:
+            raw = await (await session.connection()).get_raw_connection()
+            held.append(raw.driver_connection)
+            holding.set()
+            while not release.is_set():  # a driver call that never ends, say
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+
+    monkeypatch.setattr(server, "sweep_forever", sweep_ignoring_cancellation)
+    settings = Settings(
+        database_url=postgres_url,
+        migrate_on_start=False,
+        kyc_sweep_interval_seconds=60,
+        webhook_worker=False,
+    )
+    app = create_app(settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="customer_api"):
+            async with LifespanManager(app, shutdown_timeout=10):
+                await holding.wait()  # the sweep holds its connection
+                stopping = time.monotonic()
+            took = time.monotonic() - stopping
+        # Within the harness's 5 s (asgi-lifespan's default; orchestrators' are alike).
+        assert took < 4.0, f"the stop took {took:.1f} s"
+        assert any("did not stop within" in r.getMessage() for r in caplog.records)
+        # Its connection is terminated, not left open for the garbage collector.
+        assert held[0].is_closed()
+    finally:
+        release.set()
+        for task in stubborn:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

@@ -37,6 +37,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from db.keys import Principal
+from db.tasks import cancel_and_wait
 from schema.access import FORBIDDEN
 from schema.context import Context
 from web.auth import Unauthenticated
@@ -118,9 +119,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def shutdown(self) -> None:
         if self.heartbeat is not None:
-            self.heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat
+            await cancel_and_wait(self.heartbeat)
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
