@@ -8,8 +8,10 @@ from collections.abc import Mapping
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from db import customers
+from db.customer_rows import CustomerReads
 from tests.conftest import GraphQLClient, operation
 
 
@@ -76,7 +78,10 @@ async def test_unexpected_error_is_masked_with_an_id_in_the_log(
     async def broken(*_args: object) -> None:
         raise RuntimeError("SELECT secret FROM customer /home/app/db.py ann@example.com")
 
+    # Both paths fail: the compiled path's failure hands the request to graphql-core, whose
+    # failure is the one masked and logged.
     monkeypatch.setattr(customers, "get_customer", broken)
+    monkeypatch.setattr(CustomerReads, "by_external_id", broken)
     with caplog.at_level(logging.ERROR, logger="customer_api.errors"):
         response = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
     assert response.status_code == 200
@@ -248,3 +253,19 @@ async def test_an_operation_name_that_is_not_a_string_is_400(
     response = await post_accepting(http, "application/json", body)
     assert response.status_code == 400
     assert response.text.startswith("Unknown operation named")
+
+
+async def test_a_compiled_read_that_fails_is_answered_by_graphql_core(
+    gql: GraphQLClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await gql.create("c-1", email="c1@example.com")
+    expected = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
+
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("the compiled path's statement failed")
+
+    monkeypatch.setattr(CustomerReads, "by_external_id", broken)
+    answered = app.state.view.compiled_answers
+    response = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
+    assert response.content == expected.content
+    assert app.state.view.compiled_answers == answered  # graphql-core answered it
