@@ -105,7 +105,7 @@ class Plan:
     fragments: Mapping[str, FragmentDefinitionNode]
     variables: tuple[Variable, ...]
     conditions: tuple[str, ...]  # the variables @skip and @include read
-    built: dict[tuple[Any, ...], Built] = field(default_factory=dict)
+    built: dict[tuple[Any, ...], Built | None] = field(default_factory=dict)
 
     def coerce(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -114,10 +114,17 @@ class Plan:
         return values
 
     def for_conditions(self, values: Mapping[str, Any]) -> Built:
+        """The builders for these values of the condition variables (each True, False or
+        None: at most 3^n sets); Unsupported, remembered too, when the plan cannot cover them."""
         key = tuple(values.get(name) for name in self.conditions)
-        built = self.built.get(key)
+        if key not in self.built:
+            try:
+                self.built[key] = _build(self, Collector(self.schema, self.fragments, values))
+            except Unsupported:
+                self.built[key] = None
+        built = self.built[key]
         if built is None:
-            built = self.built[key] = _build(self, Collector(self.schema, self.fragments, values))
+            raise Unsupported("a selection the plan does not cover")
         return built
 
 
