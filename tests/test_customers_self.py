@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from server import Settings, create_app
 from tests.conftest import Clock, GraphQLClient, operation
@@ -87,8 +88,9 @@ def not_found(external_id: str) -> list[dict[str, Any]]:
 
 
 async def test_reads_its_own_record_and_no_other(
-    me: Customer, two: dict[str, dict[str, Any]]
+    me: Customer, two: dict[str, dict[str, Any]], app: Starlette
 ) -> None:
+    compiled = app.state.view.compiled_answers
     own = (await me.data("customer", externalCustomerId="c-1"))["customer"]
     assert own["id"] == two["c-1"]["id"]
     assert own["data"]["city"] == "Trenton"
@@ -100,6 +102,9 @@ async def test_reads_its_own_record_and_no_other(
     assert (await me.data("node", id=two["c-1"]["verificationId"]))["node"]["status"] == "PENDING"
     for other in (two["c-2"]["id"], two["c-2"]["verificationId"]):
         assert await me.data("node", id=other) == {"node": None}
+    # The customer look-ups (not the verification's, whose owner it does not read) were the
+    # compiled path's: it keeps to the token's own record too.
+    assert app.state.view.compiled_answers - compiled == 5
 
 
 async def test_updates_its_own_record_and_no_other(

@@ -2,15 +2,16 @@
 
 graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and
 a completion step for every field of every customer, and an ORM row for each. For the
-documents clients send most (a customer by id, a page of customers), `CompiledPath.answer`
-does instead what that execution would amount to: one statement on the driver
-(db/customer_rows.py) and one generated function that builds the response in
-selection order (plan.py). It returns None for anything it does not cover, or any request
-that graphql-core would answer with an error (a refused document, a key without
-customers:read, a variable that does not coerce, a bad cursor, a page size out of range, a
-sick database): the view then runs the request through Strawberry as usual, so every error
-is graphql-core's. The same cached analysis (schema/analysis.py) gives both paths their
-validation, limits, scopes and cost.
+documents clients send most (a customer by id, any object by its global id, a page of
+customers), `CompiledPath.answer` does instead what that execution would amount to: one
+statement on the driver (db/customer_rows.py) and one generated function that builds the
+response in selection order (plan.py). A customers:self token gets its own record and null
+for any other, as from the resolvers. It returns None for anything it does not cover, or any
+request that graphql-core would answer with an error (a refused document or key, a variable
+that does not coerce, a bad cursor, a page size out of range, a sick database): the view then
+runs the request through Strawberry as usual, so every error is graphql-core's. The same
+cached analysis (schema/analysis.py) gives both paths their validation, limits, scopes and
+cost.
 
 tests/test_compiled.py proves the two paths answer byte for byte the same.
 """
@@ -82,7 +83,6 @@ class CompiledPath:
             or not isinstance(given, dict | None)
             or request.get("extensions") is not None
             or principal is None
-            or Scope.CUSTOMERS_READ not in principal.scopes
         ):
             return None
         analysis = self.analyser.analyse(text, name)
@@ -94,64 +94,83 @@ class CompiledPath:
         if plan is None:
             return None
         try:
-            data = await self._run(plan, given or {}, cursor_secret)
+            values = plan.coerce(given or {})
+            built = plan.for_conditions(values)
+            run = _Run(self, values, principal, cursor_secret)
+            data = {
+                root.key: await run.root(root, build, needs) for root, build, needs in built.roots
+            }
         except (Unsupported, PageError):
             return None
         cost = {"requested": analysis.cost(given), "maximum": analysis.limits.max_cost}
         operation = plan.operation.name.value if plan.operation.name else None
         return {"data": data, "extensions": {"cost": cost}}, operation
 
-    async def _run(
-        self, plan: Plan, given: Mapping[str, Any], cursor_secret: bytes
-    ) -> dict[str, Any]:
-        values = plan.coerce(given)
-        built = plan.for_conditions(values)
-        now, ttl = self.clock(), self.kyc_ttl
-        data: dict[str, Any] = {}
-        for root, build, needs in built.roots:
-            if root.kind == "__typename":
-                data[root.key] = build()
-            elif root.kind == "customer":
-                external_id = argument(root.arguments["externalCustomerId"], values, str)
-                if not isinstance(external_id, str):
-                    raise Unsupported("no externalCustomerId")  # graphql-core's error
-                found = await self.reads.by_external_id(external_id, needs.verifications)
-                data[root.key] = None if found is None else build(found, now, ttl)
-            elif root.kind == "node":
-                data[root.key] = await self._node(root, build, needs, values)
-            else:
-                data[root.key] = await self._page(root, build, needs, values, cursor_secret)
-        return data
 
-    async def _node(
-        self, root: Root, build: Callable[..., Any], needs: Needs, values: Mapping[str, Any]
-    ) -> Any:
+class _Run:
+    """One request's run of a plan: its variables, its one reading of the clock, and which
+    customer it may touch (`own`, as `Context.own_customer` says: None for any)."""
+
+    def __init__(
+        self,
+        path: CompiledPath,
+        values: Mapping[str, Any],
+        principal: Principal,
+        cursor_secret: bytes,
+    ) -> None:
+        self.reads = path.reads
+        self.values = values
+        self.now, self.ttl = path.clock(), path.kyc_ttl
+        self.cursor_secret = cursor_secret
+        self.own = None
+        if Scope.CUSTOMERS_READ not in principal.scopes:
+            self.own = principal.customer or ""
+
+    async def root(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
+        if root.kind == "__typename":
+            return build()
+        if root.kind == "customer":
+            return await self.customer(root, build, needs)
+        if root.kind == "node":
+            return await self.node(root, build, needs)
+        return await self.page(root, build, needs)
+
+    async def customer(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
+        """`Query.customer`: null for another customer than a customers:self token's own."""
+        external_id = argument(root.arguments["externalCustomerId"], self.values, str)
+        if not isinstance(external_id, str):
+            raise Unsupported("no externalCustomerId")  # graphql-core's error
+        if self.own not in (None, external_id):
+            return None
+        found = await self.reads.by_external_id(external_id, needs.verifications)
+        return None if found is None else build(found, self.now, self.ttl)
+
+    async def node(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         """`Query.node`: a customer or a verification by its global id, else null."""
-        global_id = argument(root.arguments["id"], values, str)
+        global_id = argument(root.arguments["id"], self.values, str)
         if not isinstance(global_id, str):
             raise Unsupported("no id")  # graphql-core's error
         try:
             decoded = ids.decode(global_id)
         except GraphQLError:
             raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
-        now, ttl = self.clock(), self.kyc_ttl
         if decoded is not None and decoded[0] == "Customer":
             customer = await self.reads.by_id(decoded[1], needs.verifications)
-            return None if customer is None else build(customer, None, now, ttl)
+            if customer is None or self.own not in (None, customer.row.external_customer_id):
+                return None
+            return build(customer, None, self.now, self.ttl)
         if decoded is not None and decoded[0] == "KycVerification":
+            if self.own is not None:
+                raise Unsupported("a verification for a customers:self token (its owner)")
             verification = await self.reads.verification(decoded[1])
-            return None if verification is None else build(None, verification, now, ttl)
+            return None if verification is None else build(None, verification, self.now, self.ttl)
         return None
 
-    async def _page(
-        self,
-        root: Root,
-        build: Callable[..., Any],
-        needs: Needs,
-        values: Mapping[str, Any],
-        cursor_secret: bytes,
-    ) -> Any:
+    async def page(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         """`Query.customers` in the default order, from its first page or after a cursor."""
+        if self.own is not None:
+            raise Unsupported("a list without customers:read (FORBIDDEN)")
+        values = self.values
         for name in ("last", "before", "filter", "orderBy"):
             if name in root.arguments and argument(root.arguments[name], values, None) not in (
                 None,
@@ -165,11 +184,12 @@ class CompiledPath:
             cursor = None
         if not isinstance(cursor, str | None):
             raise Unsupported("an after that is not a string")
-        key = None if cursor is None else after_key(cursor, cursor_secret)
+        secret = self.cursor_secret
+        key = None if cursor is None else after_key(cursor, secret)
         rows, more = await self.reads.newest_first(first, key, needs.verifications)
-        signed = [cursor_of(r.row, cursor_secret) for r in rows] if needs.cursors else None
+        signed = [cursor_of(r.row, secret) for r in rows] if needs.cursors else None
         total = await self.reads.count() if needs.total else None
-        return build(rows, more, cursor, signed, total, self.clock(), self.kyc_ttl)
+        return build(rows, more, cursor, signed, total, self.now, self.ttl)
 
 
 def _first(node: Any, values: Mapping[str, Any]) -> int:
