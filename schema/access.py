@@ -188,7 +188,7 @@ def forbidden(
     else:
         reason = "the scope " + " or ".join(names)
     return GraphQLError(
-        f"Your API key may not use {coordinate}: it needs {reason}.",
+        f"Your API key or token may not use {coordinate}: it needs {reason}.",
         nodes=[node],
         path=list(path),
         extensions={"code": FORBIDDEN},

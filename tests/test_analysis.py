@@ -193,17 +193,17 @@ def test_forbidden_errors_name_the_field_its_scope_and_where_it_is() -> None:
     assert [(e.path, e.message) for e in errors] == [
         (
             ["u", "customer", "data"],
-            "Your API key may not use Customer.data: it needs the scope customers:read or "
+            "Your API key or token may not use Customer.data: it needs the scope customers:read or "
             "customers:self.",
         ),
         (
             ["u", "customer", "data", "email"],
-            "Your API key may not use CustomerData.email: it needs the scope customers:read "
-            "or customers:self.",
+            "Your API key or token may not use CustomerData.email: it needs the scope "
+            "customers:read or customers:self.",
         ),
         (
             ["u", "customer", "kycVerifications"],
-            "Your API key may not use Customer.kycVerifications: it needs the scope "
+            "Your API key or token may not use Customer.kycVerifications: it needs the scope "
             "customers:read or customers:self.",
         ),
     ]

@@ -112,7 +112,7 @@ async def test_a_missing_scope_is_forbidden_and_closes_4403(url: str) -> None:
         assert error["type"] == "error"
         assert [(e["message"], e["extensions"]["code"]) for e in error["payload"]] == [
             (
-                "Your API key may not use Subscription.customerEvents: it needs the "
+                "Your API key or token may not use Subscription.customerEvents: it needs the "
                 "customers:read scope.",
                 "FORBIDDEN",
             )
@@ -120,7 +120,7 @@ async def test_a_missing_scope_is_forbidden_and_closes_4403(url: str) -> None:
         code, reason = await ws.closed()
         assert code == 4403
         assert reason is not None
-        assert reason.startswith("Forbidden: Your API key may not use")
+        assert reason.startswith("Forbidden: Your API key or token may not use")
 
 
 async def test_queries_and_mutations_over_the_socket_follow_keys_scopes_and_limits(
