@@ -269,3 +269,15 @@ async def test_a_compiled_read_that_fails_is_answered_by_graphql_core(
     response = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
     assert response.content == expected.content
     assert app.state.view.compiled_answers == answered  # graphql-core answered it
+
+
+async def test_get_takes_null_variables_and_names_a_bad_parameter(http: httpx.AsyncClient) -> None:
+    query = '{ customer(externalCustomerId: "x") { id } }'
+    response = await http.get("/graphql", params={"query": query, "variables": "null"})
+    assert response.status_code == 200
+    assert response.json()["data"] == {"customer": None}
+    for given, said in (("[1]", "must be a JSON object or null"), ("{", "is not JSON")):
+        response = await http.get("/graphql", params={"query": query, "variables": given})
+        assert response.status_code == 400
+        assert "The variables parameter" in response.text
+        assert said in response.text

@@ -288,6 +288,21 @@ class GraphQLView(GraphQL[Context, None]):
             response.headers["content-type"] = GRAPHQL_RESPONSE
         return response
 
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        """A GET's parameters: `variables` and `extensions` as strict JSON, each an object or
+        null (as a POST's may be), else a 400 that names the parameter."""
+        parsed = dict(params)
+        for name in ("variables", "extensions"):
+            if parsed.get(name):
+                try:
+                    value = parse_json(parsed[name])
+                except BadJSON as error:
+                    raise HTTPException(400, f"The {name} parameter: {error}") from None
+                if not isinstance(value, dict | None):
+                    raise HTTPException(400, f"The {name} parameter must be a JSON object or null.")
+                parsed[name] = value
+        return parsed
+
     def parse_json(self, data: str | bytes) -> Any:
         try:
             parsed = parse_json(data)
