@@ -240,13 +240,16 @@ class Database:
         if self._sqlite_readers is not None:
             return statement.rows(await self._sqlite_readers.fetch(statement.sql, parameters))
         pooled = await self.engine.raw_connection()
+        driver = pooled.driver_connection
         try:
-            driver = pooled.driver_connection
             if self.is_sqlite:
                 raw = await driver.execute_fetchall(statement.sql, parameters)  # type: ignore[union-attr]
             else:
                 raw = await driver.fetch(statement.sql, *parameters)  # type: ignore[union-attr]
         except BaseException:
+            if not self.is_sqlite:
+                # Dropped at once: a polite close would wait on a database that may not answer.
+                driver.terminate()  # type: ignore[union-attr]
             await greenlet_spawn(pooled.invalidate)
             raise
         await greenlet_spawn(pooled.close)
