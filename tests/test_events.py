@@ -131,15 +131,23 @@ async def test_an_expiry_written_by_a_new_start_is_an_event_too(
     gql: GraphQLClient, clock: Clock
 ) -> None:
     await gql.create("c-1")
-    await gql.start_kyc("c-1")
-    clock.advance(TTL)
-    await gql.start_kyc("c-1")  # finds the old one expired, writes that down, starts anew
-    kinds = [(e["type"], e["actor"]) for e in await feed(gql)][1:]
+    first = (await gql.start_kyc("c-1"))["verification"]
+    clock.advance(TTL + timedelta(minutes=7))
+    # Finds the old one expired, writes that down, starts anew.
+    second = (await gql.start_kyc("c-1"))["verification"]
+    events = (await feed(gql))[1:]
+    kinds = [(e["type"], e["actor"]) for e in events]
     assert kinds == [
         ("KYC_VERIFICATION_STARTED", "tests"),
         ("KYC_VERIFICATION_STATUS_CHANGED", "system"),
         ("KYC_VERIFICATION_STARTED", "tests"),
     ]
+    # Each start names the verification it started; the expiry happened at createdAt + ttl,
+    # whoever wrote it down (here the start, minutes later).
+    assert [e["verification"]["id"] for e in events] == [first["id"], first["id"], second["id"]]
+    assert events[0]["verification"]["status"] == "EXPIRED"  # as it is now
+    assert events[2]["verification"]["status"] == "PENDING"
+    assert events[1]["occurredAt"] == "2025-06-06T04:57:11.151Z"  # createdAt + ttl
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
