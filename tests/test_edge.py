@@ -76,7 +76,7 @@ async def test_variables_over_get_are_held_to_the_same_limits(http: httpx.AsyncC
     response = await http.get("/graphql", params=params)
     assert response.status_code == 400
     assert response.text == (
-        f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep."
+        f"The variables parameter nests arrays and objects more than {MAX_JSON_DEPTH} deep."
     )
 
 

@@ -296,8 +296,9 @@ class GraphQLView(GraphQL[Context, None]):
             if parsed.get(name):
                 try:
                     value = parse_json(parsed[name])
-                except BadJSON as error:
-                    raise HTTPException(400, f"The {name} parameter: {error}") from None
+                except BadJSON as error:  # its message is about a body: said of the parameter
+                    message = str(error).replace("The request body", f"The {name} parameter", 1)
+                    raise HTTPException(400, message) from None
                 if not isinstance(value, dict | None):
                     raise HTTPException(400, f"The {name} parameter must be a JSON object or null.")
                 parsed[name] = value
