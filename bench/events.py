@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -35,7 +34,6 @@ from db import keys, migrate
 from db.engine import Database
 from db.models import utc_now
 
-ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_events"
 CREATE = (
     "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) "

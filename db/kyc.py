@@ -241,7 +241,8 @@ async def expire_stale(
     Idempotent and safe to run in several processes at once: each row is claimed with a
     conditional UPDATE, so a row that another sweep expired first is not counted again, and
     its KYC_VERIFICATION_STATUS_CHANGED (actor `system`, at the moment it expired) is recorded
-    once. The events are recorded after every batch, so the counter is the last lock taken.
+    once. The events are recorded once, after the last batch, so the counter is the last lock
+    taken.
     """
     expired = 0
     recorded: list[NewEvent] = []

@@ -62,10 +62,6 @@ _ENCRYPTED = "v1:"
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 
-class WebhooksNotConfigured(Exception):
-    """No WEBHOOK_SECRET_KEY: secrets could not be stored encrypted, so none are made."""
-
-
 class SecretBox:
     """Encrypts signing secrets at rest with AES-GCM (a fresh 96-bit nonce for each)."""
 
@@ -264,11 +260,6 @@ async def list_deliveries(
     return await fetch_page(session, query, DELIVERIES, first=first, after=after, secret=secret)
 
 
-async def list_attempts(session: AsyncSession, delivery_id: int) -> list[WebhookAttempt]:
-    query = select(WebhookAttempt).where(col(WebhookAttempt.delivery_id) == delivery_id)
-    return list(await session.scalars(query.order_by(col(WebhookAttempt.id))))
-
-
 # The worker's side.
 
 _BATCH = 500
@@ -323,8 +314,9 @@ async def enqueue(session: AsyncSession, now: datetime) -> int:
     return made
 
 
-def _due_heads(now: datetime) -> Any:
-    """The oldest pending delivery of each enabled endpoint, when it is due."""
+def _heads(now: datetime | None = None) -> Any:
+    """The oldest pending delivery of each enabled endpoint (only those due at `now`, when
+    given): what may go next, since an endpoint's deliveries go in feed order."""
     older = aliased(WebhookDelivery)
     oldest = (
         sa_select(func.min(col(older.id)))
@@ -335,33 +327,30 @@ def _due_heads(now: datetime) -> Any:
         .correlate(WebhookDelivery)
         .scalar_subquery()
     )
-    return (
+    heads = (
         select(WebhookDelivery)
         .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
         .where(
             col(WebhookDelivery.status) == DeliveryStatus.PENDING,
             col(WebhookEndpoint.enabled),
-            col(WebhookDelivery.next_attempt_at) <= now,
             col(WebhookDelivery.id) == oldest,
         )
         .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.id))
     )
+    return heads if now is None else heads.where(col(WebhookDelivery.next_attempt_at) <= now)
 
 
 async def any_due(session: AsyncSession, now: datetime) -> bool:
     """Whether a delivery is due (a cheap read, so idle workers take no write lock)."""
-    return (await session.execute(_due_heads(now).limit(1))).first() is not None
+    return (await session.execute(_heads(now).limit(1))).first() is not None
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
-    """When the soonest pending delivery is due."""
-    return (
-        await session.execute(
-            sa_select(func.min(col(WebhookDelivery.next_attempt_at))).where(
-                col(WebhookDelivery.status) == DeliveryStatus.PENDING
-            )
-        )
-    ).scalar_one()
+    """When the soonest delivery that may go next is due. Deliveries queued behind their
+    endpoint's oldest one, or of a disabled endpoint, do not count: their (past) times
+    would wake the worker at once, again and again, while the head waits out its backoff."""
+    head = await session.scalar(_heads().limit(1))
+    return None if head is None else head.next_attempt_at
 
 
 @dataclass(frozen=True)
@@ -382,7 +371,7 @@ async def claim(
     must outlast an attempt (a worker that dies mid-attempt is taken over when it ends)."""
     rows = list(
         await session.scalars(
-            _due_heads(now).limit(limit).with_for_update(skip_locked=True, of=WebhookDelivery)
+            _heads(now).limit(limit).with_for_update(skip_locked=True, of=WebhookDelivery)
         )
     )
     claimed = []

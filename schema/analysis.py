@@ -109,6 +109,9 @@ class Analysis:
     plan: CostPlan | None = None
     # A string literal no column can store (NUL, a lone surrogate): refused when it would run.
     unstorable: tuple[GraphQLError, ...] = ()
+    # What another step works out once from this document and keeps with it, so that it is
+    # evicted with it and the cache's bounds hold for it too (the compiled path's plan).
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def required_scopes(self) -> dict[str, frozenset[Scope]]:
         """The scopes each guarded field needs (any one of them), by schema coordinate."""
@@ -334,7 +337,6 @@ class _Walk:
 
     def __init__(self, schema: GraphQLSchema, document: DocumentNode, limits: Limits) -> None:
         self.schema = schema
-        self.document = document
         self.limits = limits
         self.depth = self.aliases = self.directives = 0
         # graphql-core's overlap check compares every pair of fields sharing a response name

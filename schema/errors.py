@@ -99,6 +99,14 @@ class Failure:
         return {"message": self.message, "extensions": extensions}
 
 
+def raised_at(
+    error: BaseException, frames: traceback.StackSummary | None = None
+) -> tuple[str, int]:
+    """The file and line an exception was raised at ("", 0 when it has no traceback)."""
+    frames = traceback.extract_tb(error.__traceback__) if frames is None else frames
+    return (frames[-1].filename, frames[-1].lineno or 0) if frames else ("", 0)
+
+
 def report(error: BaseException, where: str) -> Failure:
     """Log an unexpected failure under a new error id, and say what the client gets.
 
@@ -109,8 +117,7 @@ def report(error: BaseException, where: str) -> Failure:
     error_id = uuid.uuid4().hex[:16]
     fault = fault_of(error)
     frames = traceback.extract_tb(error.__traceback__)
-    last = frames[-1] if frames else None
-    cause = (type(error).__name__, last.filename if last else "", last.lineno or 0 if last else 0)
+    cause = (type(error).__name__, *raised_at(error, frames))
     repeats = throttle.admit(cause)
     kind = "database unavailable" if fault else "unexpected error"
     line = f"{kind} {error_id} at {where}: {type(error).__name__}"

@@ -38,6 +38,7 @@ from tests.conftest import OPERATIONS, Clock, GraphQLClient, operation
 from tests.databases import TEST_API_KEY, Databases, add_key
 from tests.documents import Catalog, Request, global_id, requests
 from tests.identity import IdentityProvider, identity_provider
+from tests.test_customers_api import FULL
 
 EXAMPLES = {
     "sqlite": int(os.environ.get("COMPILED_EXAMPLES_SQLITE", "2000")),
@@ -255,18 +256,6 @@ class Seeded:
 
 
 UNICODE_ID = "zoë-😀-ü"
-FULL = {
-    "email": "Ann.Lee@Example.COM",
-    "phone": "(201) 555-0123",
-    "firstName": " Ann ",
-    "lastName": "Lee",
-    "street": "1 Main St",
-    "street2": "Apt 2",
-    "state": "ny",
-    "city": "New York",
-    "zip": "10001",
-    "country": "us",
-}
 GB = {
     "email": "FIVE@EXAMPLE.CO.UK",
     "phone": "+44 7400 123456",

@@ -4,6 +4,7 @@ HTTP's status codes for clients that ask for application/graphql-response+json."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,18 +25,21 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from db.engine import Database
+from db.faults import fault_of
 from db.feed import FeedSignal
 from db.keys import Principal
 from db.rules import Environment
 from db.webhooks import Settings as WebhookSettings
 from schema.compiled import CompiledPath
 from schema.context import Context
-from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
+from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE, raised_at
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, BodyTimeout, parse_json, read_body
 from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
 from web.websocket import TextFrames, TransportWSHandler
+
+logger = logging.getLogger("customer_api.errors")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
 
@@ -182,7 +186,7 @@ class GraphQLView(GraphQL[Context, None]):
         sub_response: Response = request.state.sub_response
         outcome = outcome_of(result, processed)
         if sub_response.headers.get("content-type") == GRAPHQL_RESPONSE:
-            if refused(result):
+            if outcome == "refused":
                 processed.pop("data", None)
                 sub_response.status_code = 400
             elif outcome == UNAVAILABLE:
@@ -273,9 +277,17 @@ class GraphQLView(GraphQL[Context, None]):
             answered = await self.compiled.answer(
                 parsed, getattr(request.state, "principal", None), self.cursor_secret
             )
-        except Exception:
-            # A database failure: graphql-core runs the request again, and reports (and
-            # masks) the failure as it reports any other.
+        except Exception as error:
+            # graphql-core runs the request again: a database failure it meets too, and
+            # reports (and masks) as any other. Anything else is a fault of the compiled
+            # path that the fallback would hide: its type and place are logged (never its
+            # message, which may quote data), apart from graphql-core's error reports.
+            if fault_of(error) is None:
+                logger.warning(
+                    "the compiled path failed (%s at %s:%d); graphql-core answered",
+                    type(error).__name__,
+                    *raised_at(error),
+                )
             return None
         if answered is None:
             return None

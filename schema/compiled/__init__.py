@@ -18,24 +18,21 @@ tests/test_compiled.py proves the two paths answer byte for byte the same.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema
 
 from db.customer_rows import CustomerReads, after_key, cursor_of
 from db.keys import Principal, Scope
 from db.pages import PageError
 from schema import ids
-from schema.analysis import Analyser
+from schema.analysis import Analyser, Analysis
 from schema.compiled.plan import MISSING, Needs, Plan, Root, argument, compile_plan
 from schema.compiled.selection import Unsupported
 from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
 from schema.text_input import variable_errors
-
-PLANS = 256  # documents whose plans (or whose "not covered") are kept, most recent first
 
 
 class CompiledPath:
@@ -53,21 +50,17 @@ class CompiledPath:
         self.reads = reads
         self.clock = clock
         self.kyc_ttl = kyc_ttl
-        self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
 
-    def plan(self, text: str, name: str | None, document: DocumentNode) -> Plan | None:
-        """The document's plan, or None when the compiled path does not cover it."""
-        key = (text, name)
-        if key in self._plans:
-            self._plans.move_to_end(key)
-            return self._plans[key]
-        try:
-            plan: Plan | None = compile_plan(self.schema, document, name)
-        except Unsupported:
-            plan = None
-        self._plans[key] = plan
-        if len(self._plans) > PLANS:
-            self._plans.popitem(last=False)
+    def plan(self, analysis: Analysis, name: str | None) -> Plan | None:
+        """The plan of an analysed document, or None when the compiled path does not cover
+        it; made once, and kept in the analysis (so the analysis cache bounds it too)."""
+        if "plan" not in analysis.derived:
+            assert analysis.document is not None
+            try:
+                analysis.derived["plan"] = compile_plan(self.schema, analysis.document, name)
+            except Unsupported:
+                analysis.derived["plan"] = None
+        plan: Plan | None = analysis.derived["plan"]
         return plan
 
     async def answer(
@@ -90,7 +83,7 @@ class CompiledPath:
             return None
         if analysis.unstorable or (given and variable_errors(given)):
             return None  # strings no column stores: refused with graphql-core's errors
-        plan = self.plan(text, name, analysis.document)
+        plan = self.plan(analysis, name)
         if plan is None:
             return None
         try:

@@ -45,9 +45,11 @@ from schema.compiled.selection import Collector, Fields, Unsupported, condition_
 from schema.scalars import serialize as datetime_text
 
 DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
+BUILDS = 16  # sets of condition values whose builders a plan keeps
+
 # An ID variable is taken as a string only (graphql-core also turns an integer into one).
 _SCALARS = {"String": str, "ID": str, "Int": int, "Boolean": bool}
-_MISSING = object()
+MISSING = object()  # a variable neither given nor defaulted
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,13 @@ class Variable:
     name: str
     kind: type | None
     non_null: bool
-    default: Any = _MISSING
+    default: Any = MISSING
 
     def coerce(self, given: Mapping[str, Any], into: dict[str, Any]) -> None:
         """Sets the coerced value in `into` (left out when absent, as graphql-core does);
         Unsupported where graphql-core would refuse the value (its error is the answer)."""
         if self.name not in given:
-            if self.default is not _MISSING:
+            if self.default is not MISSING:
                 into[self.name] = self.default
             elif self.non_null:
                 raise Unsupported("a required variable is missing")
@@ -83,12 +85,11 @@ class Variable:
 
 @dataclass(frozen=True)
 class Root:
-    """A root field: what it reads (`kind`), its arguments' sources, and what is selected."""
+    """A root field: its response key, what it reads (`kind`), its arguments' sources."""
 
     key: str
-    kind: str  # "customer", "customers" or "__typename"
+    kind: str  # "customer", "customers", "node" or "__typename"
     arguments: Mapping[str, ValueNode]
-    nodes: list[FieldNode]
 
 
 @dataclass
@@ -114,10 +115,13 @@ class Plan:
         return values
 
     def for_conditions(self, values: Mapping[str, Any]) -> Built:
-        """The builders for these values of the condition variables (each True, False or
-        None: at most 3^n sets); Unsupported, remembered too, when the plan cannot cover them."""
+        """The builders for these values of the condition variables; Unsupported, remembered
+        too, when the plan cannot cover them. At most BUILDS sets are kept: n conditions
+        have 3^n, and each set's builders are compiled code."""
         key = tuple(values.get(name) for name in self.conditions)
         if key not in self.built:
+            if len(self.built) >= BUILDS:  # a client varying many conditions: oldest goes
+                del self.built[next(iter(self.built))]
             try:
                 self.built[key] = _build(self, Collector(self.schema, self.fragments, values))
             except Unsupported:
@@ -161,7 +165,7 @@ def _variable(definition: Any) -> Variable:
         kind = _SCALARS.get(type_node.name.value)
     if kind is None and non_null:
         raise Unsupported("a required variable of a type the plan does not take")
-    default: Any = _MISSING
+    default: Any = MISSING
     if definition.default_value is not None:
         default = _literal(definition.default_value, kind)
     return Variable(definition.variable.name.value, kind, non_null, default)
@@ -180,13 +184,10 @@ def _literal(node: ValueNode, kind: type | None) -> Any:
 
 
 def argument(node: ValueNode, variables: Mapping[str, Any], kind: type | None) -> Any:
-    """An argument's value: a literal, or a variable's coerced value (`_MISSING` when absent)."""
+    """An argument's value: a literal, or a variable's coerced value (`MISSING` when absent)."""
     if isinstance(node, VariableNode):
-        return variables.get(node.name.value, _MISSING)
+        return variables.get(node.name.value, MISSING)
     return _literal(node, kind)
-
-
-MISSING = _MISSING
 
 
 # -- code generation ---------------------------------------------------------------------------
@@ -210,7 +211,7 @@ def _build(plan: Plan, collector: Collector) -> Built:
     for key, nodes in collector.fields("Query", [plan.operation.selection_set]).items():
         name = nodes[0].name.value
         if name == "__typename":
-            root = Root(key, name, {}, nodes)
+            root = Root(key, name, {})
             roots.append((root, _constant("Query"), _Code(collector)))
             continue
         if name not in _ROOT_ARGUMENTS:
@@ -237,7 +238,7 @@ def _build(plan: Plan, collector: Collector) -> Built:
         # The source is ours: expressions of this module and response keys, which are GraphQL
         # names (letters, digits, underscores; the parser checked them) written with repr().
         exec(compile(source, f"<plan {key}>", "exec"), namespace)
-        root = Root(key, name, arguments, nodes)
+        root = Root(key, name, arguments)
         roots.append((root, namespace["build"], code))
     return Built(roots)
 
