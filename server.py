@@ -397,16 +397,16 @@ async def sweep_forever(db: Database, settings: Settings, clock: Clock) -> None:
     while True:
         try:
             expired = await expire_kyc(db, settings, clock)
-            metrics.count_sweep(expired)
             if expired:
                 logger.info("expired %d KYC verifications", expired)
             pruned = await prune_events(db, settings, clock)
             if pruned:
                 logger.info("pruned %d events past retention", pruned)
+            metrics.count_sweep(expired)  # one run, counted once: ok only when both steps were
         except Exception as error:
             # A failed sweep (the database restarting, say) is retried on the next tick.
             metrics.count_sweep(None)
-            report(error, "the KYC expiry sweep")
+            report(error, "the expiry sweep and event pruning")
         await asyncio.sleep(settings.kyc_sweep_interval_seconds)
 
 
