@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_
+from sqlalchemy import and_, bindparam, delete, func, or_
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from db import events, rules
+from db.driver import PerDialect, SessionDriver
 from db.events import NewEvent
+from db.faults import UNIQUE_VIOLATIONS
 from db.models import Customer, EventType, KycStatus
 from db.pages import Direction, Ordering, Page, fetch_page
 from db.rules import Code, Environment, Problem
+
+CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -41,11 +49,6 @@ def search_keys(values: Mapping[str, str | None]) -> dict[str, str | None]:
         **({"external_id_key": external_id} if external_id is not None else {}),
     }
     return {column: None if value is None else rules.fold(value) for column, value in keys.items()}
-
-
-def data_of(customer: Customer) -> dict[str, str | None]:
-    """The customer's data fields (`rules.DATA_FIELDS`) and their values."""
-    return {name: getattr(customer, name) for name in rules.DATA_FIELDS}
 
 
 async def get_customer(session: AsyncSession, external_customer_id: str) -> Customer | None:
@@ -90,24 +93,27 @@ async def create_customer(
         values["external_customer_id"], checked.problems, "external_customer_id"
     )
     email = _accepted(values["email"], checked.problems, "email")
-    problems = checked.problems + await _taken(session, external_id, email)
+    driver = await SessionDriver.of(session)
+    problems = checked.problems + await _taken(driver, external_id, email)
     if problems:
         return CustomerOutcome(problems=rules.in_field_order(problems), warnings=checked.warnings)
 
-    customer = Customer.model_validate(
-        {
-            "external_customer_id": values["external_customer_id"],
-            "created_at": now,
-            "updated_at": now,
-            **{name: values[name] for name in rules.DATA_FIELDS},
-            **search_keys(values),
-        }
-    )
-    written = await _flush(session, customer, checked.warnings, external_id, email)
-    if written.customer is not None:
-        created = NewEvent(EventType.CUSTOMER_CREATED, customer.external_customer_id, who, now)
-        await events.record(session, [created], now)
-    return written
+    record: dict[str, Any] = {
+        "external_customer_id": values["external_customer_id"],
+        **{name: values[name] for name in rules.DATA_FIELDS},
+        **search_keys(values),
+        "kyc_status": None,
+        "kyc_started_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = await driver.run(_INSERT, _setting(record))
+    if not inserted:  # a unique index refused it: a race lost to another writer's commit
+        return CustomerOutcome(problems=await _lost_race(driver, external_id, email))
+    customer = Customer(id=inserted[0].id, **record)
+    created = NewEvent(EventType.CUSTOMER_CREATED, customer.external_customer_id, who, now)
+    await events.record(session, [created], now)
+    return CustomerOutcome(customer=customer, warnings=checked.warnings)
 
 
 async def update_customer(
@@ -125,36 +131,35 @@ async def update_customer(
     never leave a record that create would refuse. `updated_at` moves only when a value changes,
     and only then is CUSTOMER_UPDATED recorded, naming the changed fields (never their values).
     """
-    customer = await session.scalar(
-        select(Customer)
-        .where(col(Customer.external_customer_id) == external_customer_id)
-        .with_for_update()
-    )
-    if customer is None:
+    driver = await SessionDriver.of(session)
+    found = await driver.run(_FOR_UPDATE, {"external_customer_id": external_customer_id})
+    if not found:
         return CustomerOutcome(problems=[not_found(external_customer_id)])
-    checked = rules.check_record({**data_of(customer), **patch}, environment)
+    stored = found[0]._asdict()
+    checked = rules.check_record({**stored, **patch}, environment)
     email = _accepted(checked.values["email"], checked.problems, "email")
-    problems = checked.problems + await _taken(session, None, email, exclude=customer.id)
+    problems = checked.problems + await _taken(driver, None, email, exclude=stored["id"])
     if problems:
         return CustomerOutcome(problems=rules.in_field_order(problems), warnings=checked.warnings)
 
     changed = {
         name: checked.values[name]
         for name in rules.DATA_FIELDS
-        if getattr(customer, name) != checked.values[name]
+        if stored[name] != checked.values[name]
     }
     if not changed:
-        return CustomerOutcome(customer=customer, warnings=checked.warnings)
-    for column, value in {**changed, **search_keys(checked.values)}.items():
-        setattr(customer, column, value)
-    customer.updated_at = now
-    written = await _flush(session, customer, checked.warnings, None, email, exclude=customer.id)
-    if written.customer is not None:
-        updated = NewEvent(
-            EventType.CUSTOMER_UPDATED, customer.external_customer_id, who, now, list(changed)
-        )
-        await events.record(session, [updated], now)
-    return written
+        return CustomerOutcome(customer=Customer(**stored), warnings=checked.warnings)
+    record = {**stored, **changed, **search_keys(checked.values), "updated_at": now}
+    try:
+        # A new e-mail can meet another writer's, committed after the check above: the
+        # unique index refuses it, and on PostgreSQL that would abort the whole transaction.
+        async with driver.savepoint("new_email") if "email" in changed else nullcontext():
+            await driver.run(_UPDATE, {"customer_id": stored["id"], **_setting(record)})
+    except UNIQUE_VIOLATIONS:
+        return CustomerOutcome(problems=await _lost_race(driver, None, email, stored["id"]))
+    updated = NewEvent(EventType.CUSTOMER_UPDATED, external_customer_id, who, now, list(changed))
+    await events.record(session, [updated], now)
+    return CustomerOutcome(customer=Customer(**record), warnings=checked.warnings)
 
 
 async def delete_customer(
@@ -172,47 +177,85 @@ async def delete_customer(
     return []
 
 
-async def _flush(
-    session: AsyncSession,
-    customer: Customer,
-    warnings: list[Problem],
-    external_id: str | None,
-    email: str | None,
-    exclude: int | None = None,
-) -> CustomerOutcome:
-    """Write the row; a unique index that refuses it (a lost race) becomes TAKEN, not an error."""
-    try:
-        async with session.begin_nested():
-            session.add(customer)
-            await session.flush()
-    except IntegrityError:
-        taken = await _taken(session, external_id, email, exclude=exclude)
-        if not taken:
-            raise
-        return CustomerOutcome(problems=taken, warnings=warnings)
-    return CustomerOutcome(customer=customer, warnings=warnings)
+# The writes' statements, run on the session's driver connection (db/driver.py): a round trip
+# each, where the ORM's unit of work cost several, and far more Python per statement.
+_C = CUSTOMERS.c
+_WRITTEN = [column for column in _C if column.key != "id"]
+
+
+def _setting(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's values by the names `_INSERT` and `_UPDATE` bind them to."""
+    return {f"set_{name}": value for name, value in record.items() if name != "id"}
+
+
+def _values() -> dict[str, Any]:
+    # Not named as the columns: SQLAlchemy keeps those names for its own VALUES and SET.
+    return {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _WRITTEN}
+
+
+def _insert(dialect: str) -> Any:
+    # ON CONFLICT DO NOTHING: a row a unique index refuses comes back as no row, not as an
+    # error that would abort a PostgreSQL transaction.
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(CUSTOMERS).values(_values()).on_conflict_do_nothing().returning(_C.id)
+
+
+_INSERT = PerDialect(_insert)
+_UPDATE = PerDialect(
+    lambda _dialect: (
+        sa_update(CUSTOMERS)
+        .where(_C.id == bindparam("customer_id", type_=_C.id.type))
+        .values(_values())
+    )
+)
+_FOR_UPDATE = PerDialect(
+    lambda _dialect: (
+        sa_select(*_C)
+        .where(
+            _C.external_customer_id
+            == bindparam("external_customer_id", type_=_C.external_customer_id.type)
+        )
+        .with_for_update()
+    )
+)
+
+
+def _taken_statement(external_id: bool, email: bool, exclude: bool) -> PerDialect:
+    def build(_dialect: str) -> Any:
+        conditions = []
+        if external_id:
+            column = _C.external_customer_id
+            conditions.append(column == bindparam("external_id", type_=column.type))
+        if email:
+            conditions.append(_C.email_key == bindparam("email_key", type_=_C.email_key.type))
+        query = sa_select(_C.external_customer_id, _C.email_key).where(or_(*conditions))
+        if exclude:
+            query = query.where(_C.id != bindparam("exclude", type_=_C.id.type))
+        return query
+
+    return PerDialect(build)
+
+
+_TAKEN = {
+    shape: _taken_statement(*shape)
+    for shape in itertools.product((False, True), repeat=3)
+    if shape[0] or shape[1]
+}
 
 
 async def _taken(
-    session: AsyncSession,
+    driver: SessionDriver,
     external_id: str | None,
     email: str | None,
     exclude: int | None = None,
 ) -> list[Problem]:
     """TAKEN problems for an id or an e-mail (any case) that another customer already has."""
-    conditions: list[ColumnElement[bool]] = []
-    if external_id is not None:
-        conditions.append(col(Customer.external_customer_id) == external_id)
-    if email is not None:
-        conditions.append(col(Customer.email_key) == rules.fold(email))
-    if not conditions:
+    if external_id is None and email is None:
         return []
-    query = select(col(Customer.external_customer_id), col(Customer.email_key)).where(
-        or_(*conditions)
-    )
-    if exclude is not None:
-        query = query.where(col(Customer.id) != exclude)
-    rows = (await session.execute(query)).all()
+    email_key = None if email is None else rules.fold(email)
+    statement = _TAKEN[(external_id is not None, email is not None, exclude is not None)]
+    values = {"external_id": external_id, "email_key": email_key, "exclude": exclude}
+    rows = await driver.run(statement, {k: v for k, v in values.items() if v is not None})
     problems = []
     if external_id is not None and any(row[0] == external_id for row in rows):
         problems.append(
@@ -222,7 +265,7 @@ async def _taken(
                 f"A customer with the id {external_id!r} already exists.",
             )
         )
-    if email is not None and any(row[1] == rules.fold(email) for row in rows):
+    if email_key is not None and any(row[1] == email_key for row in rows):
         problems.append(
             Problem(
                 "email",
@@ -231,6 +274,16 @@ async def _taken(
             )
         )
     return problems
+
+
+async def _lost_race(
+    driver: SessionDriver, external_id: str | None, email: str | None, exclude: int | None = None
+) -> list[Problem]:
+    """What a write refused by a unique index reports: the value another writer took."""
+    taken = await _taken(driver, external_id, email, exclude)
+    if not taken:
+        raise RuntimeError("a unique index refused the customer, yet no other holds its values")
+    return taken
 
 
 def _accepted(value: str | None, problems: list[Problem], name: str) -> str | None:

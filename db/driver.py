@@ -9,16 +9,23 @@ value reads exactly as the ORM would read it.
 
 The connection still comes from the engine's pool (`Database.fetch`): its size, timeouts,
 pre-ping and unreachable-latch apply, and statements are reported to the same observers.
+
+Writes take the same way inside a write session (`SessionDriver`): the session still owns
+the connection and the transaction (its begin, commit, rollback, and SQLite's write turn),
+and the statements run on that transaction's driver connection, a round trip each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
 from sqlalchemy import Dialect, Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 
 @dataclass(frozen=True)
@@ -33,14 +40,15 @@ class DriverStatement:
     row: type[NamedTuple]  # each row, its values named by the columns' labels
 
     @classmethod
-    def compile(cls, query: Select[Any], dialect: Dialect) -> DriverStatement:
+    def compile(cls, query: Select[Any] | UpdateBase, dialect: Dialect) -> DriverStatement:
+        """`query`'s rows are its selected columns, or an insert's or update's RETURNING."""
         compiled = query.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
         binds = tuple(
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in names
         )
-        columns = list(query.selected_columns)
+        columns = list(query.exported_columns)
         results = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
@@ -79,3 +87,71 @@ class DriverStatement:
         exec(f"def read(r):\n    return Row({values})\n", namespace)  # source of our own
         reader: Callable[[Sequence[Any]], Any] = namespace["read"]
         return reader
+
+
+class PerDialect:
+    """A statement built from the models, compiled once for each dialect it runs on.
+    `build` gets the dialect's name, for what differs between them (`ON CONFLICT`)."""
+
+    def __init__(self, build: Callable[[str], Select[Any] | UpdateBase]) -> None:
+        self.build = build
+        self._compiled: dict[str, DriverStatement] = {}
+
+    def on(self, dialect: Dialect) -> DriverStatement:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = DriverStatement.compile(
+                self.build(dialect.name), dialect
+            )
+        return found
+
+
+class SessionDriver:
+    """The driver connection (aiosqlite's or asyncpg's) under a session's transaction.
+
+    Getting it begins the session's transaction, as its first statement would: on SQLite the
+    engine's begin hook sends `BEGIN IMMEDIATE`. SQLAlchemy's asyncpg adapter begins its
+    transaction only when its own cursor first runs a statement, so it is begun here: else
+    these statements would each commit on their own. The session commits or rolls back.
+    """
+
+    def __init__(self, dialect: Dialect, connection: Any) -> None:
+        self.dialect = dialect
+        self.connection = connection
+        self.sqlite = dialect.name == "sqlite"
+
+    @classmethod
+    async def of(cls, session: AsyncSession) -> SessionDriver:
+        connection = await session.connection()
+        adapted = (await connection.get_raw_connection()).dbapi_connection
+        if connection.dialect.name == "postgresql" and adapted._transaction is None:  # type: ignore[union-attr]
+            await adapted._start_transaction()  # type: ignore[union-attr]
+        return cls(connection.dialect, adapted.driver_connection)  # type: ignore[union-attr]
+
+    async def run(self, statement: PerDialect, values: Mapping[str, Any]) -> list[Any]:
+        """The rows of `statement` (none for one without RETURNING) with these values."""
+        compiled = statement.on(self.dialect)
+        parameters = compiled.parameters(values)
+        if self.sqlite:
+            raw = await self.connection.execute_fetchall(compiled.sql, parameters)
+        else:
+            raw = await self.connection.fetch(compiled.sql, *parameters)
+        return compiled.rows(raw)
+
+    @asynccontextmanager
+    async def savepoint(self, name: str) -> AsyncIterator[None]:
+        """A savepoint: what raises inside it is undone, and the transaction goes on (on
+        PostgreSQL a failed statement would otherwise abort the whole transaction)."""
+        await self._execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self._execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        await self._execute(f"RELEASE SAVEPOINT {name}")
+
+    async def _execute(self, sql: str) -> None:
+        if self.sqlite:
+            await self.connection.execute_fetchall(sql)
+        else:
+            await self.connection.execute(sql)

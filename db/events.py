@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, text, update
+from sqlalchemy import String, bindparam, delete, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
+from db.driver import PerDialect, SessionDriver
 from db.models import (
     CustomerEvent,
     EventCounter,
@@ -80,41 +81,56 @@ async def record(session: AsyncSession, events: Sequence[NewEvent], now: datetim
     here until the commit, other writers wait for the counter (that is the order guarantee)."""
     if not events:
         return
-    last = (
-        await session.execute(
-            update(EventCounter)
-            .where(col(EventCounter.id) == _COUNTER)
-            .values(last=col(EventCounter.last) + len(events))
-            .returning(col(EventCounter.last))
-        )
-    ).scalar_one()
-    first = last - len(events) + 1
-    for number, event in enumerate(events, start=first):
+    await session.flush()  # what the ORM still holds comes first: the counter is the last write
+    driver = await SessionDriver.of(session)
+    ((last,),) = await driver.run(_NEXT, {"count": len(events)})
+    for number, event in enumerate(events, start=last - len(events) + 1):
         verification = event.verification
-        session.add(
-            CustomerEvent(
-                id=number,
-                type=event.type,
-                external_customer_id=event.external_customer_id,
-                changed_fields=" ".join(event.changed_columns),
-                verification_id=verification.id if verification else None,
-                verification_type=verification.type if verification else None,
-                status=verification.status if verification else None,
-                previous_status=event.previous_status,
-                verification_created_at=verification.created_at if verification else None,
-                actor=event.actor,
-                occurred_at=event.occurred_at,
-                recorded_at=now,
-            )
-        )
-    await session.flush()
+        row = {
+            "id": number,
+            "type": event.type,
+            "external_customer_id": event.external_customer_id,
+            "changed_fields": " ".join(event.changed_columns),
+            "verification_id": verification.id if verification else None,
+            "verification_type": verification.type if verification else None,
+            "status": verification.status if verification else None,
+            "previous_status": event.previous_status,
+            "verification_created_at": verification.created_at if verification else None,
+            "actor": event.actor,
+            "occurred_at": event.occurred_at,
+            "recorded_at": now,
+        }
+        await driver.run(_INSERT, {f"set_{name}": value for name, value in row.items()})
     for event in events:
         for observe in event_observers:
             observe(event.type)
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_notify(:channel, :last)"), {"channel": CHANNEL, "last": str(last)}
-        )
+    if not driver.sqlite:
+        await driver.run(_NOTIFY, {"channel": CHANNEL, "last": str(last)})
+
+
+# record()'s statements, run on the transaction's driver connection (db/driver.py).
+_COUNTER_ROW = EventCounter.__table__.c  # type: ignore[attr-defined]
+_EVENTS = CustomerEvent.__table__  # type: ignore[attr-defined]
+_NEXT = PerDialect(
+    lambda _dialect: (
+        update(EventCounter.__table__)  # type: ignore[attr-defined]
+        .where(_COUNTER_ROW.id == _COUNTER)
+        .values(last=_COUNTER_ROW.last + bindparam("count", type_=_COUNTER_ROW.last.type))
+        .returning(_COUNTER_ROW.last)
+    )
+)
+_INSERT = PerDialect(
+    lambda _dialect: insert(_EVENTS).values(
+        {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _EVENTS.c}
+    )
+)
+_NOTIFY = PerDialect(
+    lambda _dialect: sa_select(
+        func.pg_notify(
+            bindparam("channel", type_=String()), bindparam("last", type_=String())
+        ).label("notified")
+    )
+)
 
 
 def cursor_of(event: CustomerEvent, secret: bytes) -> str:

@@ -14,6 +14,14 @@ except ImportError:  # pragma: no cover
     pg = None
 
 
+# What a driver raises when a unique index refuses a row, for statements run on the driver's
+# own connection (db/driver.py), where SQLAlchemy does not wrap it in its IntegrityError.
+UNIQUE_VIOLATIONS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    *((pg.UniqueViolationError,) if pg is not None else ()),
+)
+
+
 class DatabaseUnreachable(ConnectionError):
     """Raised without trying while a recent attempt found the database unreachable."""
 
