@@ -234,9 +234,9 @@ class Settings(BaseSettings):
     )
     compiled_path: bool = Field(
         default=True,
-        description="Answer the customer queries it covers from a plan compiled once per "
-        "document (schema/compiled/); off, graphql-core executes every request. The answers "
-        "are byte for byte the same (tests/test_compiled.py).",
+        description="Answer the customer queries and writes it covers from a plan compiled once "
+        "per document (schema/compiled/); off, graphql-core executes every request. The "
+        "answers are byte for byte the same (tests/test_compiled.py).",
     )
 
     cors_allow_origins: str = Field(
@@ -443,6 +443,7 @@ def graphql_view(
             CustomerReads(db),
             clock=clock,
             kyc_ttl=settings.kyc_ttl,
+            environment=settings.environment,
         )
     return GraphQLView(
         schema,

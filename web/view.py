@@ -84,9 +84,13 @@ def outcome_of(result: ExecutionResult, processed: GraphQLHTTPResponse) -> str:
         return UNAVAILABLE
     if INTERNAL_ERROR in codes:
         return "error"
-    if codes or any(
-        isinstance(payload, dict) and payload.get("userErrors")
-        for payload in (result.data or {}).values()
+    return "user_error" if codes else outcome_of_data(result.data)
+
+
+def outcome_of_data(data: dict[str, Any] | None) -> str:
+    """user_error when a mutation's payload reports userErrors, else ok."""
+    if any(
+        isinstance(payload, dict) and payload.get("userErrors") for payload in (data or {}).values()
     ):
         return "user_error"
     return "ok"
@@ -291,11 +295,11 @@ class GraphQLView(GraphQL[Context, None]):
             return None
         if answered is None:
             return None
-        payload, operation = answered
         self.compiled_answers += 1
         if info := request_info():
-            info.operation_type, info.operation_name, info.outcome = "query", operation, "ok"
-        response = Response(self.encode_json(payload), media_type="application/json")
+            info.operation_type, info.operation_name = answered[1:]
+            info.outcome = outcome_of_data(answered.payload["data"])
+        response = Response(self.encode_json(answered.payload), media_type="application/json")
         if accepts_graphql_response(request.headers):
             response.headers["content-type"] = GRAPHQL_RESPONSE
         return response

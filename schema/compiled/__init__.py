@@ -1,4 +1,5 @@
-"""The compiled path: the customer queries answered from a plan compiled once per document.
+"""The compiled path: the customer queries and writes answered from a plan compiled once per
+document.
 
 graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and
 a completion step for every field of every customer, and an ORM row for each. For the
@@ -6,12 +7,22 @@ documents clients send most (a customer by id, any object by its global id, a pa
 customers), `CompiledPath.answer` does instead what that execution would amount to: one
 statement on the driver (db/customer_rows.py) and one generated function that builds the
 response in selection order (plan.py). A customers:self token gets its own record and null
-for any other, as from the resolvers. It returns None for anything it does not cover, or any
-request that graphql-core would answer with an error (a refused document or key, a variable
-that does not coerce, a bad cursor, a page size out of range, a sick database): the view then
-runs the request through Strawberry as usual, so every error is graphql-core's. The same
+for any other, as from the resolvers. `createCustomer` and `updateCustomer` run the very
+write their resolvers run (db.customers, in a write session) and build the payload from its
+outcome; only keys that may change any customer take this way.
+
+`answer` returns None for anything it does not cover, or any request that graphql-core
+would answer with an error (a refused document or key, a variable or input that does not
+coerce, a bad cursor, a page size out of range, a sick database): the view then runs the
+request through Strawberry as usual, so every error is graphql-core's. The same
 cached analysis (schema/analysis.py) gives both paths their validation, limits, scopes and
 cost.
+
+A write that fails on a sick database before its commit has written nothing, and
+graphql-core runs it again (and reports the failure). One whose commit itself failed may
+have been written: graphql-core's run then finds the customer there (createCustomer
+reports the id TAKEN, updateCustomer changes nothing more), which is what the client of
+either path has to assume of a failed commit anyway.
 
 tests/test_compiled.py proves the two paths answer byte for byte the same.
 """
@@ -20,19 +31,38 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import GraphQLError, GraphQLSchema
 
-from db.customer_rows import CustomerReads, after_key, cursor_of
+from db import customers
+from db.customer_rows import CustomerReads, CustomerRow, after_key, cursor_of
 from db.keys import Principal, Scope
 from db.pages import PageError
+from db.rules import DATA_FIELDS, Environment
 from schema import ids
 from schema.analysis import Analyser, Analysis
-from schema.compiled.plan import MISSING, Needs, Plan, Root, argument, compile_plan
+from schema.compiled.plan import (
+    DATA_COLUMNS,
+    MISSING,
+    Needs,
+    Plan,
+    Root,
+    argument,
+    compile_plan,
+    input_argument,
+)
 from schema.compiled.selection import Unsupported
 from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
 from schema.text_input import variable_errors
+
+
+class Answer(NamedTuple):
+    """The compiled path's response, and what the access log says of the operation."""
+
+    payload: dict[str, Any]
+    operation_type: str  # "query" or "mutation"
+    operation_name: str | None
 
 
 class CompiledPath:
@@ -44,12 +74,14 @@ class CompiledPath:
         *,
         clock: Callable[[], datetime],
         kyc_ttl: timedelta,
+        environment: Environment,
     ) -> None:
         self.analyser = analyser
         self.schema = schema
         self.reads = reads
         self.clock = clock
         self.kyc_ttl = kyc_ttl
+        self.environment = environment
 
     def plan(self, analysis: Analysis, name: str | None) -> Plan | None:
         """The plan of an analysed document, or None when the compiled path does not cover
@@ -65,9 +97,9 @@ class CompiledPath:
 
     async def answer(
         self, request: Mapping[str, Any], principal: Principal | None, cursor_secret: bytes
-    ) -> tuple[dict[str, Any], str | None] | None:
-        """The response and the operation's name, for a GraphQL request (the parsed JSON
-        body) the compiled path covers; None for graphql-core to answer it."""
+    ) -> Answer | None:
+        """The answer to a GraphQL request (the parsed JSON body) the compiled path covers;
+        None for graphql-core to answer it."""
         text, name = request.get("query"), request.get("operationName")
         given = request.get("variables")
         if (
@@ -89,6 +121,8 @@ class CompiledPath:
         try:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)
+            if plan.writes and Scope.CUSTOMERS_WRITE not in principal.scopes:
+                return None  # a customers:self token's write: its resolver's own rules
             run = _Run(self, values, principal, cursor_secret)
             data = {
                 root.key: await run.root(root, build, needs) for root, build, needs in built.roots
@@ -97,7 +131,8 @@ class CompiledPath:
             return None
         cost = {"requested": analysis.cost(given), "maximum": analysis.limits.max_cost}
         operation = plan.operation.name.value if plan.operation.name else None
-        return {"data": data, "extensions": {"cost": cost}}, operation
+        payload = {"data": data, "extensions": {"cost": cost}}
+        return Answer(payload, plan.operation.operation.value, operation)
 
 
 class _Run:
@@ -111,10 +146,12 @@ class _Run:
         principal: Principal,
         cursor_secret: bytes,
     ) -> None:
+        self.path = path
         self.reads = path.reads
         self.values = values
         self.now, self.ttl = path.clock(), path.kyc_ttl
         self.cursor_secret = cursor_secret
+        self.actor = principal.name
         self.own = None
         if Scope.CUSTOMERS_READ not in principal.scopes:
             self.own = principal.customer or ""
@@ -126,7 +163,29 @@ class _Run:
             return await self.customer(root, build, needs)
         if root.kind == "node":
             return await self.node(root, build, needs)
-        return await self.page(root, build, needs)
+        if root.kind == "customers":
+            return await self.page(root, build, needs)
+        return await self.write(root, build)
+
+    async def write(self, root: Root, build: Callable[..., Any]) -> Any:
+        """`createCustomer` or `updateCustomer`: the write its resolver runs, and its payload."""
+        given = input_argument(self.path.schema, root.kind, root.arguments["input"], self.values)
+        data = given["data"]
+        # Absent fields are left out: a patch keeps them, a new customer's default is null.
+        fields = {name: data[camel] for camel, name in DATA_COLUMNS.items() if camel in data}
+        external_id, environment = given["externalCustomerId"], self.path.environment
+        async with self.reads.db.write() as session:
+            if root.kind == "createCustomer":
+                values = {name: fields.get(name) for name in DATA_FIELDS}
+                outcome = await customers.create_customer(
+                    session, external_id, values, environment, now=self.now, who=self.actor
+                )
+            else:
+                outcome = await customers.update_customer(
+                    session, external_id, fields, environment, now=self.now, who=self.actor
+                )
+        written = None if outcome.customer is None else CustomerRow(outcome.customer)
+        return build(written, outcome.problems, outcome.warnings, self.now, self.ttl)
 
     async def customer(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         """`Query.customer`: null for another customer than a customers:self token's own."""

@@ -1,10 +1,12 @@
 """A document's operation compiled into a plan: what to read, and code that builds the answer.
 
-The plan covers queries whose root fields are `customer(externalCustomerId:)`,
+The plan covers queries whose root fields are `customer(externalCustomerId:)`, `node(id:)`,
 `customers(first:, after:)` (the default order, no filter) and `__typename`, selecting
 anything of Customer, CustomerData, KycVerification, the connection, its edges and its page
-info but `totalCount`; with aliases, fragments, inline fragments, and `@skip`/`@include` on
-literals or Boolean variables. Anything else raises `Unsupported` and graphql-core answers.
+info; and mutations of one `createCustomer` or `updateCustomer` (beside any `__typename`),
+their payloads selecting anything but the customer's `kycVerifications`. All with aliases,
+fragments, inline fragments, and `@skip`/`@include` on literals or Boolean variables.
+Anything else raises `Unsupported` and graphql-core answers.
 
 For each set of values of the condition variables, the collected selection is turned into
 the source of one Python function per root field, a nested dict display in response-key
@@ -25,6 +27,7 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLInputObjectType,
     GraphQLSchema,
     IntValueNode,
     NamedTypeNode,
@@ -41,8 +44,10 @@ from strawberry.utils.str_converters import to_camel_case
 from db import kyc
 from db.rules import DATA_FIELDS
 from schema import ids
+from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
 from schema.scalars import serialize as datetime_text
+from schema.translate import input_path
 
 DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
 BUILDS = 16  # sets of condition values whose builders a plan keeps
@@ -54,14 +59,15 @@ MISSING = object()  # a variable neither given nor defaulted
 
 @dataclass(frozen=True)
 class Variable:
-    """A variable the operation declares, maybe with a default: a String, Int or Boolean, or
-    of another type (`kind` None) that the plan takes only when it is null or absent (a
-    `filter` or `orderBy` not given)."""
+    """A variable the operation declares, maybe with a default: a String, Int or Boolean, an
+    input object of Strings (`input_type`: a mutation's input), or of another type (`kind`
+    None) that the plan takes only when it is null or absent (a `filter` not given)."""
 
     name: str
     kind: type | None
     non_null: bool
     default: Any = MISSING
+    input_type: GraphQLInputObjectType | None = None
 
     def coerce(self, given: Mapping[str, Any], into: dict[str, Any]) -> None:
         """Sets the coerced value in `into` (left out when absent, as graphql-core does);
@@ -76,6 +82,8 @@ class Variable:
         if value is None:
             if self.non_null:
                 raise Unsupported("a required variable is null")
+        elif self.input_type is not None:
+            value = coerce_input(value, self.input_type)
         elif type(value) is not self.kind or (
             isinstance(value, int) and not -(2**31) <= value < 2**31
         ):
@@ -88,7 +96,7 @@ class Root:
     """A root field: its response key, what it reads (`kind`), its arguments' sources."""
 
     key: str
-    kind: str  # "customer", "customers", "node" or "__typename"
+    kind: str  # "customer", "customers", "node", a WRITES mutation, or "__typename"
     arguments: Mapping[str, ValueNode]
 
 
@@ -107,6 +115,10 @@ class Plan:
     variables: tuple[Variable, ...]
     conditions: tuple[str, ...]  # the variables @skip and @include read
     built: dict[tuple[Any, ...], Built | None] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> bool:
+        return self.operation.operation is OperationType.MUTATION
 
     def coerce(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -144,31 +156,38 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
         if len(named) != 1:
             raise Unsupported("no operation of that name")
         (operation,) = named
-    if operation.operation is not OperationType.QUERY or operation.directives:
-        raise Unsupported("not a plain query")
+    if operation.operation is OperationType.SUBSCRIPTION or operation.directives:
+        raise Unsupported("not a plain query or mutation")
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    variables = tuple(_variable(definition) for definition in operation.variable_definitions or ())
+    variables = tuple(
+        _variable(schema, definition) for definition in operation.variable_definitions or ()
+    )
     conditions = condition_variables(
         [operation.selection_set, *(f.selection_set for f in fragments.values())]
     )
     return Plan(schema, operation, fragments, variables, tuple(sorted(conditions)))
 
 
-def _variable(definition: Any) -> Variable:
+def _variable(schema: GraphQLSchema, definition: Any) -> Variable:
     type_node, non_null = definition.type, False
     if isinstance(type_node, NonNullTypeNode):
         type_node, non_null = type_node.type, True
-    kind = None
+    kind, input_type = None, None
     if isinstance(type_node, NamedTypeNode):
         kind = _SCALARS.get(type_node.name.value)
-    if kind is None and non_null:
+        named = schema.get_type(type_node.name.value)
+        if isinstance(named, GraphQLInputObjectType) and named.name in _WRITES.values():
+            input_type = named
+    if kind is None and input_type is None and non_null:
         raise Unsupported("a required variable of a type the plan does not take")
     default: Any = MISSING
     if definition.default_value is not None:
+        if input_type is not None:
+            raise Unsupported("an input object variable with a default")
         default = _literal(definition.default_value, kind)
-    return Variable(definition.variable.name.value, kind, non_null, default)
+    return Variable(definition.variable.name.value, kind, non_null, default, input_type)
 
 
 def _literal(node: ValueNode, kind: type | None) -> Any:
@@ -190,31 +209,60 @@ def argument(node: ValueNode, variables: Mapping[str, Any], kind: type | None) -
     return _literal(node, kind)
 
 
+def input_argument(
+    schema: GraphQLSchema, mutation: str, node: ValueNode, variables: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A write's `input`, coerced to its type: from a variable (coerced with the others) or a
+    literal; Unsupported where graphql-core would refuse it."""
+    if isinstance(node, VariableNode):
+        value = variables.get(node.name.value, MISSING)
+    else:
+        literal = from_literal(node, variables, MISSING)
+        value = MISSING if literal is ABSENT else literal
+    if value is MISSING or value is None:
+        raise Unsupported("no input")  # graphql-core's error
+    input_type = schema.get_type(_WRITES[mutation])
+    assert isinstance(input_type, GraphQLInputObjectType)
+    coerced: dict[str, Any] = coerce_input(value, input_type)
+    return coerced
+
+
 # -- code generation ---------------------------------------------------------------------------
 
+# The mutations the plan covers, and the type of their `input`.
+_WRITES = {"createCustomer": "CreateCustomerInput", "updateCustomer": "UpdateCustomerInput"}
 _ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
     # last, before, filter and orderBy only as null (or a variable that is null or absent).
     "customers": {"first", "after", "last", "before", "filter", "orderBy"},
     "node": {"id"},
+    **{mutation: {"input"} for mutation in _WRITES},
 }
 _HELPERS: dict[str, Any] = {
     "_id": ids.encode,
     "_at": datetime_text,
     "_status": kyc.effective_status,
     "_updated": kyc.effective_updated_at,
+    "_path": input_path,
 }
 
 
 def _build(plan: Plan, collector: Collector) -> Built:
     roots: list[tuple[Root, Callable[..., Any], Needs]] = []
-    for key, nodes in collector.fields("Query", [plan.operation.selection_set]).items():
+    root_type = "Mutation" if plan.writes else "Query"
+    fields = collector.fields(root_type, [plan.operation.selection_set])
+    writes = [nodes[0].name.value for nodes in fields.values() if nodes[0].name.value in _WRITES]
+    if plan.writes and len(writes) != 1:
+        # Exactly one write: the compiled path falls back to graphql-core on a failure, which
+        # must never run a write that an earlier root field of the request had committed.
+        raise Unsupported("a mutation with other than one write")
+    for key, nodes in fields.items():
         name = nodes[0].name.value
         if name == "__typename":
             root = Root(key, name, {})
-            roots.append((root, _constant("Query"), _Code(collector)))
+            roots.append((root, _constant(root_type), _Code(collector)))
             continue
-        if name not in _ROOT_ARGUMENTS:
+        if name not in _ROOT_ARGUMENTS or (name in _WRITES) is not plan.writes:
             raise Unsupported(f"the root field {name}")
         arguments = {a.name.value: a.value for a in nodes[0].arguments or ()}
         if not set(arguments) <= _ROOT_ARGUMENTS[name]:
@@ -223,6 +271,10 @@ def _build(plan: Plan, collector: Collector) -> Built:
         if name == "customer":
             body = code.customer(collector.subfields("Customer", nodes), "c")
             source = f"def build(c, now, ttl):\n    return {body}\n"
+        elif name in _WRITES:
+            payload = name[0].upper() + name[1:] + "Payload"
+            body = code.payload(payload, collector.subfields(payload, nodes))
+            source = f"def build(c, errors, warnings, now, ttl):\n    return {body}\n"
         elif name == "node":
             # The object's type is known once it is read: a builder for each type it can be.
             customer = code.customer(collector.subfields("Customer", nodes), "c")
@@ -335,7 +387,26 @@ class _Code(Needs):
 
         return self._object("CustomerConnection", fields, value_of)
 
+    def payload(self, type_name: str, fields: Fields) -> str:
+        """A write's payload: its customer `c` (None on errors), and its problems."""
 
+        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "customer":
+                customer = self.customer(self._sub("Customer", nodes), "c")
+                if self.verifications:
+                    raise Unsupported("a written customer's verifications")  # another read
+                return f"(None if c is None else {customer})"
+            if name in ("userErrors", "warnings"):
+                kind = "UserError" if name == "userErrors" else "UserWarning"
+                problem = self._object(kind, self._sub(kind, nodes), lambda n, _: _PROBLEM.get(n))
+                return f"[{problem} for p in {'errors' if kind == 'UserError' else 'warnings'}]"
+            return None
+
+        return self._object(type_name, fields, value_of)
+
+
+# A db.rules.Problem `p`, as schema.types.UserError (and UserWarning) shows it.
+_PROBLEM = {"field": "_path(p.field)", "message": "p.message", "code": "p.code.name"}
 _VERIFICATION = {
     "id": "_id('KycVerification', v.id)",
     "type": "v.type.name",
