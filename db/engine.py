@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import (
+    AsyncAdaptedQueuePool,
+    ConnectionPoolEntry,
+    PoolProxiedConnection,
+    PoolResetState,
+)
 from sqlalchemy.util import await_, greenlet_spawn
 
 from db.driver import DriverStatement
@@ -176,6 +181,9 @@ class Database:
                 # overflow would open one (a thread, five round trips to it) and close it
                 # again for each request past the pool size under load: all are kept.
                 pool_size, max_overflow = pool_size + max_overflow, 0
+                # A connection back from a committed session has no transaction to roll back;
+                # the reset hook of _configure_sqlite rolls back only one that has.
+                options["pool_reset_on_return"] = None
             options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=not sqlite)
             options.update(timeouts.engine_options(url) if timeouts else {})
             options["poolclass"] = CountingPool
@@ -344,4 +352,15 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def on_begin(connection: Connection) -> None:
         begin = connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN IMMEDIATE")
         if begin is not None:
-            connection.exec_driver_sql(begin)
+            # On the driver itself: one round trip to aiosqlite's thread, where a cursor of
+            # SQLAlchemy's costs three (open, execute, close).
+            await_(connection.connection.driver_connection.execute_fetchall(begin))  # type: ignore[union-attr]
+
+    @event.listens_for(engine.sync_engine.pool, "reset")
+    def on_reset(
+        dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry, state: PoolResetState
+    ) -> None:
+        # The pool's own reset is off (it would roll back every connection coming back, a
+        # round trip each): a connection is rolled back only when a transaction is open.
+        if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
