@@ -30,6 +30,7 @@ from sqlalchemy.util import await_, greenlet_spawn
 
 from db.driver import DriverStatement
 from db.faults import DatabaseUnreachable, Fault, fault_of
+from db.postgres_readers import PostgresReaders
 from db.sqlite_readers import SQLiteReaders, pragmas
 
 # An execution option read by the SQLite `begin` hook below: which BEGIN a transaction uses.
@@ -207,11 +208,23 @@ class Database:
         )
         # Told the SQL of each statement `fetch` runs (the engine's own events do not see it).
         self.statement_observers: list[Callable[[str], None]] = []
-        # `fetch`'s connections on a SQLite file (an in-memory database is one connection's).
+        # `fetch`'s connections on a SQLite file (an in-memory database is one connection's),
+        # and on PostgreSQL.
         self._sqlite_readers: SQLiteReaders | None = None
         database = make_url(url).database
         if self.is_sqlite and database and ":memory:" not in url:
             self._sqlite_readers = SQLiteReaders(database, pool_size, sqlite_busy_timeout_ms)
+        self._postgres_readers: PostgresReaders | None = None
+        if self.engine.dialect.name == "postgresql" and isinstance(self.engine.pool, CountingPool):
+            latch = self.engine.pool.latch
+            self._postgres_readers = PostgresReaders(
+                make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                pool_size,
+                bound=(timeouts or Timeouts()).connect,
+                connect_args=timeouts.engine_options(url)["connect_args"] if timeouts else {},
+                check=latch.check,
+                failed=latch.trip,
+            )
 
     @property
     def is_sqlite(self) -> bool:
@@ -235,29 +248,24 @@ class Database:
             yield session
 
     async def fetch(self, statement: DriverStatement, values: Mapping[str, Any]) -> list[Any]:
-        """The rows of one read statement, run on a driver connection: on a SQLite file one of
-        the readers' (db/sqlite_readers.py), else a pooled connection's.
+        """The rows of one read statement, run on a driver connection: one of the readers'
+        (db/sqlite_readers.py, db/postgres_readers.py), or for an in-memory SQLite database
+        its one pooled connection.
 
         A single statement needs no transaction: it sees one snapshot (SQLite's reads begin
         nothing; PostgreSQL's autocommit statement is its own transaction). A connection
-        that failed in any way is thrown away, never returned to the pool.
+        that failed in any way is thrown away, never given to another read.
         """
         parameters = statement.parameters(values)
         for observe in self.statement_observers:
             observe(statement.sql)
-        if self._sqlite_readers is not None:
-            return statement.rows(await self._sqlite_readers.fetch(statement.sql, parameters))
+        readers = self._sqlite_readers or self._postgres_readers
+        if readers is not None:
+            return statement.rows(await readers.fetch(statement.sql, parameters))
         pooled = await self.engine.raw_connection()
-        driver = pooled.driver_connection
         try:
-            if self.is_sqlite:
-                raw = await driver.execute_fetchall(statement.sql, parameters)  # type: ignore[union-attr]
-            else:
-                raw = await driver.fetch(statement.sql, *parameters)  # type: ignore[union-attr]
+            raw = await pooled.driver_connection.execute_fetchall(statement.sql, parameters)  # type: ignore[union-attr]
         except BaseException:
-            if not self.is_sqlite:
-                # Dropped at once: a polite close would wait on a database that may not answer.
-                driver.terminate()  # type: ignore[union-attr]
             await greenlet_spawn(pooled.invalidate)
             raise
         await greenlet_spawn(pooled.close)
@@ -291,10 +299,14 @@ class Database:
             for connection in list(self._opened):
                 if not connection.is_closed():
                     connection.terminate()
+            if self._postgres_readers is not None:
+                self._postgres_readers.terminate()  # those still open: none after a close
 
     async def _close_readers(self) -> None:
         if self._sqlite_readers is not None:
             await self._sqlite_readers.close()
+        if self._postgres_readers is not None:
+            await self._postgres_readers.close()
 
 
 def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeouts | None) -> None:
@@ -315,6 +327,10 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
         except Exception as error:
             if fault_of(error) is Fault.UNAVAILABLE:
                 latch.trip()
+                if bounded:
+                    # Dropped at once: the pool would close it politely next, waiting up to
+                    # 2 s more on a server that did not answer the ping.
+                    dbapi_connection.driver_connection.terminate()
             raise
 
     dialect.do_ping = do_ping  # type: ignore[method-assign]

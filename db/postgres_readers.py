@@ -1,0 +1,83 @@
+"""PostgreSQL connections for single-statement reads, kept apart from the engine's pool.
+
+The compiled read path runs one statement per request. Through the engine's pool each such
+read also costs a checkout and a check-in (greenlets, the pool's bookkeeping) and a pre-ping,
+a second round trip to the server for every read. asyncpg's own pool has neither: a read
+takes an idle connection (or opens one, up to `size`) and gives it back; a connection that
+failed in any way, or whose read was cut short, is terminated instead of given back.
+
+Without the pre-ping a dead or hung server shows only in the read itself, so each read is
+bounded as a whole (waiting for a connection, and the statement) by the connect timeout, and
+a read that fails because the database is unreachable counts as a failure towards the
+engine's latch (db/engine.py). The request then falls back to graphql-core, whose checkout
+pings: a second failure trips the latch, and the request answers SERVICE_UNAVAILABLE within
+the two bounds. A healthy but slow statement also gives up at the bound; graphql-core then
+runs it with the full statement timeout, and its successful checkout resets the latch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from db.faults import Fault, fault_of
+
+
+class PostgresReaders:
+    def __init__(
+        self,
+        dsn: str,
+        size: int,
+        *,
+        bound: float,
+        connect_args: dict[str, Any],
+        check: Callable[[], None],
+        failed: Callable[[], None],
+    ) -> None:
+        self.dsn = dsn
+        self.size = size
+        self.bound = bound  # seconds for a whole read: the connection, then the statement
+        self.connect_args = connect_args  # the engine's: connect timeout, statement timeout
+        self.check = check  # raises while the database is known to be unreachable
+        self.failed = failed  # told of a read that found the database unreachable
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock = asyncio.Lock()
+
+    async def fetch(self, sql: str, parameters: Sequence[Any]) -> Iterable[Sequence[Any]]:
+        self.check()
+        pool = self._pool or await self._open()
+        connection = None
+        try:
+            async with asyncio.timeout(self.bound):
+                connection = await pool.acquire()
+                rows: Iterable[Sequence[Any]] = await connection.fetch(sql, *parameters)
+        except BaseException as error:
+            if connection is not None:
+                connection.terminate()  # mid-statement, maybe: never handed to another read
+            if isinstance(error, Exception) and fault_of(error) is Fault.UNAVAILABLE:
+                self.failed()
+            raise
+        finally:
+            if connection is not None:
+                await pool.release(connection)
+        return rows
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=0, max_size=self.size, **self.connect_args
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    def terminate(self) -> None:
+        """Drop every connection at once (a stop that could not close them in time)."""
+        if self._pool is not None:
+            self._pool.terminate()
