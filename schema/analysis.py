@@ -141,6 +141,16 @@ class Analysis:
         cost = self.cost(variables)
         return [cost_error(cost, self.limits)] if cost > self.limits.max_cost else []
 
+    def admitted_cost(
+        self, granted: Collection[Scope], variables: Mapping[str, Any] | None
+    ) -> int | None:
+        """The request's cost when it may run (`refusals` would be empty), else None: the
+        cost is worked out once for both the check and the response's extensions."""
+        if self.errors or self.forbidden(granted):
+            return None
+        cost = self.cost(variables)
+        return cost if cost <= self.limits.max_cost else None
+
 
 class Analyser:
     """Analyses documents against one schema and its limits, and remembers the outcomes."""

@@ -78,7 +78,9 @@ class ApiKeys:
         self.monotonic = monotonic
         self.size = size
         self.cache: dict[str, _Cached] = {}  # by the key's hash, never the key itself
-        self.stamped: dict[int, datetime] = {}  # key id: last stamp asked for (this process)
+        # Key id: when (on the monotonic clock) its last-used stamp is next due, so that a
+        # request reads no wall clock for it but once a minute.
+        self.stamp_due: dict[int, float] = {}
         self.stamps: set[asyncio.Task[None]] = set()
 
     async def principal(self, key: str) -> keys.Principal:
@@ -88,7 +90,8 @@ class ApiKeys:
         cached = self.cache.get(digest)
         if cached is None or cached.until <= now:
             cached = await self._load(digest, now)
-        self._stamp(cached)
+        if now >= self.stamp_due.get(cached.key_id, now):
+            self._stamp(cached, now)
         return cached.principal
 
     async def _load(self, digest: str, now: float) -> _Cached:
@@ -97,8 +100,9 @@ class ApiKeys:
         if row is None or row.id is None:
             self.cache.pop(digest, None)
             raise Unauthenticated("This API key is unknown or revoked.")
-        if row.last_used_at is not None:
-            self.stamped.setdefault(row.id, row.last_used_at)
+        if row.last_used_at is not None and row.id not in self.stamp_due:
+            fresh_for = keys.LAST_USED_PRECISION - (self.clock() - row.last_used_at)
+            self.stamp_due[row.id] = now + fresh_for.total_seconds()
         cached = _Cached(keys.principal_of(row), row.id, now + self.cache_seconds)
         if self.cache_seconds > 0:
             if len(self.cache) >= self.size:  # full: drop what has expired, else everything
@@ -108,13 +112,10 @@ class ApiKeys:
             self.cache[digest] = cached
         return cached
 
-    def _stamp(self, cached: _Cached) -> None:
-        now = self.clock()
-        last = self.stamped.get(cached.key_id)
-        if last is not None and now - last < keys.LAST_USED_PRECISION:
-            return
-        self.stamped[cached.key_id] = now  # asked for once a minute, even when it fails
-        task = asyncio.create_task(self._write_stamp(cached, now))
+    def _stamp(self, cached: _Cached, monotonic_now: float) -> None:
+        # Asked for once a minute, even when it fails.
+        self.stamp_due[cached.key_id] = monotonic_now + keys.LAST_USED_PRECISION.total_seconds()
+        task = asyncio.create_task(self._write_stamp(cached, self.clock()))
         self.stamps.add(task)
         task.add_done_callback(self.stamps.discard)
 

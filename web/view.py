@@ -18,7 +18,6 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -263,12 +262,18 @@ class GraphQLView(GraphQL[Context, None]):
         Only a POST of JSON that Strawberry would read as one plain request gets here; the
         body is parsed as `parse_json` below parses it, so a body Strawberry refuses is
         refused the same way by the general path."""
+        headers = request.headers
+        # The media type as Strawberry reads it (lower case already: with_lowercase_media_type);
+        # a streaming transport wants one of two media types in Accept, looked for first.
+        accept = headers.get("accept", "").lower()
         if (
             self.compiled is None
             or request.method != "POST"
-            or "application/json"
-            not in parse_content_type(request.headers.get("content-type", ""))[0]
-            or self._get_stream_transport_from_headers(request.headers) is not None
+            or "application/json" not in headers.get("content-type", "").partition(";")[0]
+            or (
+                ("multipart/mixed" in accept or "text/event-stream" in accept)
+                and self._get_stream_transport_from_headers(headers) is not None
+            )
         ):
             return None
         try:

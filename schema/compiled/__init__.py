@@ -111,7 +111,10 @@ class CompiledPath:
         ):
             return None
         analysis = self.analyser.analyse(text, name)
-        if analysis.document is None or analysis.refusals(principal.scopes, given):
+        if analysis.document is None:
+            return None
+        cost = analysis.admitted_cost(principal.scopes, given)
+        if cost is None:
             return None
         if analysis.unstorable or (given and variable_errors(given)):
             return None  # strings no column stores: refused with graphql-core's errors
@@ -129,9 +132,9 @@ class CompiledPath:
             }
         except (Unsupported, PageError):
             return None
-        cost = {"requested": analysis.cost(given), "maximum": analysis.limits.max_cost}
         operation = plan.operation.name.value if plan.operation.name else None
-        payload = {"data": data, "extensions": {"cost": cost}}
+        extensions = {"cost": {"requested": cost, "maximum": analysis.limits.max_cost}}
+        payload = {"data": data, "extensions": extensions}
         return Answer(payload, plan.operation.operation.value, operation)
 
 
