@@ -3,8 +3,8 @@
 The compiled read path runs one statement per request. Through the engine's pool each such
 read also costs a checkout and a check-in (greenlets, the pool's bookkeeping) and a pre-ping,
 a second round trip to the server for every read. asyncpg's own pool has neither: a read
-takes an idle connection (or opens one, up to `size`) and gives it back; a connection that
-failed in any way, or whose read was cut short, is terminated instead of given back.
+takes an idle connection (or opens one, up to `size`) and gives it back, with no reset; a
+connection that failed in any way, or whose read was cut short, is terminated instead.
 
 Without the pre-ping a dead or hung server shows only in the read itself, so each read is
 bounded as a whole (waiting for a connection, and the statement) by the connect timeout, and
@@ -68,8 +68,16 @@ class PostgresReaders:
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
             if self._pool is None:
+                # No timer per statement (command_timeout) nor per idle connection: each read
+                # is bounded as a whole above, and the server ends a long statement itself.
+                options = {k: v for k, v in self.connect_args.items() if k != "command_timeout"}
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=0, max_size=self.size, **self.connect_args
+                    self.dsn,
+                    min_size=0,
+                    max_size=self.size,
+                    reset=_nothing,
+                    max_inactive_connection_lifetime=0,
+                    **options,
                 )
         return self._pool
 
@@ -81,3 +89,9 @@ class PostgresReaders:
         """Drop every connection at once (a stop that could not close them in time)."""
         if self._pool is not None:
             self._pool.terminate()
+
+
+async def _nothing(_connection: asyncpg.Connection) -> None:
+    """The reset of a connection given back: none. asyncpg's own (RESET ALL, UNLISTEN *, ...)
+    is a round trip per read, and these connections only ever run one SELECT at a time:
+    they keep no session state, and one whose SELECT failed is terminated, not given back."""
