@@ -7,9 +7,10 @@ documents clients send most (a customer by id, any object by its global id, a pa
 customers), `CompiledPath.answer` does instead what that execution would amount to: one
 statement on the driver (db/customer_rows.py) and one generated function that builds the
 response in selection order (plan.py). A customers:self token gets its own record and null
-for any other, as from the resolvers. `createCustomer` and `updateCustomer` run the very
-write their resolvers run (db.customers, in a write session) and build the payload from its
-outcome; only keys that may change any customer take this way.
+for any other, as from the resolvers. `createCustomer`, `updateCustomer` and
+`deleteCustomer` run the very write their resolvers run (db.customers, in a write session)
+and build the payload from its outcome; only keys that may change any customer take this
+way.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
@@ -171,12 +172,18 @@ class _Run:
         return await self.write(root, build)
 
     async def write(self, root: Root, build: Callable[..., Any]) -> Any:
-        """`createCustomer` or `updateCustomer`: the write its resolver runs, and its payload."""
+        """A customer write: the one its resolver runs, and its payload."""
         given = input_argument(self.path.schema, root.kind, root.arguments["input"], self.values)
+        external_id, environment = given["externalCustomerId"], self.path.environment
+        if root.kind == "deleteCustomer":
+            async with self.reads.db.write() as session:
+                problems = await customers.delete_customer(
+                    session, external_id, now=self.now, who=self.actor
+                )
+            return build(None if problems else external_id, problems, [], self.now, self.ttl)
         data = given["data"]
         # Absent fields are left out: a patch keeps them, a new customer's default is null.
         fields = {name: data[camel] for camel, name in DATA_COLUMNS.items() if camel in data}
-        external_id, environment = given["externalCustomerId"], self.path.environment
         async with self.reads.db.write() as session:
             if root.kind == "createCustomer":
                 values = {name: fields.get(name) for name in DATA_FIELDS}

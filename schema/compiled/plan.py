@@ -3,9 +3,10 @@
 The plan covers queries whose root fields are `customer(externalCustomerId:)`, `node(id:)`,
 `customers(first:, after:)` (the default order, no filter) and `__typename`, selecting
 anything of Customer, CustomerData, KycVerification, the connection, its edges and its page
-info; and mutations of one `createCustomer` or `updateCustomer` (beside any `__typename`),
-their payloads selecting anything but the customer's `kycVerifications`. All with aliases,
-fragments, inline fragments, and `@skip`/`@include` on literals or Boolean variables.
+info; and mutations of one `createCustomer`, `updateCustomer` or `deleteCustomer` (beside
+any `__typename`), their payloads selecting anything but the customer's `kycVerifications`.
+All with aliases, fragments, inline fragments, and `@skip`/`@include` on literals or Boolean
+variables.
 Anything else raises `Unsupported` and graphql-core answers.
 
 For each set of values of the condition variables, the collected selection is turned into
@@ -230,7 +231,11 @@ def input_argument(
 # -- code generation ---------------------------------------------------------------------------
 
 # The mutations the plan covers, and the type of their `input`.
-_WRITES = {"createCustomer": "CreateCustomerInput", "updateCustomer": "UpdateCustomerInput"}
+_WRITES = {
+    "createCustomer": "CreateCustomerInput",
+    "updateCustomer": "UpdateCustomerInput",
+    "deleteCustomer": "DeleteCustomerInput",
+}
 _ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
     # last, before, filter and orderBy only as null (or a variable that is null or absent).
@@ -388,9 +393,12 @@ class _Code(Needs):
         return self._object("CustomerConnection", fields, value_of)
 
     def payload(self, type_name: str, fields: Fields) -> str:
-        """A write's payload: its customer `c` (None on errors), and its problems."""
+        """A write's payload: what it wrote, `c` (None on errors: the customer, or for a
+        delete the id it deleted), and its problems."""
 
         def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "deletedExternalCustomerId":
+                return "c"
             if name == "customer":
                 customer = self.customer(self._sub("Customer", nodes), "c")
                 if self.verifications:
