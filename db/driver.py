@@ -7,8 +7,9 @@ from the models with SQLAlchemy Core and compiled for the dialect once, and each
 only binds its values and converts the rows with the columns' own types' processors, so a
 value reads exactly as the ORM would read it.
 
-The connection still comes from the engine's pool (`Database.fetch`): its size, timeouts,
-pre-ping and unreachable-latch apply, and statements are reported to the same observers.
+Reads run on the readers' connections (`Database.fetch`: db/sqlite_readers.py,
+db/postgres_readers.py), bounded by the engine's timeouts and its unreachable-latch, and
+their statements are reported to `Database.statement_observers`.
 
 Writes take the same way inside a write session (`SessionDriver`): the session still owns
 the connection and the transaction (its begin, commit, rollback, and SQLite's write turn),
