@@ -3,6 +3,13 @@
 Every status change goes through `TRANSITIONS`, in the same transaction as the read that
 decided it (the row is locked first: `FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite),
 so two concurrent requests can never both move one verification.
+
+LOCK ORDER. A write that locks both a customer and one of its verifications locks the
+customer first: a start locks the customer, then may expire its newest verification; a
+result or review locks the verification's customer, then the verification; the sweep locks
+the customers of a batch, then their verifications, and so do a customer's delete and its
+cascade. Two writes that took them in opposite orders could each wait for the other, and
+PostgreSQL would abort one of them.
 """
 
 from __future__ import annotations
@@ -212,10 +219,22 @@ async def move_verification(
 ) -> VerificationOutcome:
     """Move a verification to `target` if the table lets `actor` do so, recording
     KYC_VERIFICATION_STATUS_CHANGED by `who`; else why not."""
+    # Its customer is locked first, then the verification: every KYC write takes the two in
+    # this order (LOCK ORDER above), so none waits for a lock that another holds while
+    # waiting for one of its own (a PostgreSQL deadlock, which aborts one of them).
+    owner = await session.scalar(
+        sa_select(col(KycVerification.customer_id)).where(
+            col(KycVerification.id) == verification_id
+        )
+    )
+    if owner is not None:
+        await session.execute(
+            sa_select(col(Customer.id)).where(col(Customer.id) == owner).with_for_update()
+        )
     verification = await session.scalar(
         select(KycVerification).where(col(KycVerification.id) == verification_id).with_for_update()
     )
-    if verification is None:
+    if verification is None:  # none, or deleted with its customer meanwhile
         return VerificationOutcome(
             problems=[
                 Problem("verification_id", Code.NOT_FOUND, "There is no verification with this id.")
@@ -243,24 +262,47 @@ async def expire_stale(
     its KYC_VERIFICATION_STATUS_CHANGED (actor `system`, at the moment it expired) is recorded
     once. The events are recorded once, after the last batch, so the counter is the last lock
     taken.
+
+    The customers of a batch are locked before their verifications (LOCK ORDER above); one
+    that another write holds is skipped, not waited for: that write is a start, a result or
+    a delete of the same customer, and the next sweep (or the start itself) writes the
+    expiry down.
     """
     expired = 0
     recorded: list[NewEvent] = []
+    after = 0  # batches go up the ids: skipped rows are not read again
     while True:
         stale = (
             await session.execute(
-                sa_select(col(KycVerification.id), col(KycVerification.created_at))
+                sa_select(
+                    col(KycVerification.id),
+                    col(KycVerification.customer_id),
+                    col(KycVerification.created_at),
+                )
                 .where(
                     col(KycVerification.status) == KycStatus.PENDING,
                     col(KycVerification.created_at) <= now - ttl,
+                    col(KycVerification.id) > after,
                 )
                 .order_by(col(KycVerification.id))
                 .limit(batch)
-                .with_for_update(skip_locked=True)
             )
         ).all()
+        owners = {customer_id for _, customer_id, _ in stale}
+        locked = set(
+            (
+                await session.execute(
+                    sa_select(col(Customer.id))
+                    .where(col(Customer.id).in_(owners))
+                    .order_by(col(Customer.id))
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
         customer_ids = []
-        for id_, created_at in stale:
+        for id_, customer_id, created_at in stale:
+            if customer_id not in locked:
+                continue
             claimed = await session.execute(
                 update(KycVerification)
                 .where(
@@ -278,6 +320,9 @@ async def expire_stale(
         await _refresh_customer_status(session, customer_ids)
         if len(stale) < batch:
             break
+        last = stale[-1][0]
+        assert last is not None  # a primary key
+        after = last
     if expired:
         _notify(KycStatus.PENDING, KycStatus.EXPIRED, expired)
     await events.record(session, await _named(session, recorded), now)

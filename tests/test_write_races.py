@@ -19,9 +19,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import make_url
 
 from tests.conftest import GraphQLClient
+from tests.pg_locks import dsn_of, until_waiting
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
 
@@ -29,11 +29,6 @@ _INSERT = """
     INSERT INTO customer (external_customer_id, external_id_key, email, email_key,
                           created_at, updated_at)
     VALUES ($1::text, lower($1::text), $2::text, lower($2::text), now(), now())
-"""
-# Another backend waiting for a lock that the test's own transaction holds.
-_WAITING = """
-    SELECT count(*) FROM pg_locks
-    WHERE NOT granted AND pid <> pg_backend_pid() AND pid <> $1
 """
 
 
@@ -47,22 +42,14 @@ class Holder:
     async def blocks(self, write: Awaitable[dict[str, Any]]) -> asyncio.Task[dict[str, Any]]:
         """Start `write` and return once PostgreSQL shows it waiting for a lock of ours."""
         task: asyncio.Task[dict[str, Any]] = asyncio.ensure_future(write)
-        watcher = await asyncpg.connect(self.dsn)
-        try:
-            ours = self.connection.get_server_pid()
-            async with asyncio.timeout(10):
-                while not await watcher.fetchval(_WAITING, ours):
-                    assert not task.done(), "the write finished without meeting the held row"
-                    await asyncio.sleep(0.01)  # polls a condition, bounded by the deadline
-        finally:
-            await watcher.close()
+        await until_waiting(self.dsn, self.connection)
         return task
 
 
 @asynccontextmanager
 async def held_customer(database_url: str, external_id: str, email: str) -> AsyncIterator[Holder]:
     """A customer inserted in a transaction left open until the block ends, then committed."""
-    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    dsn = dsn_of(database_url)
     connection = await asyncpg.connect(dsn)
     try:
         transaction = connection.transaction()
