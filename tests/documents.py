@@ -142,6 +142,13 @@ class Request:
 
 
 # The fields of each type: (name, the type of its selection set, or None for a leaf).
+WRITTEN = (
+    ("customer", "Customer"),
+    ("userErrors", "UserError"),
+    ("warnings", "UserWarning"),
+    ("__typename", None),
+)
+PROBLEM = (("field", None), ("code", None), ("message", None), ("__typename", None))
 FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "Customer": (
         ("id", None),
@@ -193,6 +200,14 @@ FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
         ("__typename", None),
     ),
     "Node": (("id", None), ("__typename", None)),
+    # The customer writes' payloads.
+    **dict.fromkeys(("CreateCustomerPayload", "UpdateCustomerPayload"), WRITTEN),
+    "DeleteCustomerPayload": (
+        ("deletedExternalCustomerId", None),
+        ("userErrors", "UserError"),
+        ("__typename", None),
+    ),
+    **dict.fromkeys(("UserError", "UserWarning"), PROBLEM),
 }
 # The type conditions of fragments inside each type: those that may apply, and those that
 # never can (a validation error). Types not named here take only their own name.
@@ -216,6 +231,11 @@ MISTAKES: dict[str, tuple[str, ...]] = {
     "CustomerEdge": ("node", "position"),
     "PageInfo": ("hasMore",),
     "Node": ("externalCustomerId", "status"),
+    "CreateCustomerPayload": ("customers { id }", "errors"),
+    "UpdateCustomerPayload": ("customer", "userErrors { path }"),
+    "DeleteCustomerPayload": ("customer { id }", "deleted"),
+    "UserError": ("path", "code { name }"),
+    "UserWarning": ("severity",),
 }
 # Root fields outside the customer types: the compiled path must leave these to graphql-core.
 OTHER_ROOT_FIELDS = (
@@ -633,3 +653,72 @@ def requests(draw: st.DrawFn, catalog: Catalog) -> Request:
             else None
         ),
     )
+
+
+# Writes: one customer mutation (what the compiled path may answer), its input literal or in
+# variables, right or wrong, and any selection of its payload.
+
+WRITES = ("createCustomer", "updateCustomer", "deleteCustomer")
+# Data fields and values: valid ones, ones a rule refuses, and blanks.
+DATA_VALUES: dict[str, tuple[str | None, ...]] = {
+    "phone": ("+14155550123", "415-555-0123", "12", "+442071838750", None),
+    "firstName": ("Ann", "Zoë", "  ", "x" * 101, None),
+    "lastName": ("Lee", "O'Neil", None),
+    "street": ("1 Main St", None),
+    "street2": ("Apt 4", "", None),
+    "state": ("CA", "ZZ", "ny", None),
+    "city": ("Boston", "Paris", None),
+    "zip": ("02139", "02139-1234", "1", None),
+    "country": ("US", "gb", "XX", None),
+}
+NEW_EMAILS = ("w@example.com", "W@EXAMPLE.COM", "x+tag@example.com", "nope", "z@mailinator.com")
+WRONG_INPUTS = st.sampled_from([5, "c-1", [], {"externalCustomerId": 5}])
+
+
+@st.composite
+def writes(draw: st.DrawFn, catalog: Catalog) -> Request:
+    """A mutation of one customer write, sometimes beside __typename."""
+    document = Document(draw, catalog)
+    write = document.pick(WRITES)
+    payload = write[0].upper() + write[1:] + "Payload"
+    input_type = payload.replace("Payload", "Input")
+    given = draw(_inputs(document, write))
+    if document.chance(50):
+        argument = document.variable(f"{input_type}!", st.just(given), WRONG_INPUTS)
+    else:
+        argument = graphql_value(given)
+    selection = document.selection_set(payload, 1, 3)
+    fields = [f"{document.alias(write)}{write}(input: {argument}) {selection}"]
+    if document.chance(15):
+        fields.insert(document.count(0, 1), f"{document.alias('__typename')}__typename")
+    definitions = document.operation.definitions
+    head = "mutation" + (" Write" if document.chance(50) else "")
+    if definitions:
+        head += f"({', '.join(definitions)})"
+    body = "{\n  " + "\n  ".join(fields) + "\n}"
+    variables: Any = dict(document.values) or draw(st.sampled_from([OMITTED, {}, None]))
+    return Request(
+        document="\n\n".join([f"{head} {body}", *document.fragments]),
+        variables=variables,
+        accept=draw(st.sampled_from(ACCEPTS)),
+        customer_only=True,
+    )
+
+
+def _inputs(document: Document, write: str) -> st.SearchStrategy[dict[str, Any]]:
+    """The input of a write: an id, and data (a new customer's or a patch), sometimes wrong."""
+    ids = st.sampled_from((*document.catalog.external_ids, "w-1", "w-2", "a b"))
+    if write == "deleteCustomer":
+        return st.fixed_dictionaries({"externalCustomerId": ids})
+    emails = st.sampled_from((*document.catalog.emails, *NEW_EMAILS))
+    optional = {name: st.sampled_from(values) for name, values in DATA_VALUES.items()}
+    if write == "createCustomer":
+        data = st.fixed_dictionaries({"email": emails}, optional=optional)
+    else:
+        data = st.fixed_dictionaries({}, optional={"email": emails | st.none(), **optional})
+    if document.mistake(30):
+        # What graphql-core refuses: a field the type lacks, a number, a missing or null id.
+        wrong: st.SearchStrategy[dict[str, Any]] = data.map(lambda d: {**d, "nickname": "X"})
+        wrong |= data.map(lambda d: {**d, "city": 7})
+        return st.fixed_dictionaries({"data": wrong}, optional={"externalCustomerId": st.none()})
+    return st.fixed_dictionaries({"externalCustomerId": ids, "data": data})
