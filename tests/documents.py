@@ -208,6 +208,12 @@ FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
         ("__typename", None),
     ),
     **dict.fromkeys(("UserError", "UserWarning"), PROBLEM),
+    "KycVerificationPayload": (
+        ("verification", "KycVerification"),
+        ("customer", "Customer"),
+        ("userErrors", "UserError"),
+        ("__typename", None),
+    ),
 }
 # The type conditions of fragments inside each type: those that may apply, and those that
 # never can (a validation error). Types not named here take only their own name.
@@ -236,6 +242,7 @@ MISTAKES: dict[str, tuple[str, ...]] = {
     "DeleteCustomerPayload": ("customer { id }", "deleted"),
     "UserError": ("path", "code { name }"),
     "UserWarning": ("severity",),
+    "KycVerificationPayload": ("warnings { code }", "verification"),
 }
 # Root fields outside the customer types: the compiled path must leave these to graphql-core.
 OTHER_ROOT_FIELDS = (
@@ -658,7 +665,27 @@ def requests(draw: st.DrawFn, catalog: Catalog) -> Request:
 # Writes: one customer mutation (what the compiled path may answer), its input literal or in
 # variables, right or wrong, and any selection of its payload.
 
-WRITES = ("createCustomer", "updateCustomer", "deleteCustomer")
+WRITES = (
+    "createCustomer",
+    "updateCustomer",
+    "deleteCustomer",
+    "startKycVerification",
+    "recordKycResult",
+    "reviewKycVerification",
+)
+PAYLOADS = {
+    "createCustomer": "CreateCustomerPayload",
+    "updateCustomer": "UpdateCustomerPayload",
+    "deleteCustomer": "DeleteCustomerPayload",
+}
+INPUTS = {
+    "createCustomer": "CreateCustomerInput",
+    "updateCustomer": "UpdateCustomerInput",
+    "deleteCustomer": "DeleteCustomerInput",
+    "startKycVerification": "StartKycVerificationInput",
+    "recordKycResult": "RecordKycResultInput",
+    "reviewKycVerification": "ReviewKycVerificationInput",
+}
 # Data fields and values: valid ones, ones a rule refuses, and blanks.
 DATA_VALUES: dict[str, tuple[str | None, ...]] = {
     "phone": ("+14155550123", "415-555-0123", "12", "+442071838750", None),
@@ -680,8 +707,8 @@ def writes(draw: st.DrawFn, catalog: Catalog) -> Request:
     """A mutation of one customer write, sometimes beside __typename."""
     document = Document(draw, catalog)
     write = document.pick(WRITES)
-    payload = write[0].upper() + write[1:] + "Payload"
-    input_type = payload.replace("Payload", "Input")
+    payload = PAYLOADS.get(write, "KycVerificationPayload")
+    input_type = INPUTS[write]
     given = draw(_inputs(document, write))
     if document.chance(50):
         argument = document.variable(f"{input_type}!", st.just(given), WRONG_INPUTS)
@@ -708,8 +735,16 @@ def writes(draw: st.DrawFn, catalog: Catalog) -> Request:
 def _inputs(document: Document, write: str) -> st.SearchStrategy[dict[str, Any]]:
     """The input of a write: an id, and data (a new customer's or a patch), sometimes wrong."""
     ids = st.sampled_from((*document.catalog.external_ids, "w-1", "w-2", "a b"))
-    if write == "deleteCustomer":
-        return st.fixed_dictionaries({"externalCustomerId": ids})
+    if write in ("deleteCustomer", "startKycVerification"):
+        kind = {"type": st.just(EnumValue("PROOF_OF_ID"))} if write != "deleteCustomer" else {}
+        return st.fixed_dictionaries({"externalCustomerId": ids}, optional=kind)
+    if write in ("recordKycResult", "reviewKycVerification"):
+        verifications = st.sampled_from(document.catalog.node_ids)
+        if write == "recordKycResult":
+            outcome = {"status": st.sampled_from(KYC_STATUSES)}
+        else:
+            outcome = {"decision": st.sampled_from((EnumValue("APPROVE"), EnumValue("REJECT")))}
+        return st.fixed_dictionaries({"verificationId": verifications, **outcome})
     emails = st.sampled_from((*document.catalog.emails, *NEW_EMAILS))
     optional = {name: st.sampled_from(values) for name, values in DATA_VALUES.items()}
     if write == "createCustomer":

@@ -7,10 +7,10 @@ documents clients send most (a customer by id, any object by its global id, a pa
 customers), `CompiledPath.answer` does instead what that execution would amount to: one
 statement on the driver (db/customer_rows.py) and one generated function that builds the
 response in selection order (plan.py). A customers:self token gets its own record and null
-for any other, as from the resolvers. `createCustomer`, `updateCustomer` and
-`deleteCustomer` run the very write their resolvers run (db.customers, in a write session)
-and build the payload from its outcome; only keys that may change any customer take this
-way.
+for any other, as from the resolvers. The customer and KYC writes run the very write their
+resolvers run (db.customers, db.kyc, in a write session) and build the payload from its
+outcome; writes that a customers:self token could make are taken only from keys that may
+change any customer.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
@@ -36,9 +36,10 @@ from typing import Any, NamedTuple
 
 from graphql import GraphQLError, GraphQLSchema
 
-from db import customers
+from db import customers, kyc
 from db.customer_rows import CustomerReads, CustomerRow, after_key, cursor_of
 from db.keys import Principal, Scope
+from db.models import KycStatus, KycType
 from db.pages import PageError
 from db.rules import DATA_FIELDS, Environment
 from schema import ids
@@ -55,7 +56,14 @@ from schema.compiled.plan import (
 )
 from schema.compiled.selection import Unsupported
 from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
+from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
+
+_KYC_WRITES = {"startKycVerification", "recordKycResult", "reviewKycVerification"}
+# Writes that act for a customers:self token on its own customer only (their resolvers
+# check it): the compiled path takes them only from keys that may change any customer.
+_SELF_WRITES = {"createCustomer", "updateCustomer", "deleteCustomer", "startKycVerification"}
+_DECISIONS = {decision.name: status for decision, status in DECISIONS.items()}
 
 
 class Answer(NamedTuple):
@@ -125,7 +133,9 @@ class CompiledPath:
         try:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)
-            if plan.writes and Scope.CUSTOMERS_WRITE not in principal.scopes:
+            if Scope.CUSTOMERS_WRITE not in principal.scopes and any(
+                root.kind in _SELF_WRITES for root, _, _ in built.roots
+            ):
                 return None  # a customers:self token's write: its resolver's own rules
             run = _Run(self, values, principal, cursor_secret)
             data = {
@@ -172,15 +182,18 @@ class _Run:
         return await self.write(root, build)
 
     async def write(self, root: Root, build: Callable[..., Any]) -> Any:
-        """A customer write: the one its resolver runs, and its payload."""
+        """A customer or KYC write: the one its resolver runs, and its payload."""
         given = input_argument(self.path.schema, root.kind, root.arguments["input"], self.values)
+        if root.kind in _KYC_WRITES:
+            return await self.kyc_write(root.kind, given, build)
         external_id, environment = given["externalCustomerId"], self.path.environment
         if root.kind == "deleteCustomer":
             async with self.reads.db.write() as session:
                 problems = await customers.delete_customer(
                     session, external_id, now=self.now, who=self.actor
                 )
-            return build(None if problems else external_id, problems, [], self.now, self.ttl)
+            deleted = None if problems else external_id
+            return build(deleted, None, problems, [], self.now, self.ttl)
         data = given["data"]
         # Absent fields are left out: a patch keeps them, a new customer's default is null.
         fields = {name: data[camel] for camel, name in DATA_COLUMNS.items() if camel in data}
@@ -195,7 +208,40 @@ class _Run:
                     session, external_id, fields, environment, now=self.now, who=self.actor
                 )
         written = None if outcome.customer is None else CustomerRow(outcome.customer)
-        return build(written, outcome.problems, outcome.warnings, self.now, self.ttl)
+        return build(written, None, outcome.problems, outcome.warnings, self.now, self.ttl)
+
+    async def kyc_write(
+        self, kind: str, given: Mapping[str, Any], build: Callable[..., Any]
+    ) -> Any:
+        """startKycVerification, recordKycResult or reviewKycVerification."""
+        db, now, ttl = self.reads.db, self.now, self.ttl
+        if kind == "startKycVerification":
+            async with db.write() as session:
+                outcome = await kyc.start_verification(
+                    session,
+                    given["externalCustomerId"],
+                    KycType[given["type"]],
+                    now,
+                    ttl,
+                    who=self.actor,
+                )
+        else:
+            try:
+                key = ids.decode_as("KycVerification", given["verificationId"])
+            except GraphQLError:
+                raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
+            if key is None:
+                raise Unsupported("not a verification's id")  # NOT_FOUND, written by the resolver
+            if kind == "recordKycResult":
+                target, actor = KycStatus[given["status"]], kyc.Actor.PROVIDER
+            else:
+                target, actor = _DECISIONS[given["decision"]], kyc.Actor.REVIEWER
+            async with db.write() as session:
+                outcome = await kyc.move_verification(
+                    session, key, target, actor, now, ttl, who=self.actor
+                )
+        customer = None if outcome.customer is None else CustomerRow(outcome.customer)
+        return build(customer, outcome.verification, outcome.problems, [], now, ttl)
 
     async def customer(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         """`Query.customer`: null for another customer than a customers:self token's own."""

@@ -4,20 +4,26 @@ A mutation's `input` arrives as a variable's JSON value or as a literal in the d
 graphql-core checks either against the input type: no field the type lacks, every non-null
 field present and not null, a default for what is absent where the type has one, and a
 String only from a string. Here the same rules give the input as a dict by GraphQL field
-names (absent fields left out); anything they refuse, and any type other than String and
-input objects, raises `Unsupported`, so that graphql-core answers with its own error.
+names (absent fields left out), an enum by its value's name and an ID as a string; anything
+they refuse, and any other type, raises `Unsupported`, so that graphql-core answers with its
+own error.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
 from graphql import (
+    EnumValueNode,
+    GraphQLEnumType,
+    GraphQLID,
     GraphQLInputObjectType,
     GraphQLInputType,
     GraphQLNonNull,
     GraphQLString,
+    IntValueNode,
     NullValueNode,
     ObjectValueNode,
     StringValueNode,
@@ -29,6 +35,14 @@ from graphql import (
 from schema.compiled.selection import Unsupported
 
 ABSENT = object()  # a literal's field whose variable was not given: as if it were left out
+
+
+class EnumName(str):
+    """An enum value written in a document (a bare name); a string there is refused."""
+
+    @property
+    def name(self) -> str:
+        return str(self)
 
 
 def coerce_input(value: Any, type_: GraphQLInputType) -> Any:
@@ -43,6 +57,20 @@ def coerce_input(value: Any, type_: GraphQLInputType) -> Any:
         if type(value) is not str:
             raise Unsupported("a String that is not a string")
         return value
+    if type_ is GraphQLID:  # a string, or an integer written as one
+        if type(value) is int:
+            return str(value)
+        if type(value) is not str:
+            raise Unsupported("an ID that is neither a string nor an integer")
+        return value
+    if isinstance(type_, GraphQLEnumType):
+        if isinstance(value, EnumName):
+            value = value.name
+        elif type(value) is not str:  # a variable's enum value is a string
+            raise Unsupported("an enum value that is not a name")
+        if value not in type_.values:
+            raise Unsupported("a name the enum lacks")
+        return value
     if not isinstance(type_, GraphQLInputObjectType) or type_.is_one_of:
         raise Unsupported(f"an input of type {type_}")
     if not isinstance(value, dict) or not set(value) <= set(type_.fields):
@@ -53,7 +81,8 @@ def coerce_input(value: Any, type_: GraphQLInputType) -> Any:
         if given is not ABSENT:
             coerced[name] = coerce_input(given, field.type)
         elif field.default_value is not Undefined:
-            coerced[name] = field.default_value
+            default = field.default_value  # an enum's is its Python member: named as the rest
+            coerced[name] = default.name if isinstance(default, enum.Enum) else default
         elif isinstance(field.type, GraphQLNonNull):
             raise Unsupported("a required input field is missing")
     return coerced
@@ -70,6 +99,10 @@ def from_literal(node: ValueNode, variables: Mapping[str, Any], missing: object)
         return None
     if isinstance(node, StringValueNode):
         return node.value
+    if isinstance(node, EnumValueNode):
+        return EnumName(node.value)
+    if isinstance(node, IntValueNode):
+        return int(node.value)  # an ID's; an Int where a String stands is refused
     if isinstance(node, ObjectValueNode):
         fields = {f.name.value: from_literal(f.value, variables, missing) for f in node.fields}
         return {name: value for name, value in fields.items() if value is not ABSENT}

@@ -3,8 +3,8 @@
 The plan covers queries whose root fields are `customer(externalCustomerId:)`, `node(id:)`,
 `customers(first:, after:)` (the default order, no filter) and `__typename`, selecting
 anything of Customer, CustomerData, KycVerification, the connection, its edges and its page
-info; and mutations of one `createCustomer`, `updateCustomer` or `deleteCustomer` (beside
-any `__typename`), their payloads selecting anything but the customer's `kycVerifications`.
+info; and mutations of one customer or KYC write (beside any `__typename`), their payloads
+selecting anything but the customer's `kycVerifications`.
 All with aliases, fragments, inline fragments, and `@skip`/`@include` on literals or Boolean
 variables.
 Anything else raises `Unsupported` and graphql-core answers.
@@ -179,7 +179,7 @@ def _variable(schema: GraphQLSchema, definition: Any) -> Variable:
     if isinstance(type_node, NamedTypeNode):
         kind = _SCALARS.get(type_node.name.value)
         named = schema.get_type(type_node.name.value)
-        if isinstance(named, GraphQLInputObjectType) and named.name in _WRITES.values():
+        if isinstance(named, GraphQLInputObjectType) and named.name in _INPUTS:
             input_type = named
     if kind is None and input_type is None and non_null:
         raise Unsupported("a required variable of a type the plan does not take")
@@ -222,7 +222,7 @@ def input_argument(
         value = MISSING if literal is ABSENT else literal
     if value is MISSING or value is None:
         raise Unsupported("no input")  # graphql-core's error
-    input_type = schema.get_type(_WRITES[mutation])
+    input_type = schema.get_type(_WRITES[mutation][0])
     assert isinstance(input_type, GraphQLInputObjectType)
     coerced: dict[str, Any] = coerce_input(value, input_type)
     return coerced
@@ -230,12 +230,16 @@ def input_argument(
 
 # -- code generation ---------------------------------------------------------------------------
 
-# The mutations the plan covers, and the type of their `input`.
+# The mutations the plan covers: the type of their `input`, and of their payload.
 _WRITES = {
-    "createCustomer": "CreateCustomerInput",
-    "updateCustomer": "UpdateCustomerInput",
-    "deleteCustomer": "DeleteCustomerInput",
+    "createCustomer": ("CreateCustomerInput", "CreateCustomerPayload"),
+    "updateCustomer": ("UpdateCustomerInput", "UpdateCustomerPayload"),
+    "deleteCustomer": ("DeleteCustomerInput", "DeleteCustomerPayload"),
+    "startKycVerification": ("StartKycVerificationInput", "KycVerificationPayload"),
+    "recordKycResult": ("RecordKycResultInput", "KycVerificationPayload"),
+    "reviewKycVerification": ("ReviewKycVerificationInput", "KycVerificationPayload"),
 }
+_INPUTS = {input_type for input_type, _ in _WRITES.values()}
 _ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
     # last, before, filter and orderBy only as null (or a variable that is null or absent).
@@ -277,9 +281,9 @@ def _build(plan: Plan, collector: Collector) -> Built:
             body = code.customer(collector.subfields("Customer", nodes), "c")
             source = f"def build(c, now, ttl):\n    return {body}\n"
         elif name in _WRITES:
-            payload = name[0].upper() + name[1:] + "Payload"
+            payload = _WRITES[name][1]
             body = code.payload(payload, collector.subfields(payload, nodes))
-            source = f"def build(c, errors, warnings, now, ttl):\n    return {body}\n"
+            source = f"def build(c, v, errors, warnings, now, ttl):\n    return {body}\n"
         elif name == "node":
             # The object's type is known once it is read: a builder for each type it can be.
             customer = code.customer(collector.subfields("Customer", nodes), "c")
@@ -394,11 +398,14 @@ class _Code(Needs):
 
     def payload(self, type_name: str, fields: Fields) -> str:
         """A write's payload: what it wrote, `c` (None on errors: the customer, or for a
-        delete the id it deleted), and its problems."""
+        delete the id it deleted) and `v` (a KYC write's verification), and its problems."""
 
         def value_of(name: str, nodes: list[FieldNode]) -> str | None:
             if name == "deletedExternalCustomerId":
                 return "c"
+            if name == "verification":
+                verification = self.verification(self._sub("KycVerification", nodes))
+                return f"(None if v is None else {verification})"
             if name == "customer":
                 customer = self.customer(self._sub("Customer", nodes), "c")
                 if self.verifications:
