@@ -10,9 +10,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+import web.view
 from db import customers
 from db.customer_rows import CustomerReads
 from tests.conftest import GraphQLClient, operation
+from web.body import parse_json
 
 
 @pytest.fixture
@@ -281,3 +283,25 @@ async def test_get_takes_null_variables_and_names_a_bad_parameter(http: httpx.As
         assert response.status_code == 400
         assert "The variables parameter" in response.text
         assert said in response.text
+
+
+async def test_a_body_is_parsed_once_whichever_path_answers(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled path parses a POST's JSON to see whether it is its to answer; when
+    graphql-core answers instead, Strawberry reuses that parse rather than make another."""
+    parses: list[object] = []
+
+    def counting(data: str | bytes) -> object:
+        parses.append(data)
+        return parse_json(data)
+
+    monkeypatch.setattr(web.view, "parse_json", counting)
+    events = await gql.post("{ customerEvents(first: 1) { nodes { id } } }")  # graphql-core's
+    assert events.status_code == 200
+    assert "errors" not in events.json()
+    found = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})  # compiled
+    assert found.json()["data"] == {"customer": None}
+    refused = await gql.post("{ nope }")  # graphql-core's error
+    assert refused.json()["errors"]
+    assert len(parses) == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,11 @@ def outcome_of_data(data: dict[str, Any] | None) -> str:
     ):
         return "user_error"
     return "ok"
+
+
+# The body answer_compiled parsed, for the view's parse_json to reuse (this request's own:
+# each request runs in a task, with a context, of its own).
+_parsed_body: ContextVar[tuple[bytes, Any] | None] = ContextVar("parsed_body", default=None)
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -237,6 +243,7 @@ class GraphQLView(GraphQL[Context, None]):
             response = await self.answer_compiled(request, body)
             if response is None:
                 response = await self.run(request)
+            _parsed_body.set(None)  # an in-process caller may send the next one in this task
         except Unauthenticated as error:
             response = unauthenticated(str(error))
             if info := request_info():
@@ -282,6 +289,8 @@ class GraphQLView(GraphQL[Context, None]):
             return None
         if not isinstance(parsed, dict):
             return None
+        # Strawberry reads the same bytes again when graphql-core answers: parsed once.
+        _parsed_body.set((body, parsed))
         try:
             answered = await self.compiled.answer(
                 parsed, getattr(request.state, "principal", None), self.cursor_secret
@@ -326,6 +335,9 @@ class GraphQLView(GraphQL[Context, None]):
         return parsed
 
     def parse_json(self, data: str | bytes) -> Any:
+        stashed = _parsed_body.get()
+        if stashed is not None and stashed[0] is data:
+            return stashed[1]  # the body answer_compiled parsed (an object: checked there)
         try:
             parsed = parse_json(data)
         except BadJSON as error:
