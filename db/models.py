@@ -107,6 +107,9 @@ class Customer(SQLModel, table=True):
         Index("ix_customer_external_id_key", "external_id_key"),
         Index("ix_customer_first_name_key", "first_name_key"),
         Index("ix_customer_last_name_key", "last_name_key"),
+        # On SQLite too an id is never handed out again (a global id names one customer for
+        # good): migration 0006.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
@@ -147,6 +150,7 @@ class KycVerification(SQLModel, table=True):
     __table_args__ = (
         Index("ix_kyc_verification_customer", "customer_id", "id"),
         Index("ix_kyc_verification_status_created", "status", "created_at"),
+        {"sqlite_autoincrement": True},  # as the customer's
     )
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))

@@ -91,6 +91,21 @@ async def test_node_finds_customer_by_global_id(gql: GraphQLClient) -> None:
     }
 
 
+async def test_a_deleted_customers_ids_are_never_given_again(gql: GraphQLClient) -> None:
+    """A global id names one customer (and one verification) for good: after the newest is
+    deleted, the next one gets a new id, and the old id finds nothing (on SQLite too)."""
+    await gql.create("c-1")
+    gone = await gql.create("c-2")
+    started = await gql.start_kyc("c-2")
+    await gql.run("delete_customer", input={"externalCustomerId": "c-2"})
+    made = await gql.create("c-3")
+    again = await gql.start_kyc("c-3")
+    assert made["customer"]["id"] != gone["customer"]["id"]
+    assert again["verification"]["id"] != started["verification"]["id"]
+    assert (await gql.run("node", id=gone["customer"]["id"]))["node"] is None
+    assert (await gql.run("node", id=started["verification"]["id"]))["node"] is None
+
+
 @pytest.mark.parametrize(
     "bad_id", ["", "nope", "Q3VzdG9tZXI6OTk5", "Rm9vOjE", "%%%", "Q3VzdG9tZXI6"]
 )

@@ -143,3 +143,65 @@ async def test_concurrent_upgrades_of_a_blank_database_both_succeed(
         "webhook_attempt",
     }
     assert await migrate.current_revision(blank) == migrate.head_revision()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL's sequences need no rebuild
+async def test_the_id_rebuild_keeps_every_row_and_reference(blank: Database) -> None:
+    """0006 rebuilds SQLite's customer and kyc_verification tables (AUTOINCREMENT): every
+    row and verification stays, deleting a customer still takes its verifications, and no
+    id in use is handed out again."""
+    await migrate.upgrade(blank, "0005")
+    moment = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    async with blank.write() as session:
+        for n in (1, 2, 3):
+            await session.execute(
+                text(
+                    "INSERT INTO customer (id, external_customer_id, external_id_key, email,"
+                    " email_key, created_at, updated_at) VALUES (:id, :ext, :ext, :email,"
+                    " :email, :at, :at)"
+                ).bindparams(AT),
+                {"id": n, "ext": f"c-{n}", "email": f"c{n}@example.com", "at": moment},
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO kyc_verification (id, customer_id, type, status, created_at,"
+                    " updated_at) VALUES (:id, :id, 'PROOF_OF_ID', 'PENDING', :at, :at)"
+                ).bindparams(AT),
+                {"id": n, "at": moment},
+            )
+
+    await migrate.upgrade(blank)
+    counts = text("SELECT (SELECT count(*) FROM customer), (SELECT count(*) FROM kyc_verification)")
+    async with blank.write() as session:
+        assert (await session.execute(counts)).one() == (3, 3)
+        await session.execute(text("DELETE FROM customer WHERE id = 3"))
+        assert (await session.execute(counts)).one() == (2, 2)  # the cascade still holds
+        made = await session.execute(
+            text(
+                "INSERT INTO customer (external_customer_id, external_id_key, email, email_key,"
+                " created_at, updated_at) VALUES ('c-4', 'c-4', 'c4@example.com',"
+                " 'c4@example.com', :at, :at) RETURNING id"
+            ).bindparams(AT),
+            {"at": moment},
+        )
+        assert made.scalar_one() == 4  # not 3 again
+    async with blank.read() as session:
+        for pragma in ("integrity_check", "foreign_key_check"):
+            found = (await session.execute(text(f"PRAGMA {pragma}"))).all()
+            assert [tuple(row) for row in found] in ([("ok",)], []), (pragma, found)
+        definitions = await session.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master"
+                " WHERE tbl_name IN ('customer', 'kyc_verification') AND sql IS NOT NULL"
+            )
+        )
+        stored: dict[str, str] = dict(definitions.all())
+    assert "AUTOINCREMENT" in stored["customer"]
+    assert "AUTOINCREMENT" in stored["kyc_verification"]
+    assert 'REFERENCES "customer" (id) ON DELETE CASCADE' in stored["kyc_verification"]
+    model_indexes = {
+        index.name
+        for table in ("customer", "kyc_verification")
+        for index in SQLModel.metadata.tables[table].indexes
+    }
+    assert model_indexes <= set(stored)  # every index made again

@@ -1,9 +1,12 @@
 """Alembic's entry point, run inside `db.migrate`, which hands it a connection in a transaction.
 
-SQLite note: never let a migration recreate a table there (Alembic's "batch" mode). The
-server turns foreign keys on, and dropping the old `customer` table would then cascade into
-deleting every verification. Use plain ADD/DROP COLUMN and CREATE/DROP INDEX, which SQLite
-3.35+ does in place.
+SQLite note: never let Alembic recreate a table there ("batch" mode). The server turns
+foreign keys on (the pragma cannot change inside the migration's transaction), so dropping
+the old `customer` table would cascade into deleting every verification, and renaming a
+table rewrites the references to it. Use plain ADD/DROP COLUMN and CREATE/DROP INDEX, which
+SQLite 3.35+ does in place; where a table must be rebuilt, do it as 0006 does (new tables
+first, children pointing at the new parent, old child dropped before old parent, renames
+last).
 """
 
 from __future__ import annotations
