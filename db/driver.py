@@ -107,6 +107,9 @@ class PerDialect:
         return found
 
 
+_DRIVER = "session_driver"  # session.info's key: the transaction, and its SessionDriver
+
+
 class SessionDriver:
     """The driver connection (aiosqlite's or asyncpg's) under a session's transaction.
 
@@ -123,6 +126,19 @@ class SessionDriver:
 
     @classmethod
     async def of(cls, session: AsyncSession) -> SessionDriver:
+        """The session's, made once per transaction (a write and its event append share it:
+        each making its own cost a greenlet and a checkout of the session's connection)."""
+        transaction = session.get_transaction()
+        made = session.info.get(_DRIVER)
+        if made is not None and transaction is not None and made[0] is transaction:
+            driver: SessionDriver = made[1]
+            return driver
+        driver = await cls._make(session)
+        session.info[_DRIVER] = (transaction, driver)
+        return driver
+
+    @classmethod
+    async def _make(cls, session: AsyncSession) -> SessionDriver:
         connection = await session.connection()
         adapted = (await connection.get_raw_connection()).dbapi_connection
         if connection.dialect.name == "postgresql" and adapted._transaction is None:  # type: ignore[union-attr]
