@@ -19,6 +19,7 @@ from db.engine import Database
 from db.rules import Environment
 from server import Settings, create_app
 from tests.databases import BACKENDS, TEST_API_KEY, Databases
+from tests.identity import IdentityProvider, identity_provider
 from tests.log_privacy import RUN_LOG, personal_data_in
 from tests.node_tools import find_chromium, find_node
 
@@ -236,6 +237,14 @@ class GraphQLClient:
         result = await self.run("customer", externalCustomerId=external_id)
         customer: dict[str, Any] | None = result["customer"]
         return customer
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdentityProvider]:
+    """An identity provider on 127.0.0.1 that signs tokens (customers:self, readers...), for
+    the tests that sign in with them; a module's tests share it."""
+    with identity_provider() as provider:
+        yield provider
 
 
 @pytest.fixture

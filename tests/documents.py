@@ -26,6 +26,9 @@ from typing import Any, TypeVar
 
 import httpx
 from hypothesis import strategies as st
+from strawberry.utils.str_converters import to_camel_case
+
+from db.rules import DATA_FIELDS
 
 T = TypeVar("T")
 
@@ -161,20 +164,7 @@ FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
         ("__typename", None),
     ),
     "CustomerData": tuple(
-        (name, None)
-        for name in (
-            "email",
-            "phone",
-            "firstName",
-            "lastName",
-            "street",
-            "street2",
-            "state",
-            "city",
-            "zip",
-            "country",
-            "__typename",
-        )
+        (name, None) for name in (*(to_camel_case(n) for n in DATA_FIELDS), "__typename")
     ),
     "KycVerification": (
         ("id", None),

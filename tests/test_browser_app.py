@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY
-from tests.identity import IdentityProvider, identity_provider
+from tests.identity import IdentityProvider
 from tests.node_tools import ARTIFACTS, find_chromium, find_node, run_node, run_tool, save_artifact
 from tests.servers import Server, running_server
 
@@ -42,12 +42,6 @@ def built_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = run_tool(node, "vite/bin/vite.js", "build", str(APP), "--outDir", str(out))
     assert built.returncode == 0, built.stdout + built.stderr
     return out
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdentityProvider]:
-    with identity_provider() as provider:
-        yield provider
 
 
 class Quiet(SimpleHTTPRequestHandler):

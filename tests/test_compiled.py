@@ -39,7 +39,7 @@ from server import Settings, create_app
 from tests.conftest import OPERATIONS, Clock, GraphQLClient, operation
 from tests.databases import TEST_API_KEY, Databases, add_key
 from tests.documents import Catalog, Request, global_id, requests, writes
-from tests.identity import IdentityProvider, identity_provider
+from tests.identity import IdentityProvider
 from tests.test_customers_api import FULL
 
 EXAMPLES = {
@@ -63,13 +63,6 @@ UNCOMPARED = frozenset({"x-request-id"})
 
 # A key that may read no customer: every customer field is FORBIDDEN to it.
 NARROW_KEY = keys.new_key()
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdentityProvider]:
-    """Signs the tokens of customers (customers:self) and of readers (customers:read)."""
-    with identity_provider() as provider:
-        yield provider
 
 
 @pytest.fixture

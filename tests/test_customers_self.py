@@ -5,7 +5,6 @@ probe which ids exist; lists and every other root field are FORBIDDEN before any
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ from starlette.applications import Starlette
 
 from server import Settings, create_app
 from tests.conftest import Clock, GraphQLClient, operation
-from tests.identity import IdentityProvider, identity_provider
+from tests.identity import IdentityProvider
 from tests.sockets import serving, socket
 
 
@@ -22,12 +21,6 @@ from tests.sockets import serving, socket
 def backend() -> str:
     """What this module tests does not depend on the database engine: SQLite proves it."""
     return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdentityProvider]:
-    with identity_provider() as provider:
-        yield provider
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from db.models import KycStatus, KycType
 from db.pages import PageError
 from db.rules import DATA_FIELDS, Environment
 from schema import ids
+from schema.access import FIELD_SCOPES
 from schema.analysis import Analyser, Analysis
 from schema.compiled.plan import (
     DATA_COLUMNS,
@@ -60,9 +61,13 @@ from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
 
 _KYC_WRITES = {"startKycVerification", "recordKycResult", "reviewKycVerification"}
-# Writes that act for a customers:self token on its own customer only (their resolvers
-# check it): the compiled path takes them only from keys that may change any customer.
-_SELF_WRITES = {"createCustomer", "updateCustomer", "deleteCustomer", "startKycVerification"}
+# Writes that a customers:self token may make on its own customer alone (their resolvers
+# see to it): the compiled path takes them only from keys that may change any customer.
+_SELF_WRITES = {
+    field.removeprefix("Mutation.")
+    for field, scopes in FIELD_SCOPES.items()
+    if field.startswith("Mutation.") and Scope.CUSTOMERS_SELF in scopes
+}
 _DECISIONS = {decision.name: status for decision, status in DECISIONS.items()}
 
 
