@@ -15,8 +15,12 @@ re-exported here.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -102,29 +106,65 @@ async def keys_command(args: argparse.Namespace, settings: Settings) -> int:
     return await run_command(settings, list_keys_command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The customer GraphQL API server.")
+VERBOSE = "show the migration tool's progress too"
+
+
+def command_line() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="customer-api", description="The customer GraphQL API server."
+    )
+    parser.add_argument("--version", action="version", version=f"customer-api {version()}")
     parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")
+    # -v before or after the command; a command's own default must not undo a -v given before.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
     commands = parser.add_subparsers(dest="command", metavar="command")
-    commands.add_parser("serve", help="serve the API (the default)")
+    commands.add_parser("serve", help="serve the API (the default)", parents=[verbose])
     commands.add_parser("export-schema", help="print the schema's SDL")
-    commands.add_parser("expire-kyc", help="expire stale PENDING verifications once, then exit")
-    commands.add_parser("migrate", help="bring the database to the latest schema, then exit")
+    commands.add_parser(
+        "expire-kyc", help="expire stale PENDING verifications once, then exit", parents=[verbose]
+    )
+    commands.add_parser(
+        "migrate", help="bring the database to the latest schema, then exit", parents=[verbose]
+    )
     key_commands = commands.add_parser("keys", help="create, list and revoke API keys")
     key_actions = key_commands.add_subparsers(dest="keys_command", required=True)
-    create = key_actions.add_parser("create", help="make a key; it is printed once, last")
+    create = key_actions.add_parser(
+        "create", help="make a key; it is printed once, last", parents=[verbose]
+    )
     create.add_argument("--name", required=True, help="a name people will recognise")
     chosen = create.add_mutually_exclusive_group(required=True)
     chosen.add_argument(
-        "--scope", action="append", choices=sorted(keys.ALL_SCOPES), help="repeatable"
+        "--scope",
+        action="append",
+        choices=sorted(scope.value for scope in keys.ALL_SCOPES),  # plain names in --help
+        help="repeatable",
     )
     chosen.add_argument("--all-scopes", action="store_true", help="every scope")
-    key_actions.add_parser("list", help="name, prefix, scopes, created and last used")
-    revoke = key_actions.add_parser("revoke", help="refuse the key from now on")
+    key_actions.add_parser(
+        "list", help="name, prefix, scopes, created and last used", parents=[verbose]
+    )
+    revoke = key_actions.add_parser("revoke", help="refuse the key from now on", parents=[verbose])
     revoke.add_argument("name")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def version() -> str:
+    """This program's version: the installed package's, else the checkout's pyproject.toml."""
+    try:
+        return metadata.version("customer-api")
+    except metadata.PackageNotFoundError:
+        with (Path(__file__).resolve().parent / "pyproject.toml").open("rb") as file:
+            found: str = tomllib.load(file)["project"]["version"]
+            return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = command_line().parse_args(argv)
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
         return 0
@@ -143,16 +183,26 @@ def load_settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e['input']!r})"
-            for e in error.errors()
-        ]
+        lines = [setting_problem(e["loc"], e["msg"]) for e in error.errors()]
         raise StartupProblem("cannot start, a setting is wrong:\n  " + "\n  ".join(lines)) from None
+
+
+def setting_problem(location: tuple[int | str, ...], message: str) -> str:
+    """One wrong setting, by its environment name: never its value, which may be a secret."""
+    message = message.removeprefix("Value error, ")
+    if not location:
+        return message  # a rule over several settings: the message names them
+    return f"{'.'.join(str(part) for part in location).upper()}: {message}"
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     debug = settings.log_level.lower() == "debug"
+    # Alembic's progress ("Context impl SQLiteImpl.") is chatter around a command's answer:
+    # shown when asked for. What a start migrated is logged by web/startup.py.
+    logging.getLogger("alembic").setLevel(
+        logging.NOTSET if args.verbose or debug else logging.WARNING
+    )
     if args.command == "migrate":
         revision = guarded(settings, debug, lambda: run_command(settings, migrate.current_revision))
         print(f"database at revision {revision}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from db import keys
 from db.engine import Database
 from schema.context import Clock
+from web.hints import command
 
 
 async def bootstrap_key(db: Database, clock: Clock, path: Path) -> None:
@@ -41,7 +42,7 @@ def announce_bootstrap_key(path: Path) -> None:
         "(readable by this user only). Keep it somewhere safe and delete the file. In GraphiQL "
         "(http://<host>:<port>/graphql) put it in the Headers tab as\n"
         '    {"Authorization": "Bearer <the key>"}\n'
-        "Make narrower keys with: python server.py keys create --name NAME --scope SCOPE\n",
+        f"Make narrower keys with: {command('keys create --name NAME --scope SCOPE')}\n",
         file=sys.stderr,
         flush=True,
     )

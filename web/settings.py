@@ -217,7 +217,20 @@ class Settings(BaseSettings):
     @classmethod
     def _jwks_url(cls, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _webhook_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                SecretBox(value)
+            except ValueError:
+                raise ValueError(
+                    "must be 32 random bytes in base64; make one with: python3 -c "
+                    '"import os, base64; print(base64.b64encode(os.urandom(32)).decode())"'
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -229,9 +242,11 @@ class Settings(BaseSettings):
         }
         missing = [name for name, value in given.items() if not value]
         if missing and len(missing) < len(given):
+            named = [name for name in given if name not in missing]
             raise ValueError(
-                f"identity-provider tokens need all of JWT_ISSUER, JWT_AUDIENCE and "
-                f"JWT_JWKS_URL; {', '.join(missing)} missing"
+                f"{' and '.join(named)} {'is' if len(named) == 1 else 'are'} set, but "
+                f"identity-provider tokens need {' and '.join(missing)} as well: set "
+                f"{'it' if len(missing) == 1 else 'them'}, or unset {' and '.join(named)}"
             )
         return self
 
