@@ -46,6 +46,17 @@ def head_revision() -> str:
     return head
 
 
+def is_behind(revision: str | None) -> bool:
+    """Whether a database at `revision` needs this code's migrations: it has none yet, or one
+    older than the head. A revision this code does not know is newer (a later deploy's): a
+    server of this version may still serve it, as in a rolling deploy."""
+    if revision is None:
+        return True
+    script = ScriptDirectory.from_config(_config())
+    known = {r.revision for r in script.walk_revisions()}
+    return revision in known and revision != head_revision()
+
+
 def _config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -1,4 +1,5 @@
-"""What every resolver gets in `info.context`: the database, settings and per-request loaders."""
+"""What every resolver gets in `info.context`: the application's state, built once at start, and
+per-request loaders."""
 
 from __future__ import annotations
 
@@ -24,24 +25,66 @@ class Operation:
     type: str | None = None  # query, mutation, subscription; None when it did not parse
 
 
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the server resolves once, at start (its secrets included), and every request and
+    worker shares: the view, the compiled path, each request's Context and the webhook worker
+    receive it whole. Frozen: nothing fills a value in later."""
+
+    db: Database
+    clock: Clock
+    environment: Environment
+    kyc_ttl: timedelta  # how long a PENDING verification lives
+    cursor_secret: bytes  # signs the cursors of lists (and of webhook bodies)
+    feed: FeedSignal  # wakes subscriptions and the webhook worker when events commit
+    webhooks: WebhookSettings  # secrets' key and target rules
+
+
 @dataclass
 class Context:
     """Built afresh for each request, so loaders never serve one request's rows to another."""
 
-    db: Database
-    environment: Environment
-    clock: Callable[[], datetime]
-    kyc_ttl: timedelta
-    cursor_secret: bytes  # signs the cursors of lists
+    app: AppState
     principal: Principal | None = None  # the API key's, when the request had a valid one
     operation: Operation = field(default_factory=Operation)
-    feed: FeedSignal | None = None  # wakes subscriptions when events commit
     connection_params: dict[str, object] | None = None  # a WebSocket's connection_init payload
-    webhooks: WebhookSettings | None = None  # secrets' key and target rules
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db)
+        self.loaders = Loaders(self.app.db)
+
+    # The application's state, by the names resolvers use.
+
+    @property
+    def db(self) -> Database:
+        return self.app.db
+
+    @property
+    def clock(self) -> Clock:
+        return self.app.clock
+
+    @property
+    def environment(self) -> Environment:
+        return self.app.environment
+
+    @property
+    def kyc_ttl(self) -> timedelta:
+        return self.app.kyc_ttl
+
+    @property
+    def cursor_secret(self) -> bytes:
+        return self.app.cursor_secret
+
+    @property
+    def feed(self) -> FeedSignal:
+        return self.app.feed
+
+    @property
+    def webhooks(self) -> WebhookSettings:
+        return self.app.webhooks
 
     def own_customer(self, needed: Scope) -> str | None:
         """The one externalCustomerId this request may touch where it lacks `needed` and acts

@@ -11,9 +11,13 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from uvicorn.importer import import_from_string
 
+from db import webhooks
 from db.engine import Database
+from db.feed import FeedSignal
+from db.models import utc_now
 from db.rules import Environment
 from schema import schema
+from schema.context import AppState
 from server import WORKER_PROTOCOL, parser
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY
@@ -25,14 +29,17 @@ METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 
 
 def test_responses_are_encoded_with_orjson() -> None:
-    view = GraphQLView(
-        schema,
-        Database("sqlite+aiosqlite:///:memory:"),
-        clock=lambda: None,  # type: ignore[arg-type, return-value]
+    db = Database("sqlite+aiosqlite:///:memory:")
+    state = AppState(
+        db=db,
+        clock=utc_now,
         environment=Environment.PRODUCTION,
         kyc_ttl=timedelta(hours=1),
-        body_timeout=5,
+        cursor_secret=b"k" * 32,
+        feed=FeedSignal(db),
+        webhooks=webhooks.Settings(box=None),
     )
+    view = GraphQLView(schema, state, body_timeout=5)
     data = {"data": {"customer": {"id": "Q3VzdG9tZXI6MQ", "name": "Zoë"}}}
     assert view.encode_json(data) == orjson.dumps(data)
 

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, Literal
 
 import asyncpg
@@ -21,12 +22,14 @@ from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
-import server
+import web.app
 from db import webhooks
 from db.engine import Database, Timeouts
 from db.feed import FeedSignal
 from db.models import utc_now
+from db.rules import Environment
 from db.tasks import cancel_and_wait
+from schema.context import AppState
 from server import STOP_SECONDS, Settings, create_app
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
@@ -161,9 +164,16 @@ async def test_the_webhook_worker_cancelled_as_news_arrives_stops(database_url: 
     feed = FeedSignal(db, poll_seconds=60, fallback_seconds=60)
     parked = asyncio.Event()
     feed._changed = Parked(parked)
-    worker = DeliveryWorker(
-        db, feed, webhooks.Settings(None, False, (1.0,)), clock=utc_now, cursor_secret=b"k" * 32
+    state = AppState(
+        db=db,
+        clock=utc_now,
+        environment=Environment.PRODUCTION,
+        kyc_ttl=timedelta(hours=1),
+        cursor_secret=b"k" * 32,
+        feed=feed,
+        webhooks=webhooks.Settings(None, False, (1.0,)),
     )
+    worker = DeliveryWorker(state)
     task = asyncio.create_task(worker.run())
     try:
         await parked.wait()  # the worker waits for news
@@ -219,7 +229,7 @@ async def test_a_stop_is_bounded_and_terminates_the_connections_of_work_that_ign
                 with contextlib.suppress(asyncio.CancelledError):
                     await release.wait()
 
-    monkeypatch.setattr(server, "sweep_forever", sweep_ignoring_cancellation)
+    monkeypatch.setattr(web.app, "sweep_forever", sweep_ignoring_cancellation)
     settings = Settings(
         database_url=postgres_url,
         migrate_on_start=False,

@@ -42,7 +42,7 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated(
             "Send your API key as the header 'Authorization: Bearer <key>'. "
-            "(python server.py keys create makes one.)"
+            "(An operator makes one with: customer-api keys create --name NAME --scope SCOPE)"
         )
     return token
 

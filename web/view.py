@@ -5,9 +5,8 @@ HTTP's status codes for clients that ask for application/graphql-response+json."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,10 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from db.engine import Database
 from db.faults import fault_of
-from db.feed import FeedSignal
 from db.keys import Principal
-from db.rules import Environment
-from db.webhooks import Settings as WebhookSettings
 from schema.compiled import CompiledPath
-from schema.context import Context
+from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE, raised_at
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, BodyTimeout, parse_json, read_body
@@ -107,16 +102,11 @@ class GraphQLView(GraphQL[Context, None]):
     def __init__(
         self,
         schema: BaseSchema,
-        db: Database,
+        state: AppState,
         *,
-        clock: Callable[[], datetime],
-        environment: Environment,
-        kyc_ttl: timedelta,
         body_timeout: float,
         tokens: TokenVerifier | None = None,
         key_cache_seconds: float = 5.0,
-        feed: FeedSignal | None = None,
-        webhooks: WebhookSettings | None = None,
         heartbeat_seconds: float = 15,
         max_subscriptions_per_connection: int = 10,
         compiled: CompiledPath | None = None,
@@ -133,17 +123,11 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.graphql_transport_ws_handler_class = TransportWSHandler
         self.websocket_adapter_class = TextFrames
-        self.feed = feed
-        self.webhooks = webhooks
+        self.state = state  # what every request's Context shares
         self.heartbeat_seconds = heartbeat_seconds
-        self.db = db
-        self.keys = ApiKeys(db, clock, key_cache_seconds)
-        self.clock = clock
-        self.environment = environment
-        self.kyc_ttl = kyc_ttl
+        self.keys = ApiKeys(state.db, state.clock, key_cache_seconds)
         self.body_timeout = body_timeout
         self.tokens = tokens  # None: API keys only
-        self.cursor_secret = b""  # set when the server starts (server.py's lifespan)
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
         self.compiled_answers = 0  # requests answered by the compiled path (for tests, metrics)
@@ -155,16 +139,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        context = Context(
-            db=self.db,
-            environment=self.environment,
-            clock=self.clock,
-            kyc_ttl=self.kyc_ttl,
-            cursor_secret=self.cursor_secret,
-            principal=getattr(request.state, "principal", None),
-            feed=self.feed,
-            webhooks=self.webhooks,
-        )
+        context = Context(self.state, principal=getattr(request.state, "principal", None))
         request.state.context = context
         return context
 
@@ -292,9 +267,7 @@ class GraphQLView(GraphQL[Context, None]):
         # Strawberry reads the same bytes again when graphql-core answers: parsed once.
         _parsed_body.set((body, parsed))
         try:
-            answered = await self.compiled.answer(
-                parsed, getattr(request.state, "principal", None), self.cursor_secret
-            )
+            answered = await self.compiled.answer(parsed, getattr(request.state, "principal", None))
         except Exception as error:
             # graphql-core runs the request again: a database failure it meets too, and
             # reports (and masks) as any other. Anything else is a fault of the compiled

@@ -19,18 +19,16 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from db import webhooks
-from db.engine import Database
-from db.feed import FeedSignal
 from db.rules import Problem
 from db.webhooks import Claimed, Outcome
 from schema import ids
+from schema.context import AppState
 from schema.errors import report
 from schema.events import webhook_body
 
@@ -59,22 +57,18 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        db: Database,
-        feed: FeedSignal,
-        settings: webhooks.Settings,
+        state: AppState,
         *,
-        clock: Callable[[], datetime],
         timeout_seconds: float = 10,
         concurrency: int = 8,
-        cursor_secret: bytes,
     ) -> None:
-        self.db = db
-        self.feed = feed
-        self.settings = settings
-        self.clock = clock
+        self.db = state.db
+        self.feed = state.feed
+        self.settings = state.webhooks
+        self.clock = state.clock
         self.timeout_seconds = timeout_seconds
         self.concurrency = concurrency
-        self.cursor_secret = cursor_secret  # the body's cursor is signed as the API's are
+        self.cursor_secret = state.cursor_secret  # the body's cursor is signed as the API's are
         # A lease outlasts an attempt: the timeout, and room to record the outcome.
         self.lease = timedelta(seconds=timeout_seconds + 5)
 

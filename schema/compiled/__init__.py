@@ -31,7 +31,6 @@ tests/test_compiled.py proves the two paths answer byte for byte the same.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from graphql import GraphQLError, GraphQLSchema
@@ -41,7 +40,7 @@ from db.customer_rows import CustomerReads, CustomerRow, after_key, cursor_of
 from db.keys import Principal, Scope
 from db.models import KycStatus, KycType
 from db.pages import PageError
-from db.rules import DATA_FIELDS, Environment
+from db.rules import DATA_FIELDS
 from schema import ids
 from schema.access import FIELD_SCOPES
 from schema.analysis import Analyser, Analysis
@@ -56,6 +55,7 @@ from schema.compiled.plan import (
     input_argument,
 )
 from schema.compiled.selection import Unsupported
+from schema.context import AppState
 from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
@@ -84,18 +84,12 @@ class CompiledPath:
         self,
         analyser: Analyser,
         schema: GraphQLSchema,
-        reads: CustomerReads,
-        *,
-        clock: Callable[[], datetime],
-        kyc_ttl: timedelta,
-        environment: Environment,
+        state: AppState,
     ) -> None:
         self.analyser = analyser
         self.schema = schema
-        self.reads = reads
-        self.clock = clock
-        self.kyc_ttl = kyc_ttl
-        self.environment = environment
+        self.state = state
+        self.reads = CustomerReads(state.db)
 
     def plan(self, analysis: Analysis, name: str | None) -> Plan | None:
         """The plan of an analysed document, or None when the compiled path does not cover
@@ -110,7 +104,7 @@ class CompiledPath:
         return plan
 
     async def answer(
-        self, request: Mapping[str, Any], principal: Principal | None, cursor_secret: bytes
+        self, request: Mapping[str, Any], principal: Principal | None
     ) -> Answer | None:
         """The answer to a GraphQL request (the parsed JSON body) the compiled path covers;
         None for graphql-core to answer it."""
@@ -142,7 +136,7 @@ class CompiledPath:
                 root.kind in _SELF_WRITES for root, _, _ in built.roots
             ):
                 return None  # a customers:self token's write: its resolver's own rules
-            run = _Run(self, values, principal, cursor_secret)
+            run = _Run(self, values, principal)
             data = {
                 root.key: await run.root(root, build, needs) for root, build, needs in built.roots
             }
@@ -163,13 +157,12 @@ class _Run:
         path: CompiledPath,
         values: Mapping[str, Any],
         principal: Principal,
-        cursor_secret: bytes,
     ) -> None:
         self.path = path
         self.reads = path.reads
         self.values = values
-        self.now, self.ttl = path.clock(), path.kyc_ttl
-        self.cursor_secret = cursor_secret
+        self.now, self.ttl = path.state.clock(), path.state.kyc_ttl
+        self.cursor_secret = path.state.cursor_secret
         self.actor = principal.name
         self.own = None
         if Scope.CUSTOMERS_READ not in principal.scopes:
@@ -191,7 +184,7 @@ class _Run:
         given = input_argument(self.path.schema, root.kind, root.arguments["input"], self.values)
         if root.kind in _KYC_WRITES:
             return await self.kyc_write(root.kind, given, build)
-        external_id, environment = given["externalCustomerId"], self.path.environment
+        external_id, environment = given["externalCustomerId"], self.path.state.environment
         if root.kind == "deleteCustomer":
             async with self.reads.db.write() as session:
                 problems = await customers.delete_customer(

@@ -1,0 +1,294 @@
+"""The server's settings: every one read from the environment (names in upper case) in this one
+place; everything below gets values passed in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db import webhooks
+from db.engine import Database, Timeouts
+from db.rules import Environment
+from db.webhooks import SecretBox
+from schema.limits import Limits
+from web.cors import parse_origins
+from web.tokens import TokenSettings
+
+
+class Settings(BaseSettings):
+    """Every setting of the server, read from the environment (names in upper case) once."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./customers.db",
+        description="SQLAlchemy URL of the database: a SQLite file or postgresql+asyncpg://...",
+    )
+    environment: Environment = Field(
+        default=Environment.PRODUCTION,
+        description="production enforces every rule; sandbox accepts disposable and +suffix "
+        "e-mails with a warning.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, description="Port to listen on.")
+    db_pool_size: int = Field(default=5, ge=1, description="Connections kept open in the pool.")
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="Extra connections opened under load beyond the pool."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000, ge=0, description="How long a SQLite writer waits for the write lock."
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    max_query_depth: int = Field(default=Limits.max_depth, ge=1, description="Deepest nesting.")
+    max_aliases: int = Field(default=Limits.max_aliases, ge=0, description="Aliases a document.")
+    max_directives: int = Field(
+        default=Limits.max_directives, ge=0, description="Directive uses a document."
+    )
+    max_tokens: int = Field(default=Limits.max_tokens, ge=1, description="Tokens a document.")
+    max_cost: int = Field(default=Limits.max_cost, ge=1, description="Estimated cost a request.")
+    max_field_comparisons: int = Field(
+        default=Limits.max_comparisons,
+        ge=1,
+        description="Comparisons of fields sharing a response name that validation may make.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest request body; larger ones get 413."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Most bytes of an unfinished request line and headers held; more get 400 "
+        "(what a connection buffers before its key can be checked).",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections (and requests in flight) a process serves at once; requests "
+        "beyond get 503.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10, gt=0, description="A request's line and headers must arrive within this."
+    )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="A request's body must arrive within this; else 408."
+    )
+    idle_timeout_seconds: float = Field(
+        default=5, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+    introspection: bool = Field(
+        default=True,
+        description="Allow introspection (GraphiQL and codegen need it); off also hides "
+        "'Did you mean' suggestions.",
+    )
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the cursors of lists. Unset: one is made on the first start and "
+        "kept in the database, so every replica shares it. Changing it voids cursors handed out.",
+    )
+    bootstrap_key_file: Path = Field(
+        default=Path("bootstrap-key.txt"),
+        description="Where the first start writes the key it makes (mode 0600) when the "
+        "database has none.",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Bring the database to the latest schema when the server starts."
+    )
+    kyc_pending_ttl_seconds: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a PENDING verification lives before it expires.",
+    )
+    kyc_sweep_interval_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="How often the server writes expiries down and prunes old events; 0 turns "
+        "it off.",
+    )
+    event_retention_days: float = Field(
+        default=30, gt=0, description="How long events are kept before they are pruned."
+    )
+    event_poll_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        description="On SQLite, how often subscriptions and webhooks look for new events "
+        "(PostgreSQL wakes them with NOTIFY instead).",
+    )
+    ws_heartbeat_seconds: float = Field(
+        default=15, ge=0, description="How often a WebSocket gets a ping; 0 sends none."
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=10, ge=1, description="Operations one WebSocket may run at once."
+    )
+    max_subscriptions: int = Field(
+        default=1000, ge=1, description="Subscriptions one server process serves at once."
+    )
+    webhook_secret_key: str | None = Field(
+        default=None,
+        description="32 random bytes in base64: the key that encrypts webhook signing secrets "
+        "at rest. Without it, no webhook endpoint can be made.",
+        repr=False,
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Allow webhook URLs on internal addresses, and http:// to loopback (tests).",
+    )
+    webhook_retry_schedule: str = Field(
+        default=",".join(f"{d:g}" for d in webhooks.RETRY_SCHEDULE),
+        pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$",
+        description="Seconds before each retry of a failed delivery (comma-separated); after "
+        "the last, the delivery fails.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, description="How long an endpoint has to answer an attempt."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, description="Deliveries one process sends at once (one per endpoint)."
+    )
+    webhook_worker: bool = Field(
+        default=True, description="Run the webhook delivery worker in this process."
+    )
+    workers: int = Field(default=1, ge=1, description="Server processes (one per core).")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line."
+    )
+    metrics_token: str | None = Field(
+        default=None, min_length=16, description="Bearer token of GET /metrics; unset: 404."
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=Timeouts.connect, gt=0, description="Longest wait to open a database connection."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=Timeouts.pool_checkout, gt=0, description="Longest wait for a pooled connection."
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="Longest a statement may run (PostgreSQL)."
+    )
+    ready_timeout_seconds: float = Field(
+        default=2, gt=0, description="How long /readyz waits for the database."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20, ge=0, description="How long a stopping server lets requests finish."
+    )
+    key_cache_seconds: float = Field(
+        default=5, ge=0, description="How long a key's principal is reused before it is re-read."
+    )
+    compiled_path: bool = Field(
+        default=True,
+        description="Answer the customer queries and writes it covers from a plan compiled once "
+        "per document (schema/compiled/); off, graphql-core executes every request. The "
+        "answers are byte for byte the same (tests/test_compiled.py).",
+    )
+
+    cors_allow_origins: str = Field(
+        default="",
+        description="Comma-separated exact origins (https://app.example.com) whose browser apps "
+        "may call the API; empty allows none.",
+    )
+    jwt_issuer: str = Field(
+        default="", description="The identity provider whose tokens are accepted ('iss')."
+    )
+    jwt_audience: str = Field(default="", description="This API's name in those tokens ('aud').")
+    jwt_jwks_url: str = Field(
+        default="", description="Where the provider publishes its signing keys (a JWKS)."
+    )
+    jwt_leeway_seconds: float = Field(
+        default=30, ge=0, le=300, description="Clock difference allowed for exp, nbf and iat."
+    )
+    jwt_jwks_timeout_seconds: float = Field(
+        default=5, gt=0, le=60, description="How long a fetch of the JWKS may take."
+    )
+    jwt_customer_claim: str = Field(
+        default="external_customer_id",
+        min_length=1,
+        description="The claim of a customers:self token that names its externalCustomerId.",
+    )
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        parse_origins(value)  # ValueError naming the origin and the rule
+        return value
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _webhook_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                SecretBox(value)
+            except ValueError:
+                raise ValueError(
+                    "must be 32 random bytes in base64; make one with: python3 -c "
+                    '"import os, base64; print(base64.b64encode(os.urandom(32)).decode())"'
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _all_or_no_token_settings(self) -> Settings:
+        given = {
+            "JWT_ISSUER": self.jwt_issuer,
+            "JWT_AUDIENCE": self.jwt_audience,
+            "JWT_JWKS_URL": self.jwt_jwks_url,
+        }
+        missing = [name for name, value in given.items() if not value]
+        if missing and len(missing) < len(given):
+            named = [name for name in given if name not in missing]
+            raise ValueError(
+                f"{' and '.join(named)} {'is' if len(named) == 1 else 'are'} set, but "
+                f"identity-provider tokens need {' and '.join(missing)} as well: set "
+                f"{'it' if len(missing) == 1 else 'them'}, or unset {' and '.join(named)}"
+            )
+        return self
+
+    @property
+    def kyc_ttl(self) -> timedelta:
+        return timedelta(seconds=self.kyc_pending_ttl_seconds)
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return parse_origins(self.cors_allow_origins)
+
+    @property
+    def tokens(self) -> TokenSettings | None:
+        """What to accept of an identity provider's tokens; None when none are accepted."""
+        if not self.jwt_jwks_url:
+            return None
+        return TokenSettings(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            jwks_url=self.jwt_jwks_url,
+            leeway_seconds=self.jwt_leeway_seconds,
+            jwks_timeout_seconds=self.jwt_jwks_timeout_seconds,
+            customer_claim=self.jwt_customer_claim,
+        )
+
+    def webhooks(self) -> webhooks.Settings:
+        box = None if self.webhook_secret_key is None else SecretBox(self.webhook_secret_key)
+        schedule = tuple(float(d) for d in self.webhook_retry_schedule.split(","))
+        return webhooks.Settings(box, self.webhook_allow_private_targets, schedule)
+
+
+def open_database(settings: Settings, serving: bool = True) -> Database:
+    """The database as the settings say; outside serving (migrations, commands) a statement
+    may take as long as it needs: an index build on a big table takes minutes."""
+    return Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        timeouts=Timeouts(
+            connect=settings.db_connect_timeout_seconds,
+            pool_checkout=settings.db_pool_timeout_seconds,
+            statement=settings.db_statement_timeout_seconds if serving else None,
+        ),
+    )
