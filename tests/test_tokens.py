@@ -4,6 +4,8 @@ provider's keys fetched, cached, refreshed and survived when the provider is dow
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,9 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from db.keys import ALL_SCOPES, Principal, Scope
-from server import Settings
-from tests.conftest import GraphQLClient, operation
-from tests.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
+from server import Settings, create_app
+from tests.conftest import Clock, GraphQLClient, operation
+from tests.identity import AUDIENCE, IdentityProvider, b64, identity_provider, make_key
+from tests.sockets import serving, socket
 from web.auth import Unauthenticated, token_principal
 from web.tokens import (
     MAX_AGE_SECONDS,
@@ -148,6 +151,120 @@ async def test_a_bad_token_is_refused_saying_why_and_nothing_runs(
     assert reason in error["message"]
     assert "data" not in response.json()
     assert await gql.customer("c-new") is None
+
+
+def under_header(idp: IdentityProvider, header: str) -> str:
+    """A good token's claims and signature under this (base64url) header."""
+    _, claims, signature = idp.token(scope="customers:write").split(".")
+    return f"{header}.{claims}.{signature}"
+
+
+def encoded(header: Any) -> str:
+    return b64(json.dumps(header).encode())
+
+
+RSA = {"alg": "RS256", "kid": "rsa-1"}
+# Headers no provider would sign, base64url, and what the refusal names: each is refused (401,
+# saying what is wrong) before any key is looked at, never a 500.
+MALFORMED_HEADERS: dict[str, tuple[str, str]] = {
+    **{
+        f"kid {kind}": (encoded({**RSA, "kid": kid}), "'kid'")
+        for kind, kid in [
+            ("number", 5),
+            ("list", ["rsa-1"]),
+            ("object", {"rsa-1": 1}),
+            ("null", None),
+            ("true", True),
+            ("empty", ""),
+        ]
+    },
+    "no kid": (encoded({"alg": "RS256"}), "'kid'"),
+    **{
+        f"crit {kind}": (encoded({**RSA, "crit": crit}), "'crit'")
+        for kind, crit in [
+            ("naming a claim", ["exp"]),
+            ("naming b64", ["b64"]),
+            ("empty", []),
+            ("a string", "exp"),
+            ("null", None),
+            ("of numbers", [1]),
+        ]
+    },
+    "b64 false": (encoded({**RSA, "b64": False}), "'b64'"),
+    **{
+        f"alg {kind}": (encoded({**RSA, "alg": alg}), "'alg'")
+        for kind, alg in [
+            ("list", ["RS256"]),
+            ("object", {"RS256": True}),
+            ("number", 256),
+            ("null", None),
+            ("lower case", "rs256"),
+            ("long", "RS256" * 1000),
+        ]
+    },
+    "no alg": (encoded({"kid": "rsa-1"}), "'alg'"),
+    **{
+        f"header {kind}": (b64(raw), "not a well-formed JWT")
+        for kind, raw in [
+            ("a list", b'["RS256"]'),
+            ("a string", b'"RS256"'),
+            ("a number", b"1"),
+            ("null", b"null"),
+            ("not JSON", b"{alg: RS256}"),
+            ("not UTF-8", b"\xff\xfe{}"),
+            ("nested deep", b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
+            ("a huge number", b'{"alg":"RS256","kid":"rsa-1","x":' + b"9" * 5000 + b"}"),
+        ]
+    },
+    "header of junk base64": ("@@@", "not a well-formed JWT"),
+    "header empty": ("", "not a well-formed JWT"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_HEADERS))
+async def test_a_malformed_header_is_refused_before_any_key_is_fetched(
+    anonymous: httpx.AsyncClient,
+    gql: GraphQLClient,
+    idp: IdentityProvider,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    header, names = MALFORMED_HEADERS[case]
+    with caplog.at_level(logging.INFO):
+        response = await post(anonymous, under_header(idp, header), "create_customer", CREATE)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert list(response.json()) == ["errors"]
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert names in error["message"]
+    assert len(error["message"]) < 300  # what the token says is not echoed at any length
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert idp.jwks_fetches() == 0
+    assert await gql.customer("c-new") is None
+
+
+@pytest.mark.parametrize("case", ["kid number", "crit naming a claim", "alg list", "header a list"])
+async def test_a_malformed_header_over_a_websocket_is_closed_4401(
+    settings: Settings,
+    clock: Clock,
+    idp: IdentityProvider,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    header, names = MALFORMED_HEADERS[case]
+    token = under_header(idp, header)
+    with caplog.at_level(logging.INFO):
+        async with serving(create_app(settings, clock)) as url, socket(url) as ws:
+            await ws.send(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+            )
+            code, reason = await ws.closed()
+    assert code == 4401
+    assert reason is not None
+    assert reason.startswith("Unauthorized: ")
+    assert names in reason
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 @pytest.mark.parametrize(("seconds_ago", "status"), [(10, 200), (60, 401)])

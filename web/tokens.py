@@ -8,6 +8,9 @@ provider's keys (its JWKS) at hand.
 - Only asymmetric signatures (RS256, ES256, EdDSA), each with the key type it belongs to:
   `alg: none` and HS256 are refused before any key is looked at, so a token "signed" with the
   provider's public key as an HMAC secret goes nowhere.
+- The header is checked before anything else: a JSON object with a string `alg` and `kid`, and
+  no `crit` or `b64` extension. Whatever is malformed in it is a TokenRefused (a 401 over
+  HTTP, a 4401 close over WebSocket) saying which field, never an error of PyJWT's own.
 - `exp`, `iss`, `aud` and `sub` are required, `nbf` and `iat` checked when present, each with
   the leeway setting for clocks that differ.
 - The JWKS is fetched with a timeout, one fetch at a time, and kept; a token naming a key id
@@ -19,6 +22,7 @@ provider's keys (its JWKS) at hand.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +31,7 @@ from typing import Any
 
 import httpx
 import jwt
+from jwt.utils import base64url_decode
 from starlette.responses import JSONResponse, Response
 
 from db.keys import ALL_SCOPES, Principal, Scope
@@ -43,6 +48,8 @@ MAX_AGE_SECONDS = 600.0
 # After a failed fetch, requests in this window get 503 at once instead of trying again.
 RETRY_AFTER_FAILURE_SECONDS = 1.0
 TOKEN_SCOPES = ALL_SCOPES | {Scope.CUSTOMERS_SELF}
+# A value quoted from a token in a refusal is cut to this many characters.
+SHOWN_CHARACTERS = 40
 
 
 class TokenRefused(Exception):
@@ -196,19 +203,11 @@ class TokenVerifier:
 
     async def principal(self, token: str) -> Principal:
         """The token's principal; TokenRefused (401) or KeysUnavailable (503) otherwise."""
-        header = _header(token)
-        alg = header.get("alg")
-        if alg not in ALGORITHMS:
-            raise TokenRefused(
-                f"The token is signed with {alg!r}; only {', '.join(ALGORITHMS)} are accepted."
-            )
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise TokenRefused("The token names no signing key (it has no 'kid' header).")
+        kid = signing_key_id(token)
         key = await self.jwks.key(kid)
         if key is None:
             raise TokenRefused(
-                f"The token's signing key {kid!r} is not one of the identity provider's keys."
+                f"The token's signing key {shown(kid)} is not one of the identity provider's keys."
             )
         return self._principal(self._claims(token, key))
 
@@ -275,8 +274,39 @@ class TokenVerifier:
         return Principal(sub, scopes, customer)
 
 
-def _header(token: str) -> dict[str, Any]:
+def signing_key_id(token: str) -> str:
+    """The key id of a token whose header this server accepts; TokenRefused naming the header
+    field otherwise, before any key is looked at.
+
+    The header is read here, not by PyJWT, so that every malformed one is a refusal that says
+    what is wrong: PyJWT raises its own errors for some (a 'kid' that is not a string, any
+    'crit') and takes others for ones it supports ('b64')."""
     try:
-        return jwt.get_unverified_header(token)
-    except jwt.DecodeError:
-        raise TokenRefused("The token is not a well-formed JWT.") from None
+        header = json.loads(base64url_decode(token.partition(".")[0]))
+    except (ValueError, RecursionError):  # not ASCII, not base64url, not UTF-8 JSON, too deep
+        raise TokenRefused("The token is not a well-formed JWT: its header is not JSON.") from None
+    if not isinstance(header, dict):
+        raise TokenRefused("The token is not a well-formed JWT: its header is not an object.")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
+        raise TokenRefused(
+            f"The token's 'alg' header says it is signed with {shown(alg)}; only "
+            f"{', '.join(ALGORITHMS)} are accepted."
+        )
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise TokenRefused(
+            "The token names no signing key: its 'kid' header must be a non-empty string."
+        )
+    for extension in ("crit", "b64"):  # RFC 7515 4.1.11, RFC 7797: none is supported here
+        if extension in header:
+            raise TokenRefused(
+                f"The token's header has {extension!r}, an extension this server does not support."
+            )
+    return kid
+
+
+def shown(value: object) -> str:
+    """A value from a token, for a message: its repr, cut short (a token may be long)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
