@@ -262,6 +262,14 @@ class Settings(BaseSettings):
         min_length=1,
         description="The claim of a customers:self token that names its externalCustomerId.",
     )
+    jwt_jwks_max_age_seconds: float = Field(
+        default=600,
+        gt=0,
+        le=86_400,
+        description="How old the provider's keys (JWKS) may grow before they are fetched again, "
+        "in the background: tokens whose key is in hand never wait for that fetch, and a key "
+        "the provider withdrew stops working once it lands.",
+    )
 
     @field_validator("cors_allow_origins")
     @classmethod
@@ -311,6 +319,7 @@ class Settings(BaseSettings):
             leeway_seconds=self.jwt_leeway_seconds,
             jwks_timeout_seconds=self.jwt_jwks_timeout_seconds,
             customer_claim=self.jwt_customer_claim,
+            jwks_max_age_seconds=self.jwt_jwks_max_age_seconds,
         )
 
     def webhooks(self) -> webhooks.Settings:
@@ -542,6 +551,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             asyncio.create_task(feed.close(), name="the event listener"),
             asyncio.create_task(view.keys.close(), name="the key stamps"),
         ]
+        if view.tokens is not None:
+            closing.append(asyncio.create_task(view.tokens.close(), name="the JWKS fetch"))
         await stop_within([*tasks, *closing], STOP_SECONDS - CLOSE_SECONDS)
         metrics.watch_pool(None)
         try:

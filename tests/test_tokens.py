@@ -7,11 +7,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 
 from db.keys import ALL_SCOPES, Principal, Scope
@@ -309,18 +310,88 @@ async def test_an_unknown_kid_refreshes_the_keys_at_most_once_a_minute(
     assert idp.jwks_fetches() == 2
 
 
-async def test_old_keys_are_fetched_again_and_kept_when_that_fails(idp: IdentityProvider) -> None:
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    """Wait for the condition to hold, failing the test if it does not within the bound."""
+    async with asyncio.timeout(within):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)  # the pace of the polling, not a wait for anything
+
+
+async def test_old_keys_are_refreshed_in_the_background_and_kept_when_that_fails(
+    idp: IdentityProvider,
+) -> None:
     now = [1000.0]
     jwks = Jwks(idp.jwks_url, 2.0, monotonic=lambda: now[0])
     assert await jwks.key("ec-1") is not None
     now[0] += MAX_AGE_SECONDS
     idp.published = [key for key in idp.published if key.kid != "ec-1"]  # withdrawn
-    assert await jwks.key("ec-1") is None
+    assert await jwks.key("ec-1") is not None  # in hand: answered now, and a refresh starts
+    await until(lambda: jwks.fetched_at == now[0])
+    assert await jwks.key("ec-1") is None  # the refresh has landed: the key no longer works
     assert idp.jwks_fetches() == 2
     now[0] += MAX_AGE_SECONDS
     idp.mode = "error"
+    assert await jwks.key("rsa-1") is not None
+    await until(lambda: jwks.failed_at == now[0])
     assert await jwks.key("rsa-1") is not None  # the provider is down: the keys in hand serve
     assert idp.jwks_fetches() == 3
+
+
+async def test_stale_keys_answer_at_once_while_their_refresh_waits_on_a_hanging_provider(
+    idp: IdentityProvider,
+) -> None:
+    now = [1000.0]
+    jwks = Jwks(idp.jwks_url, 20.0, monotonic=lambda: now[0])
+    verifier = TokenVerifier(TokenSettings(idp.issuer, AUDIENCE, idp.jwks_url), jwks)
+    assert (await verifier.principal(idp.token("ec"))).name == "user-1"
+    idp.mode = "hang"
+    now[0] += MAX_AGE_SECONDS
+    for kind in ("ec", "rsa", "ed25519", "ec"):
+        assert (await verifier.principal(idp.token(kind))).name == "user-1"
+    # One refresh for all of them, in the background, still waiting on the provider: none of
+    # the tokens above waited for it (the fetch may take 20 s).
+    await until(lambda: idp.jwks_fetches() == 2)
+    assert (jwks.fetched_at, jwks.failed_at) == (1000.0, None)
+    # A key id not in hand cannot be answered from the keys in hand: it waits for that same
+    # refresh, which fails when the provider gives up without an answer.
+    unknown = asyncio.create_task(jwks.key("rsa-2"))
+    idp.released.set()
+    with pytest.raises(KeysUnavailable, match="could not be reached"):
+        await unknown
+    assert idp.jwks_fetches() == 2
+    await jwks.close()
+
+
+async def test_over_http_stale_keys_answer_at_once_while_the_provider_hangs(
+    settings: Settings, clock: Clock, idp: IdentityProvider
+) -> None:
+    # Keys old at once, and a fetch that may take 20 s: a request that waited for it would
+    # see the refresh fail before it was answered.
+    changed = {"jwt_jwks_timeout_seconds": 20, "jwt_jwks_max_age_seconds": 0.001}
+    app = create_app(settings.model_copy(update=changed), clock)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        jwks: Jwks = app.state.view.tokens.jwks
+        assert jwks.max_age_seconds == 0.001
+        token = idp.token()
+        assert (
+            await post(client, token, "customer", {"externalCustomerId": "x"})
+        ).status_code == 200
+        idp.mode = "hang"
+        async with asyncio.timeout(10):
+            while idp.jwks_fetches() < 2:  # until a request finds the keys old
+                response = await post(client, token, "customer", {"externalCustomerId": "x"})
+                assert response.status_code == 200
+        for _ in range(3):
+            response = await post(client, token, "customer", {"externalCustomerId": "x"})
+            assert response.status_code == 200
+        assert jwks.failed_at is None  # the refresh still waits on the provider
+        assert idp.jwks_fetches() == 2
 
 
 async def test_concurrent_requests_share_one_fetch(idp: IdentityProvider) -> None:

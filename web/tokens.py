@@ -17,6 +17,10 @@ provider's keys (its JWKS) at hand.
   that is not in it makes one fresh fetch, at most once a minute (providers rotate keys, and a
   stream of made-up ids must not become a stream of fetches). A provider that cannot be
   reached answers 503 within the timeout; the next request after it is back fetches again.
+- Once the keys are older than their refresh age they are fetched again in the background
+  (stale-while-revalidate): a token whose key is in hand is checked at once, so a provider
+  that hangs or is down delays no such request; a key it withdrew stops working when that
+  refresh lands.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ logger = logging.getLogger("customer_api.tokens")
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 # A key id missing from the cached JWKS makes a fresh fetch at most this often.
 MIN_REFRESH_SECONDS = 60.0
-# The JWKS is fetched again, on the next token, once it is this old, so a key the provider
-# withdrew stops working; when that fetch fails the keys in hand are kept.
+# The JWKS is fetched again, in the background, once it is this old (by default; the setting
+# JWT_JWKS_MAX_AGE_SECONDS), so a key the provider withdrew stops working; when that fetch
+# fails the keys in hand are kept.
 MAX_AGE_SECONDS = 600.0
 # After a failed fetch, requests in this window get 503 at once instead of trying again.
 RETRY_AFTER_FAILURE_SECONDS = 1.0
@@ -84,6 +89,7 @@ class TokenSettings:
     leeway_seconds: float = 30.0
     jwks_timeout_seconds: float = 5.0
     customer_claim: str = "external_customer_id"
+    jwks_max_age_seconds: float = MAX_AGE_SECONDS
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -113,37 +119,60 @@ class Jwks:
         self.failed_at: float | None = None  # the last failed one, cleared by a success
         self.failure = ""
         self.fetches = 0  # attempts, for the tests that hold the refresh to its limit
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Task[None] | None = None  # one at a time; requests share it
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
-        """The key with this id, fetching the set when it is missing or old; None if unknown.
+        """The key with this id; None if the provider has no such key.
 
-        Raises KeysUnavailable when a fetch was needed and failed with no key in hand."""
-        if not self._stale() and kid in self.keys:
+        A key in hand is answered at once, also when the set is old enough to be fetched
+        again: that refresh runs in the background (stale-while-revalidate), so a provider
+        that hangs delays no token the keys in hand can check. A key id not in hand waits for
+        a fetch: the one running, or a new one (the first, or at most once a minute).
+        Raises KeysUnavailable when a fetch was needed and failed."""
+        if kid in self.keys:
+            if self._stale():
+                self._start_fetch()
             return self.keys[kid]
-        asked = self.monotonic()
-        async with self._lock:  # one fetch at a time; those who waited take its result
-            if not self._fetched_since(asked) and self._should_fetch(kid):
-                await self._fetch()
-            if kid in self.keys:
-                return self.keys[kid]
-            if self.fetched_at is None or (self.failed_at or 0) > self.fetched_at:
-                raise KeysUnavailable(self.failure)
-            return None
+        fetch = self._fetching
+        if fetch is None and self._may_fetch_for_unknown_kid():
+            fetch = self._start_fetch()
+        if fetch is not None:
+            await asyncio.shield(fetch)  # a request that gives up leaves it to the others
+        if kid in self.keys:
+            return self.keys[kid]
+        if self.fetched_at is None or (self.failed_at or 0) > self.fetched_at:
+            raise KeysUnavailable(self.failure)
+        return None
+
+    async def close(self) -> None:
+        """At shutdown: stop a fetch in flight (nobody is left to need its keys)."""
+        if self._fetching is not None:
+            self._fetching.cancel()
+            await asyncio.gather(self._fetching, return_exceptions=True)
 
     def _stale(self) -> bool:
         return self.fetched_at is None or self.monotonic() - self.fetched_at >= self.max_age_seconds
 
-    def _fetched_since(self, moment: float) -> bool:
-        return any(at is not None and at >= moment for at in (self.fetched_at, self.failed_at))
-
-    def _should_fetch(self, kid: str) -> bool:
-        now = self.monotonic()
-        if self.failed_at is not None and now - self.failed_at < RETRY_AFTER_FAILURE_SECONDS:
-            return False
-        if self.fetched_at is None or self._stale():
+    def _may_fetch_for_unknown_kid(self) -> bool:
+        if self.fetched_at is None:
             return True
-        return kid not in self.keys and now - self.fetched_at >= self.min_refresh_seconds
+        return self.monotonic() - self.fetched_at >= self.min_refresh_seconds
+
+    def _start_fetch(self) -> asyncio.Task[None] | None:
+        """The fetch now running, started unless one runs or one failed a moment ago."""
+        failed_at = self.failed_at
+        if self._fetching is None and (
+            failed_at is None or self.monotonic() - failed_at >= RETRY_AFTER_FAILURE_SECONDS
+        ):
+            self._fetching = asyncio.create_task(self._fetch(), name="the JWKS fetch")
+            self._fetching.add_done_callback(self._fetched)
+        return self._fetching
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self._fetching = None
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Retrieved here: a refresh nobody waits for must not fail silently.
+            logger.error("the JWKS fetch failed unexpectedly", exc_info=error)
 
     async def _fetch(self) -> None:
         self.fetches += 1
@@ -156,7 +185,7 @@ class Jwks:
                     response = await client.get(self.url, headers={"accept": "application/json"})
             response.raise_for_status()
             keys = parse_jwks(response.json())
-        except (TimeoutError, httpx.HTTPError, ValueError) as error:
+        except (TimeoutError, httpx.HTTPError, ValueError, RecursionError) as error:
             self.failed_at = self.monotonic()
             self.failure = describe(error, self.timeout_seconds)
             logger.warning("the identity provider's keys could not be fetched: %s", self.failure)
@@ -199,7 +228,14 @@ class TokenVerifier:
 
     def __init__(self, settings: TokenSettings, jwks: Jwks | None = None) -> None:
         self.settings = settings
-        self.jwks = jwks or Jwks(settings.jwks_url, settings.jwks_timeout_seconds)
+        self.jwks = jwks or Jwks(
+            settings.jwks_url,
+            settings.jwks_timeout_seconds,
+            max_age_seconds=settings.jwks_max_age_seconds,
+        )
+
+    async def close(self) -> None:
+        await self.jwks.close()
 
     async def principal(self, token: str) -> Principal:
         """The token's principal; TokenRefused (401) or KeysUnavailable (503) otherwise."""
