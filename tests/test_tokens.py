@@ -15,9 +15,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 
+from db import keys
+from db.engine import Database
 from db.keys import ALL_SCOPES, Principal, Scope
 from server import Settings, create_app
 from tests.conftest import Clock, GraphQLClient, operation
+from tests.databases import add_key
 from tests.identity import AUDIENCE, IdentityProvider, b64, identity_provider, make_key
 from tests.sockets import serving, socket
 from web.auth import Unauthenticated, token_principal
@@ -268,6 +271,48 @@ async def test_a_malformed_header_over_a_websocket_is_closed_4401(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_actors_say_what_they_are_so_no_subject_passes_for_a_key_or_the_sweep(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, db: Database, idp: IdentityProvider
+) -> None:
+    admin_key = keys.new_key()
+    await add_key(db, "admin", admin_key, [Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE])
+    writers = {
+        "c-1": idp.token(sub="system", scope="customers:read customers:write"),
+        "c-2": idp.token(sub="admin", scope="customers:read customers:write"),
+        "c-3": admin_key,
+    }
+    for external_id, credential in writers.items():
+        data = {"email": f"{external_id}@example.com"}
+        variables = {"input": {"externalCustomerId": external_id, "data": data}}
+        created = await post(anonymous, credential, "create_customer", variables)
+        assert created.json()["data"]["createCustomer"]["userErrors"] == [], created.text
+    page = (await gql.run("customer_events"))["customerEvents"]
+    assert [(e["externalCustomerId"], e["actor"]) for e in page["nodes"]] == [
+        ("c-1", f"token:{idp.issuer}#system"),
+        ("c-2", f"token:{idp.issuer}#admin"),
+        ("c-3", "key:admin"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sub", "reason"),
+    [
+        ("x" * 300, "The token's 'sub' claim is longer than"),
+        ("ann\x00", "The token's 'sub' claim has a control character"),
+        ("ann\ud800", "The token's 'sub' claim has a control character"),
+    ],
+)
+async def test_a_subject_no_event_can_hold_is_refused(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, idp: IdentityProvider, sub: str, reason: str
+) -> None:
+    token = idp.token(sub=sub, scope="customers:write")
+    response = await post(anonymous, token, "create_customer", CREATE)
+    assert response.status_code == 401, response.text
+    [error] = response.json()["errors"]
+    assert reason in error["message"]
+    assert await gql.customer("c-new") is None
+
+
 @pytest.mark.parametrize(("seconds_ago", "status"), [(10, 200), (60, 401)])
 async def test_expiry_allows_the_leeway_and_no_more(
     anonymous: httpx.AsyncClient, idp: IdentityProvider, seconds_ago: int, status: int
@@ -508,4 +553,4 @@ async def test_the_customer_claim_is_named_by_a_setting(idp: IdentityProvider) -
     settings = TokenSettings(idp.issuer, AUDIENCE, idp.jwks_url, customer_claim="https://ex/cid")
     token = idp.token(sub="ann", scope="customers:self", **{"https://ex/cid": "c-9"})
     principal = await TokenVerifier(settings).principal(token)
-    assert principal == Principal("ann", frozenset({Scope.CUSTOMERS_SELF}), "c-9")
+    assert principal == Principal("ann", frozenset({Scope.CUSTOMERS_SELF}), "c-9", idp.issuer)

@@ -38,6 +38,7 @@ import jwt
 from jwt.utils import base64url_decode
 from starlette.responses import JSONResponse, Response
 
+from db import events
 from db.keys import ALL_SCOPES, Principal, Scope
 
 logger = logging.getLogger("customer_api.tokens")
@@ -293,6 +294,8 @@ class TokenVerifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise TokenRefused("The token's 'sub' claim is not a string.")
+        if not sub.isprintable():  # NUL and lone surrogates cannot be stored, nor logged as is
+            raise TokenRefused("The token's 'sub' claim has a control character.")
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise TokenRefused("The token's 'scope' claim is not a space-separated string.")
@@ -307,7 +310,12 @@ class TokenVerifier:
                     f"The token has the {Scope.CUSTOMERS_SELF} scope but no {claim!r} claim "
                     "naming the customer."
                 )
-        return Principal(sub, scopes, customer)
+        principal = Principal(sub, scopes, customer, issuer=self.settings.issuer)
+        # The events of its changes name it as their actor, with the issuer: it must fit whole.
+        room = events.ACTOR_CHARACTERS - (len(principal.actor) - len(sub))
+        if len(sub) > room:
+            raise TokenRefused(f"The token's 'sub' claim is longer than {room} characters.")
+        return principal
 
 
 def signing_key_id(token: str) -> str:

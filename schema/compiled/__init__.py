@@ -170,7 +170,7 @@ class _Run:
         self.values = values
         self.now, self.ttl = path.clock(), path.kyc_ttl
         self.cursor_secret = cursor_secret
-        self.actor = principal.name
+        self.actor = principal.actor
         self.own = None
         if Scope.CUSTOMERS_READ not in principal.scopes:
             self.own = principal.customer or ""
