@@ -294,8 +294,8 @@ class TokenVerifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise TokenRefused("The token's 'sub' claim is not a string.")
-        if not sub.isprintable():  # NUL and lone surrogates cannot be stored, nor logged as is
-            raise TokenRefused("The token's 'sub' claim has a control character.")
+        if not sub.isprintable():  # NUL and lone surrogates cannot be stored; no invisible names
+            raise TokenRefused("The token's 'sub' claim has a character that is not printable.")
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise TokenRefused("The token's 'scope' claim is not a space-separated string.")
