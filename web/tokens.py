@@ -99,7 +99,8 @@ def looks_like_jwt(token: str) -> bool:
 
 
 class Jwks:
-    """The provider's signing keys by key id, fetched when needed and kept."""
+    """The provider's signing keys by key id, fetched when needed, kept, and refreshed in the
+    background once they are `max_age_seconds` old."""
 
     def __init__(
         self,
