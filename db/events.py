@@ -17,10 +17,18 @@ is delivered at commit, to wake the readers of every server process (`db.feed`).
 
 No personal data: an event names the customer by externalCustomerId and the fields that
 changed, never their values.
+
+Actors. An event names who made its change, its kind first so that no name can pass for
+another kind's (a token whose `sub` is "system", or a key named "admin", stays what it is):
+`key:<the API key's name>`, `token:<the token's issuer>#<its sub>` (a subject is unique only
+within its issuer), `system:expiry-sweep` for what the server does by itself. `actor` below
+builds every one of them. Events written before these forms keep the actor they were written
+with (a key's name, a token's subject, "system").
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +50,24 @@ from db.models import (
 )
 from db.pages import Direction, Ordering, Page, PageError, decode_cursor, encode_cursor, fetch_page
 
-SYSTEM = "system"  # the actor of what the server does by itself: the expiry sweep
+# The longest actor an event can hold (its column's length).
+ACTOR_CHARACTERS = 255
+
+
+class ActorKind(enum.StrEnum):
+    KEY = "key"  # an API key, by its name
+    TOKEN = "token"  # an identity provider's token, by its issuer and subject
+    SYSTEM = "system"  # the server itself, by the job
+
+
+def actor(kind: ActorKind, name: str, *, issuer: str = "") -> str:
+    """The actor of an event: `kind:name`, and a token's `token:issuer#sub`."""
+    if kind is ActorKind.TOKEN:
+        return f"{kind}:{issuer}#{name}"
+    return f"{kind}:{name}"
+
+
+EXPIRY_SWEEP = actor(ActorKind.SYSTEM, "expiry-sweep")  # it expires verifications left PENDING
 CHANNEL = "customer_events"  # PostgreSQL's NOTIFY channel: the payload is the newest number
 _FEED_KEY: tuple[Any, ...] = (col(CustomerEvent.id),)
 FEED = Ordering("EVENTS", _FEED_KEY, Direction.ASC)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from db import events
 from db.models import ApiKey
 
 KEY_PREFIX = "cak_"  # "customer API key": makes a leaked key easy to recognise and search for
@@ -52,6 +53,14 @@ class Principal:
     scopes: frozenset[Scope]
     # The externalCustomerId of a customers:self token: what that scope lets it touch.
     customer: str | None = None
+    issuer: str | None = None  # a token's identity provider; None for an API key
+
+    @property
+    def actor(self) -> str:
+        """What the events of this principal's changes name as their actor."""
+        if self.issuer is None:
+            return events.actor(events.ActorKind.KEY, self.name)
+        return events.actor(events.ActorKind.TOKEN, self.name, issuer=self.issuer)
 
 
 def hash_key(key: str) -> str:

@@ -259,9 +259,9 @@ async def expire_stale(
 
     Idempotent and safe to run in several processes at once: each row is claimed with a
     conditional UPDATE, so a row that another sweep expired first is not counted again, and
-    its KYC_VERIFICATION_STATUS_CHANGED (actor `system`, at the moment it expired) is recorded
-    once. The events are recorded once, after the last batch, so the counter is the last lock
-    taken.
+    its KYC_VERIFICATION_STATUS_CHANGED (actor `system:expiry-sweep`, at the moment it
+    expired) is recorded once. The events are recorded once, after the last batch, so the
+    counter is the last lock taken.
 
     The customers of a batch are locked before their verifications (LOCK ORDER above); one
     that another write holds is skipped, not waited for: that write is a start, a result or
@@ -333,7 +333,7 @@ def _status_changed(
     external_customer_id: str,
     verification: KycVerification,
     previous: KycStatus,
-    who: str = events.SYSTEM,
+    who: str = events.EXPIRY_SWEEP,
 ) -> NewEvent:
     """KYC_VERIFICATION_STATUS_CHANGED for a verification just moved from `previous`."""
     return NewEvent(

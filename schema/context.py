@@ -99,8 +99,12 @@ class Context:
 
     @property
     def actor(self) -> str:
-        """Who the events of this request's changes name: the key's name (or token's subject)."""
-        return self.principal.name if self.principal is not None else "anonymous"
+        """Who the events of this request's changes name (`key:<name>`, `token:<iss>#<sub>`).
+
+        Only a request with a principal gets past the scope checks to change anything."""
+        if self.principal is None:
+            raise RuntimeError("a change was asked for without a principal")
+        return self.principal.actor
 
 
 Info = StrawberryInfo[Context, None]

@@ -92,8 +92,10 @@ class CustomerEvent(Node):
         "the contract's order; never their values. Empty for other types."
     )
     actor: str = strawberry.field(
-        description="Who made the change: the API key's name, the token's subject, or "
-        '"system" for the expiry of a verification.'
+        description="Who made the change, its kind first: `key:<the API key's name>`, "
+        "`token:<the token's issuer>#<its subject>`, or `system:expiry-sweep` for the expiry of "
+        "a verification. Events recorded before this form name the key, the subject, or "
+        '"system" alone.'
     )
     occurred_at: datetime = strawberry.field(
         description="When it happened; for an expiry, the moment the verification expired."

@@ -157,7 +157,7 @@ def test_graphql_ws_client_subscribes_resumes_and_is_refused_a_bad_key(
         done = run_node(node, "subscription.mjs", f"{server.url}/graphql", TEST_API_KEY)
     report = json.loads(done.stdout.splitlines()[-1])
     assert report == {
-        "live": ["CUSTOMER_CREATED node-1 tests", "CUSTOMER_CREATED node-2 tests"],
+        "live": ["CUSTOMER_CREATED node-1 key:tests", "CUSTOMER_CREATED node-2 key:tests"],
         "resumed": ["node-3", "node-4"],
         "badKey": 4401,
     }, done.stderr

@@ -220,7 +220,7 @@ async def test_over_a_websocket_tokens_work_and_customers_self_gets_no_events(
     [event] = (await gql.run("customer_events", filter={"externalCustomerId": "ws-1"}))[
         "customerEvents"
     ]["nodes"]
-    assert (event["type"], event["actor"]) == ("CUSTOMER_CREATED", "dashboard")
+    assert (event["type"], event["actor"]) == ("CUSTOMER_CREATED", f"token:{idp.issuer}#dashboard")
 
 
 NEW = {"externalCustomerId": "ws-1", "data": {"email": "ws-1@example.com"}}

@@ -63,20 +63,20 @@ async def test_every_change_is_one_event_and_no_change_is_none(
 
     found = await feed(gql)
     assert [summary(e) for e in found] == [
-        ("CUSTOMER_CREATED", "c-1", [], None, None, "tests"),
+        ("CUSTOMER_CREATED", "c-1", [], None, None, "key:tests"),
         # In the contract's order, whatever order the patch had; firstName did not change.
-        ("CUSTOMER_UPDATED", "c-1", ["phone", "city"], None, None, "tests"),
-        ("KYC_VERIFICATION_STARTED", "c-1", [], None, "PENDING", "tests"),
-        ("KYC_VERIFICATION_STATUS_CHANGED", "c-1", [], "PENDING", "UNDER_REVIEW", "tests"),
+        ("CUSTOMER_UPDATED", "c-1", ["phone", "city"], None, None, "key:tests"),
+        ("KYC_VERIFICATION_STARTED", "c-1", [], None, "PENDING", "key:tests"),
+        ("KYC_VERIFICATION_STATUS_CHANGED", "c-1", [], "PENDING", "UNDER_REVIEW", "key:tests"),
         (
             "KYC_VERIFICATION_STATUS_CHANGED",
             "c-1",
             [],
             "UNDER_REVIEW",
             "VERIFIED_MANUALLY",
-            "tests",
+            "key:tests",
         ),
-        ("CUSTOMER_DELETED", "c-1", [], None, None, "tests"),
+        ("CUSTOMER_DELETED", "c-1", [], None, None, "key:tests"),
     ]
     assert found[1]["occurredAt"] == "2025-06-05T04:57:12.151Z"
     # The verification as it is now: gone with its customer.
@@ -117,8 +117,9 @@ async def test_expiry_is_one_event_by_system_at_the_moment_it_expired(
     # c-2's start after expiry: only the sweep wrote the expiry down, once.
     await gql.start_kyc("c-2")
     expired = await feed(gql, filter={"types": ["KYC_VERIFICATION_STATUS_CHANGED"]})
+    sweep = "system:expiry-sweep"
     assert [summary(e) for e in expired] == [
-        ("KYC_VERIFICATION_STATUS_CHANGED", f"c-{n}", [], "PENDING", "EXPIRED", "system")
+        ("KYC_VERIFICATION_STATUS_CHANGED", f"c-{n}", [], "PENDING", "EXPIRED", sweep)
         for n in (1, 2)
     ]
     assert expired[0]["occurredAt"] == "2025-06-06T04:57:11.151Z"  # createdAt + ttl
@@ -138,9 +139,9 @@ async def test_an_expiry_written_by_a_new_start_is_an_event_too(
     events = (await feed(gql))[1:]
     kinds = [(e["type"], e["actor"]) for e in events]
     assert kinds == [
-        ("KYC_VERIFICATION_STARTED", "tests"),
-        ("KYC_VERIFICATION_STATUS_CHANGED", "system"),
-        ("KYC_VERIFICATION_STARTED", "tests"),
+        ("KYC_VERIFICATION_STARTED", "key:tests"),
+        ("KYC_VERIFICATION_STATUS_CHANGED", "system:expiry-sweep"),
+        ("KYC_VERIFICATION_STARTED", "key:tests"),
     ]
     # Each start names the verification it started; the expiry happened at createdAt + ttl,
     # whoever wrote it down (here the start, minutes later).

@@ -171,7 +171,7 @@ async def test_events_arrive_in_order_and_resume_after_a_cursor(
             await create(http, f"c-{n}")
         live = await events(ws, "live", 3)
     assert [(e["type"], e["externalCustomerId"], e["actor"]) for e in live] == [
-        ("CUSTOMER_CREATED", f"c-{n}", "tests") for n in range(3)
+        ("CUSTOMER_CREATED", f"c-{n}", "key:tests") for n in range(3)
     ]
     async with socket(url) as ws:
         await ws.init(READER_KEY)

@@ -4,18 +4,25 @@ provider's keys fetched, cached, refreshed and survived when the provider is dow
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 
+from db import keys
+from db.engine import Database
 from db.keys import ALL_SCOPES, Principal, Scope
-from server import Settings
-from tests.conftest import GraphQLClient, operation
-from tests.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
+from server import Settings, create_app
+from tests.conftest import Clock, GraphQLClient, operation
+from tests.databases import add_key
+from tests.identity import AUDIENCE, IdentityProvider, b64, identity_provider, make_key
+from tests.sockets import serving, socket
 from web.auth import Unauthenticated, token_principal
 from web.tokens import (
     MAX_AGE_SECONDS,
@@ -150,6 +157,162 @@ async def test_a_bad_token_is_refused_saying_why_and_nothing_runs(
     assert await gql.customer("c-new") is None
 
 
+def under_header(idp: IdentityProvider, header: str) -> str:
+    """A good token's claims and signature under this (base64url) header."""
+    _, claims, signature = idp.token(scope="customers:write").split(".")
+    return f"{header}.{claims}.{signature}"
+
+
+def encoded(header: Any) -> str:
+    return b64(json.dumps(header).encode())
+
+
+RSA = {"alg": "RS256", "kid": "rsa-1"}
+# Headers no provider would sign, base64url, and what the refusal names: each is refused (401,
+# saying what is wrong) before any key is looked at, never a 500.
+MALFORMED_HEADERS: dict[str, tuple[str, str]] = {
+    **{
+        f"kid {kind}": (encoded({**RSA, "kid": kid}), "'kid'")
+        for kind, kid in [
+            ("number", 5),
+            ("list", ["rsa-1"]),
+            ("object", {"rsa-1": 1}),
+            ("null", None),
+            ("true", True),
+            ("empty", ""),
+        ]
+    },
+    "no kid": (encoded({"alg": "RS256"}), "'kid'"),
+    **{
+        f"crit {kind}": (encoded({**RSA, "crit": crit}), "'crit'")
+        for kind, crit in [
+            ("naming a claim", ["exp"]),
+            ("naming b64", ["b64"]),
+            ("empty", []),
+            ("a string", "exp"),
+            ("null", None),
+            ("of numbers", [1]),
+        ]
+    },
+    "b64 false": (encoded({**RSA, "b64": False}), "'b64'"),
+    **{
+        f"alg {kind}": (encoded({**RSA, "alg": alg}), "'alg'")
+        for kind, alg in [
+            ("list", ["RS256"]),
+            ("object", {"RS256": True}),
+            ("number", 256),
+            ("null", None),
+            ("lower case", "rs256"),
+            ("long", "RS256" * 1000),
+        ]
+    },
+    "no alg": (encoded({"kid": "rsa-1"}), "'alg'"),
+    **{
+        f"header {kind}": (b64(raw), "not a well-formed JWT")
+        for kind, raw in [
+            ("a list", b'["RS256"]'),
+            ("a string", b'"RS256"'),
+            ("a number", b"1"),
+            ("null", b"null"),
+            ("not JSON", b"{alg: RS256}"),
+            ("not UTF-8", b"\xff\xfe{}"),
+            ("nested deep", b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
+            ("a huge number", b'{"alg":"RS256","kid":"rsa-1","x":' + b"9" * 5000 + b"}"),
+        ]
+    },
+    "header of junk base64": ("@@@", "not a well-formed JWT"),
+    "header empty": ("", "not a well-formed JWT"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_HEADERS))
+async def test_a_malformed_header_is_refused_before_any_key_is_fetched(
+    anonymous: httpx.AsyncClient,
+    gql: GraphQLClient,
+    idp: IdentityProvider,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    header, names = MALFORMED_HEADERS[case]
+    with caplog.at_level(logging.INFO):
+        response = await post(anonymous, under_header(idp, header), "create_customer", CREATE)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert list(response.json()) == ["errors"]
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert names in error["message"]
+    assert len(error["message"]) < 300  # what the token says is not echoed at any length
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert idp.jwks_fetches() == 0
+    assert await gql.customer("c-new") is None
+
+
+@pytest.mark.parametrize("case", ["kid number", "crit naming a claim", "alg list", "header a list"])
+async def test_a_malformed_header_over_a_websocket_is_closed_4401(
+    settings: Settings,
+    clock: Clock,
+    idp: IdentityProvider,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    header, names = MALFORMED_HEADERS[case]
+    token = under_header(idp, header)
+    with caplog.at_level(logging.INFO):
+        async with serving(create_app(settings, clock)) as url, socket(url) as ws:
+            await ws.send(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+            )
+            code, reason = await ws.closed()
+    assert code == 4401
+    assert reason is not None
+    assert reason.startswith("Unauthorized: ")
+    assert names in reason
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_actors_say_what_they_are_so_no_subject_passes_for_a_key_or_the_sweep(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, db: Database, idp: IdentityProvider
+) -> None:
+    admin_key = keys.new_key()
+    await add_key(db, "admin", admin_key, [Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE])
+    writers = {
+        "c-1": idp.token(sub="system", scope="customers:read customers:write"),
+        "c-2": idp.token(sub="admin", scope="customers:read customers:write"),
+        "c-3": admin_key,
+    }
+    for external_id, credential in writers.items():
+        data = {"email": f"{external_id}@example.com"}
+        variables = {"input": {"externalCustomerId": external_id, "data": data}}
+        created = await post(anonymous, credential, "create_customer", variables)
+        assert created.json()["data"]["createCustomer"]["userErrors"] == [], created.text
+    page = (await gql.run("customer_events"))["customerEvents"]
+    assert [(e["externalCustomerId"], e["actor"]) for e in page["nodes"]] == [
+        ("c-1", f"token:{idp.issuer}#system"),
+        ("c-2", f"token:{idp.issuer}#admin"),
+        ("c-3", "key:admin"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sub", "reason"),
+    [
+        ("x" * 300, "The token's 'sub' claim is longer than"),
+        ("ann\x00", "The token's 'sub' claim has a character that is not printable"),
+        ("ann\ud800", "The token's 'sub' claim has a character that is not printable"),
+    ],
+)
+async def test_a_subject_no_event_can_hold_is_refused(
+    anonymous: httpx.AsyncClient, gql: GraphQLClient, idp: IdentityProvider, sub: str, reason: str
+) -> None:
+    token = idp.token(sub=sub, scope="customers:write")
+    response = await post(anonymous, token, "create_customer", CREATE)
+    assert response.status_code == 401, response.text
+    [error] = response.json()["errors"]
+    assert reason in error["message"]
+    assert await gql.customer("c-new") is None
+
+
 @pytest.mark.parametrize(("seconds_ago", "status"), [(10, 200), (60, 401)])
 async def test_expiry_allows_the_leeway_and_no_more(
     anonymous: httpx.AsyncClient, idp: IdentityProvider, seconds_ago: int, status: int
@@ -192,18 +355,88 @@ async def test_an_unknown_kid_refreshes_the_keys_at_most_once_a_minute(
     assert idp.jwks_fetches() == 2
 
 
-async def test_old_keys_are_fetched_again_and_kept_when_that_fails(idp: IdentityProvider) -> None:
+async def until(condition: Callable[[], bool], within: float = 10) -> None:
+    """Wait for the condition to hold, failing the test if it does not within the bound."""
+    async with asyncio.timeout(within):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)  # the pace of the polling, not a wait for anything
+
+
+async def test_old_keys_are_refreshed_in_the_background_and_kept_when_that_fails(
+    idp: IdentityProvider,
+) -> None:
     now = [1000.0]
     jwks = Jwks(idp.jwks_url, 2.0, monotonic=lambda: now[0])
     assert await jwks.key("ec-1") is not None
     now[0] += MAX_AGE_SECONDS
     idp.published = [key for key in idp.published if key.kid != "ec-1"]  # withdrawn
-    assert await jwks.key("ec-1") is None
+    assert await jwks.key("ec-1") is not None  # in hand: answered now, and a refresh starts
+    await until(lambda: jwks.fetched_at == now[0])
+    assert await jwks.key("ec-1") is None  # the refresh has landed: the key no longer works
     assert idp.jwks_fetches() == 2
     now[0] += MAX_AGE_SECONDS
     idp.mode = "error"
+    assert await jwks.key("rsa-1") is not None
+    await until(lambda: jwks.failed_at == now[0])
     assert await jwks.key("rsa-1") is not None  # the provider is down: the keys in hand serve
     assert idp.jwks_fetches() == 3
+
+
+async def test_stale_keys_answer_at_once_while_their_refresh_waits_on_a_hanging_provider(
+    idp: IdentityProvider,
+) -> None:
+    now = [1000.0]
+    jwks = Jwks(idp.jwks_url, 20.0, monotonic=lambda: now[0])
+    verifier = TokenVerifier(TokenSettings(idp.issuer, AUDIENCE, idp.jwks_url), jwks)
+    assert (await verifier.principal(idp.token("ec"))).name == "user-1"
+    idp.mode = "hang"
+    now[0] += MAX_AGE_SECONDS
+    for kind in ("ec", "rsa", "ed25519", "ec"):
+        assert (await verifier.principal(idp.token(kind))).name == "user-1"
+    # One refresh for all of them, in the background, still waiting on the provider: none of
+    # the tokens above waited for it (the fetch may take 20 s).
+    await until(lambda: idp.jwks_fetches() == 2)
+    assert (jwks.fetched_at, jwks.failed_at) == (1000.0, None)
+    # A key id not in hand cannot be answered from the keys in hand: it waits for that same
+    # refresh, which fails when the provider gives up without an answer.
+    unknown = asyncio.create_task(jwks.key("rsa-2"))
+    idp.released.set()
+    with pytest.raises(KeysUnavailable, match="could not be reached"):
+        await unknown
+    assert idp.jwks_fetches() == 2
+    await jwks.close()
+
+
+async def test_over_http_stale_keys_answer_at_once_while_the_provider_hangs(
+    settings: Settings, clock: Clock, idp: IdentityProvider
+) -> None:
+    # Keys old at once, and a fetch that may take 20 s: a request that waited for it would
+    # see the refresh fail before it was answered.
+    changed = {"jwt_jwks_timeout_seconds": 20, "jwt_jwks_max_age_seconds": 0.001}
+    app = create_app(settings.model_copy(update=changed), clock)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        jwks: Jwks = app.state.view.tokens.jwks
+        assert jwks.max_age_seconds == 0.001
+        token = idp.token()
+        assert (
+            await post(client, token, "customer", {"externalCustomerId": "x"})
+        ).status_code == 200
+        idp.mode = "hang"
+        async with asyncio.timeout(10):
+            while idp.jwks_fetches() < 2:  # until a request finds the keys old
+                response = await post(client, token, "customer", {"externalCustomerId": "x"})
+                assert response.status_code == 200
+        for _ in range(3):
+            response = await post(client, token, "customer", {"externalCustomerId": "x"})
+            assert response.status_code == 200
+        assert jwks.failed_at is None  # the refresh still waits on the provider
+        assert idp.jwks_fetches() == 2
 
 
 async def test_concurrent_requests_share_one_fetch(idp: IdentityProvider) -> None:
@@ -320,4 +553,4 @@ async def test_the_customer_claim_is_named_by_a_setting(idp: IdentityProvider) -
     settings = TokenSettings(idp.issuer, AUDIENCE, idp.jwks_url, customer_claim="https://ex/cid")
     token = idp.token(sub="ann", scope="customers:self", **{"https://ex/cid": "c-9"})
     principal = await TokenVerifier(settings).principal(token)
-    assert principal == Principal("ann", frozenset({Scope.CUSTOMERS_SELF}), "c-9")
+    assert principal == Principal("ann", frozenset({Scope.CUSTOMERS_SELF}), "c-9", idp.issuer)

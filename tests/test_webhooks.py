@@ -230,7 +230,7 @@ async def test_failing_endpoint_gets_every_event_in_order_signed_with_a_stable_i
     assert bodies[1]["data"]["changedFields"] == ["city"]
     assert bodies[3]["data"]["previousStatus"] == "PENDING"
     assert bodies[3]["data"]["verification"]["status"] == "VERIFIED"
-    assert bodies[0]["data"]["actor"] == "tests"
+    assert bodies[0]["data"]["actor"] == "key:tests"
     raw = b"".join(r.body for r in every).decode()
     assert personal_data_in([raw]) == []
     assert "Ann" not in raw

@@ -181,6 +181,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             asyncio.create_task(state.feed.close(), name="the event listener"),
             asyncio.create_task(view.keys.close(), name="the key stamps"),
         ]
+        if view.tokens is not None:
+            closing.append(asyncio.create_task(view.tokens.close(), name="the JWKS fetch"))
         await stop_within([*tasks, *closing], STOP_SECONDS - CLOSE_SECONDS)
         metrics.watch_pool(None)
         try:

@@ -206,6 +206,14 @@ class Settings(BaseSettings):
         min_length=1,
         description="The claim of a customers:self token that names its externalCustomerId.",
     )
+    jwt_jwks_max_age_seconds: float = Field(
+        default=600,
+        gt=0,
+        le=86_400,
+        description="How old the provider's keys (JWKS) may grow before they are fetched again, "
+        "in the background: tokens whose key is in hand never wait for that fetch, and a key "
+        "the provider withdrew stops working once it lands.",
+    )
 
     @field_validator("cors_allow_origins")
     @classmethod
@@ -270,6 +278,7 @@ class Settings(BaseSettings):
             leeway_seconds=self.jwt_leeway_seconds,
             jwks_timeout_seconds=self.jwt_jwks_timeout_seconds,
             customer_claim=self.jwt_customer_claim,
+            jwks_max_age_seconds=self.jwt_jwks_max_age_seconds,
         )
 
     def webhooks(self) -> webhooks.Settings:

@@ -163,7 +163,7 @@ class _Run:
         self.values = values
         self.now, self.ttl = path.state.clock(), path.state.kyc_ttl
         self.cursor_secret = path.state.cursor_secret
-        self.actor = principal.name
+        self.actor = principal.actor
         self.own = None
         if Scope.CUSTOMERS_READ not in principal.scopes:
             self.own = principal.customer or ""

@@ -103,7 +103,7 @@ try {
 console.log(JSON.stringify(report));
 const expected =
   JSON.stringify(report.live) ===
-    JSON.stringify(["CUSTOMER_CREATED node-1 tests", "CUSTOMER_CREATED node-2 tests"]) &&
+    JSON.stringify(["CUSTOMER_CREATED node-1 key:tests", "CUSTOMER_CREATED node-2 key:tests"]) &&
   JSON.stringify(report.resumed) === JSON.stringify(["node-3", "node-4"]) &&
   report.badKey === 4401;
 process.exit(expected ? 0 : 1);
