@@ -128,6 +128,14 @@ REFUSED = {
         lambda idp: idp.token(nbf=int(time.time()) + 3600, scope="customers:write"),
         "not valid yet",
     ),
+    "issued in the future": (
+        lambda idp: idp.token(iat=int(time.time()) + 3600, scope="customers:write"),
+        "not valid yet (its 'iat' is to come)",
+    ),
+    "issued at no number": (
+        lambda idp: idp.token(iat="yesterday", scope="customers:write"),
+        "The token's 'iat' claim is not a number",
+    ),
     "no subject": (lambda idp: idp.token(sub=None, scope="customers:write"), "no 'sub' claim"),
     "no expiry": (lambda idp: idp.token(exp=None, scope="customers:write"), "no 'exp' claim"),
     "alg of another key type": (

@@ -263,10 +263,12 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise TokenRefused("The token has expired (its 'exp' has passed).") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenRefused("The token is not valid yet (its 'nbf' is to come).") from None
+        except jwt.ImmatureSignatureError as error:
+            # PyJWT raises it for an 'iat' in the future as well as for an 'nbf'.
+            claim = "iat" if "(iat)" in str(error) else "nbf"
+            raise TokenRefused(f"The token is not valid yet (its {claim!r} is to come).") from None
         except jwt.InvalidIssuedAtError:
-            raise TokenRefused("The token was issued in the future (its 'iat').") from None
+            raise TokenRefused("The token's 'iat' claim is not a number.") from None
         except jwt.InvalidIssuerError:
             raise TokenRefused(
                 f"The token's issuer ('iss') is not {settings.issuer!r}, the one this server "
