@@ -269,10 +269,7 @@ class WebhookDelivery(SQLModel, table=True):
     """One event for one endpoint: sent until it succeeds or fails for good."""
 
     __tablename__: ClassVar[str] = "webhook_delivery"
-    __table_args__ = (
-        Index("ix_webhook_delivery_endpoint", "endpoint_id", "status", "id"),
-        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
-    )
+    __table_args__ = (Index("ix_webhook_delivery_endpoint", "endpoint_id", "status", "id"),)
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     endpoint_id: int = Field(

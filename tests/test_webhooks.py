@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import signal
+import time
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from db.webhooks import check_url
 from tests.conftest import Clock, GraphQLClient, operation
 from tests.databases import TEST_API_KEY, Databases
 from tests.log_privacy import personal_data_in
-from tests.receivers import Received, receiving
+from tests.receivers import Received, dripping, receiving
 from tests.servers import running_server
 from web.metrics import REGISTRY
 
@@ -292,6 +293,34 @@ async def test_a_disabled_endpoint_and_types_it_does_not_want_get_nothing(
         [only] = await asyncio.to_thread(wanted.wait_for, 1)
         assert json.loads(only.body)["type"] == "CUSTOMER_DELETED"
     assert off.received == []
+
+
+@pytest.mark.parametrize("setting_overrides", [{**SETTINGS, "webhook_timeout_seconds": 3}])
+async def test_a_receiver_dripping_its_answer_delays_only_its_own_endpoint(
+    gql: GraphQLClient, db: Database
+) -> None:
+    """A byte of the answer's headers every second keeps a timeout per read (3 s) from ever
+    firing: the attempt as a whole ends at its deadline, and the other endpoint, served
+    beside it, gets each event meanwhile."""
+    with dripping(every=1.0) as slow, receiving() as healthy:
+        await create_endpoint(gql, slow.url)
+        await create_endpoint(gql, healthy.url)
+        for n in range(3):
+            await gql.create(f"c-{n}")
+            await asyncio.to_thread(healthy.wait_for, n + 1, 15)  # within 15 s of the change
+            await asyncio.to_thread(slow.wait_for_request, 15)  # the slow one is mid-attempt
+        ended = time.monotonic() + 15
+        while not (attempts := await recorded_failures(db)):
+            assert time.monotonic() < ended, "the dripping receiver's attempt never ended"
+            await asyncio.sleep(0.05)
+    assert {a.error for a in attempts} == {"no answer within 3 s"}
+    assert all(3000 <= a.duration_ms < 3000 + 3000 for a in attempts)
+
+
+async def recorded_failures(db: Database) -> list[models.WebhookAttempt]:
+    async with db.read() as session:
+        failed = select(models.WebhookAttempt).where(col(models.WebhookAttempt.error).is_not(None))
+        return list(await session.scalars(failed))
 
 
 SERVER_ENV = {
