@@ -57,6 +57,7 @@ LEASE = timedelta(seconds=60)  # longer than an attempt may take
 # Standard Webhooks' suggested schedule: the delays before the 2nd, 3rd, ... attempt.
 RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 3600, 6 * 3600, 24 * 3600)
 MAX_URL = 2048
+RESOLVE_SECONDS = 5.0  # the longest a webhook URL's DNS lookup may take
 _URL_FIELD = "url"
 _ENCRYPTED = "v1:"
 
@@ -114,14 +115,37 @@ class Target:
     addresses: list[str]
 
 
+# IPv6 forms that carry an IPv4 address a gateway translates to (RFC 6052, 3056, 4380,
+# 4291, 2765): each is as internal as the IPv4 address it carries. These carry it in their
+# last 32 bits: NAT64, IPv4-compatible, IPv4-translated (mapped ones Python unwraps).
+_LAST_32_BITS = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")
+)
+# For NAT64 inside one network (RFC 8215): never a public address, whatever it carries.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _carried(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: mapped, NAT64, IPv4-compatible, 6to4,
+    and both ends of a Teredo address."""
+    carried = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    carried.extend(address.teredo or ())
+    if any(address in network for network in _LAST_32_BITS):
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return carried
+
+
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
+    if not address.is_global or address.is_multicast:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        return address in _LOCAL_NAT64 or any(_internal(a) for a in _carried(address))
+    return False
 
 
 async def check_url(url: str, allow_private: bool, resolver: Resolve = resolve) -> Target | Problem:
-    """The target of a webhook URL, or the INVALID_URL problem that says why not."""
+    """The target of a webhook URL, or the INVALID_URL problem that says why not (a host
+    that does not resolve within RESOLVE_SECONDS is one)."""
 
     def invalid(why: str) -> Problem:
         return Problem(_URL_FIELD, Code.INVALID_URL, why)
@@ -143,7 +167,10 @@ async def check_url(url: str, allow_private: bool, resolver: Resolve = resolve) 
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
-            addresses = await resolver(host, port)
+            async with asyncio.timeout(RESOLVE_SECONDS):
+                addresses = await resolver(host, port)
+        except TimeoutError:
+            return invalid(f"The host {host!r} did not resolve within {RESOLVE_SECONDS:g} s.")
         except OSError:
             return invalid(f"The host {host!r} does not resolve to an address.")
     parsed = [ipaddress.ip_address(a) for a in addresses]
