@@ -110,6 +110,7 @@ async def fill(
             enabled=True,
             secret=box.seal(webhooks.new_secret()),
             enqueued_through=settled + backlog,
+            settled_through=settled,  # the deliveries are numbered from 1
             created_at=now,
         )
         session.add(endpoint)

@@ -263,6 +263,12 @@ class WebhookEndpoint(SQLModel, table=True):
     # The last event this endpoint has had a delivery made for (or skipped, when disabled).
     enqueued_through: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # The newest of its deliveries that is settled (succeeded or failed for good): the next
+    # one to send comes after it. Only a place to start looking for the oldest pending
+    # delivery (see `db.webhooks.heads`), never past it.
+    settled_through: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 class WebhookDelivery(SQLModel, table=True):

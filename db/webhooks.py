@@ -350,6 +350,7 @@ def _head_ids(endpoint_id: int | None) -> Any:
         .where(
             col(pending.endpoint_id) == col(endpoint.id),
             col(pending.status) == DeliveryStatus.PENDING,
+            col(pending.id) > col(endpoint.settled_through),
         )
         .order_by(col(pending.id))
         .limit(1)
@@ -368,7 +369,10 @@ def heads(now: datetime | None = None, endpoint_id: int | None = None, *also: An
     Read from the endpoints, not from the pending deliveries: each endpoint's head is one
     step down ix_webhook_delivery_endpoint (endpoint_id, status, id), then one row by its
     key, so a round costs the same with 20 or 20,000 deliveries queued (a min(id)
-    correlated with every pending row read the whole backlog, see bench/webhooks.py)."""
+    correlated with every pending row read the whole backlog, see bench/webhooks.py). The
+    search starts after the endpoint's newest settled delivery (`settled_through`), so a
+    plan that walks the primary key instead, as PostgreSQL's may, passes only the other
+    endpoints' deliveries made since, not every delivery ever settled."""
     query = (
         sa_select(WebhookDelivery, *also)
         .where(
@@ -491,7 +495,7 @@ async def record_attempt(
         values.update(next_attempt_at=now + timedelta(seconds=delay))
     # Only while this worker's lease holds: if it ran out and another worker took the
     # delivery over, that worker settles it.
-    await session.execute(
+    settled = await session.execute(
         update(WebhookDelivery)
         .where(
             col(WebhookDelivery.id) == claimed.delivery_id,
@@ -500,6 +504,16 @@ async def record_attempt(
         )
         .values(status=status, **values)
     )
+    if status is not DeliveryStatus.PENDING and settled.rowcount == 1:  # type: ignore[attr-defined]
+        # The endpoint's head moves past it (it was the oldest pending: none is below it).
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(
+                col(WebhookEndpoint.id) == claimed.endpoint_id,
+                col(WebhookEndpoint.settled_through) < claimed.delivery_id,
+            )
+            .values(settled_through=claimed.delivery_id)
+        )
     for observe in attempt_observers:
         observe(status)
     return status

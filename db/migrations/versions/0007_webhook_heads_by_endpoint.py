@@ -1,11 +1,15 @@
-"""Drop ix_webhook_delivery_due: the worker reads each endpoint's head by its endpoint.
+"""Each webhook endpoint's head read from the endpoint: settled_through, and no due index.
 
-The worker used to find the deliveries that may go next among every pending one (this
-index's status and next_attempt_at, then a min(id) correlated with each row), so a round
-cost grew with the backlog. It now reads each enabled endpoint's oldest pending delivery down
-ix_webhook_delivery_endpoint (endpoint_id, status, id) and looks at those few rows only
-(`db.webhooks.heads`). Nothing else reads this index, and while it existed SQLite's planner
-preferred it, scanning every pending delivery that was due again.
+The worker used to find the deliveries that may go next among every pending one (by
+ix_webhook_delivery_due's status and next_attempt_at, then a min(id) correlated with each
+row), so a round's cost grew with the backlog. It now reads each enabled endpoint's oldest
+pending delivery down ix_webhook_delivery_endpoint (`db.webhooks.heads`), starting after the
+endpoint's newest settled delivery, `webhook_endpoint.settled_through`: without that bound
+PostgreSQL may walk the primary key from the first delivery ever made, through every
+settled one. Deliveries settle in order, so the newest settled one is below every pending
+one; here it starts just below the oldest pending delivery (or at the newest, when none is
+pending). Nothing else reads ix_webhook_delivery_due, and while it existed SQLite's planner
+preferred it, scanning every pending delivery that was due.
 
 Revision ID: 0007
 Revises: 0006
@@ -14,6 +18,7 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
@@ -23,8 +28,20 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "webhook_endpoint",
+        sa.Column("settled_through", sa.BigInteger(), nullable=False, server_default="0"),
+    )
+    op.execute(
+        "UPDATE webhook_endpoint SET settled_through = COALESCE("
+        "(SELECT min(id) - 1 FROM webhook_delivery d"
+        " WHERE d.endpoint_id = webhook_endpoint.id AND d.status = 'PENDING'),"
+        " (SELECT max(id) FROM webhook_delivery d WHERE d.endpoint_id = webhook_endpoint.id),"
+        " 0)"
+    )
     op.drop_index("ix_webhook_delivery_due", table_name="webhook_delivery")
 
 
 def downgrade() -> None:
     op.create_index("ix_webhook_delivery_due", "webhook_delivery", ["status", "next_attempt_at"])
+    op.drop_column("webhook_endpoint", "settled_through")
