@@ -103,6 +103,7 @@ class DeliveryWorker:
                 while True:
                     try:
                         seen = self.feed.latest
+                        self._freed.clear()  # a task that ends from here on wakes the wait
                         await self.work(client)
                         pause = await self.pause()
                     except Exception as error:
@@ -128,7 +129,6 @@ class DeliveryWorker:
         finally:
             for wait in waits:
                 wait.cancel()
-        self._freed.clear()
 
     async def pause(self) -> float:
         """Seconds until the soonest pending delivery is due (at most IDLE_SECONDS); with
