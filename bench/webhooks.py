@@ -111,6 +111,7 @@ async def fill(
             secret=box.seal(webhooks.new_secret()),
             enqueued_through=settled + backlog,
             settled_through=settled,  # the deliveries are numbered from 1
+            queued_through=settled + backlog,
             created_at=now,
         )
         session.add(endpoint)

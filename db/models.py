@@ -269,6 +269,10 @@ class WebhookEndpoint(SQLModel, table=True):
     settled_through: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
+    # The newest of its deliveries (0 before the first): none of them is past it.
+    queued_through: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 class WebhookDelivery(SQLModel, table=True):

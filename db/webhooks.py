@@ -325,18 +325,22 @@ async def enqueue(session: AsyncSession, now: datetime) -> int:
             wanted = event_types(endpoint)
             if wanted:
                 query = query.where(col(CustomerEvent.type).in_(wanted))
-            for (event_id,) in (await session.execute(query.order_by(col(CustomerEvent.id)))).all():
-                session.add(
-                    WebhookDelivery(
-                        endpoint_id=endpoint.id,
-                        event_id=event_id,
-                        status=DeliveryStatus.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
+            deliveries = [
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    event_id=event_id,
+                    status=DeliveryStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
                 )
-                made += 1
+                for (event_id,) in (await session.execute(query.order_by(col(CustomerEvent.id))))
+            ]
+            if deliveries:
+                session.add_all(deliveries)
+                await session.flush()  # numbers them
+                endpoint.queued_through = max(d.id or 0 for d in deliveries)
+                made += len(deliveries)
         endpoint.enqueued_through = through
     await session.flush()
     return made
@@ -351,6 +355,7 @@ def _head_ids(endpoint_id: int | None) -> Any:
             col(pending.endpoint_id) == col(endpoint.id),
             col(pending.status) == DeliveryStatus.PENDING,
             col(pending.id) > col(endpoint.settled_through),
+            col(pending.id) <= col(endpoint.queued_through),
         )
         .order_by(col(pending.id))
         .limit(1)
@@ -370,9 +375,11 @@ def heads(now: datetime | None = None, endpoint_id: int | None = None, *also: An
     step down ix_webhook_delivery_endpoint (endpoint_id, status, id), then one row by its
     key, so a round costs the same with 20 or 20,000 deliveries queued (a min(id)
     correlated with every pending row read the whole backlog, see bench/webhooks.py). The
-    search starts after the endpoint's newest settled delivery (`settled_through`), so a
-    plan that walks the primary key instead, as PostgreSQL's may, passes only the other
-    endpoints' deliveries made since, not every delivery ever settled."""
+    search runs between the endpoint's newest settled delivery (`settled_through`) and its
+    newest one (`queued_through`), so a plan that walks the primary key instead, as
+    PostgreSQL's may when pending rows are common, passes only the other endpoints'
+    deliveries made in between, never every delivery ever settled, nor, for an endpoint
+    with nothing pending, the whole rest of the table."""
     query = (
         sa_select(WebhookDelivery, *also)
         .where(
