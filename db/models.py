@@ -263,16 +263,23 @@ class WebhookEndpoint(SQLModel, table=True):
     # The last event this endpoint has had a delivery made for (or skipped, when disabled).
     enqueued_through: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # The newest of its deliveries that is settled (succeeded or failed for good): the next
+    # one to send comes after it. Only a place to start looking for the oldest pending
+    # delivery (see `db.webhooks.heads`), never past it.
+    settled_through: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    # The newest of its deliveries (0 before the first): none of them is past it.
+    queued_through: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 class WebhookDelivery(SQLModel, table=True):
     """One event for one endpoint: sent until it succeeds or fails for good."""
 
     __tablename__: ClassVar[str] = "webhook_delivery"
-    __table_args__ = (
-        Index("ix_webhook_delivery_endpoint", "endpoint_id", "status", "id"),
-        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
-    )
+    __table_args__ = (Index("ix_webhook_delivery_endpoint", "endpoint_id", "status", "id"),)
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     endpoint_id: int = Field(

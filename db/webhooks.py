@@ -8,7 +8,8 @@
   address it checked, so DNS cannot be re-pointed in between.
 - **Deliveries**: `enqueue` makes one for each new event an enabled endpoint wants (each
   endpoint remembers the last event it has seen: `enqueued_through`); `claim` takes the
-  oldest pending delivery of each endpoint that is due and leases it (its next attempt moves
+  oldest pending delivery of each endpoint that is due (read from each endpoint down an
+  index, so its cost does not grow with the backlog) and leases it (its next attempt moves
   `LEASE` ahead, committed before the request is sent), so no two workers send it at once
   (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock on SQLite); a worker that dies
   mid-attempt leaves a lease that runs out, and the delivery is sent again, with the same
@@ -33,8 +34,8 @@ from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -56,6 +57,7 @@ LEASE = timedelta(seconds=60)  # longer than an attempt may take
 # Standard Webhooks' suggested schedule: the delays before the 2nd, 3rd, ... attempt.
 RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 3600, 6 * 3600, 24 * 3600)
 MAX_URL = 2048
+RESOLVE_SECONDS = 5.0  # the longest a webhook URL's DNS lookup may take
 _URL_FIELD = "url"
 _ENCRYPTED = "v1:"
 
@@ -113,14 +115,37 @@ class Target:
     addresses: list[str]
 
 
+# IPv6 forms that carry an IPv4 address a gateway translates to (RFC 6052, 3056, 4380,
+# 4291, 2765): each is as internal as the IPv4 address it carries. These carry it in their
+# last 32 bits: NAT64, IPv4-compatible, IPv4-translated (mapped ones Python unwraps).
+_LAST_32_BITS = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")
+)
+# For NAT64 inside one network (RFC 8215): never a public address, whatever it carries.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _carried(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: mapped, NAT64, IPv4-compatible, 6to4,
+    and both ends of a Teredo address."""
+    carried = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    carried.extend(address.teredo or ())
+    if any(address in network for network in _LAST_32_BITS):
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return carried
+
+
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
+    if not address.is_global or address.is_multicast:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        return address in _LOCAL_NAT64 or any(_internal(a) for a in _carried(address))
+    return False
 
 
 async def check_url(url: str, allow_private: bool, resolver: Resolve = resolve) -> Target | Problem:
-    """The target of a webhook URL, or the INVALID_URL problem that says why not."""
+    """The target of a webhook URL, or the INVALID_URL problem that says why not (a host
+    that does not resolve within RESOLVE_SECONDS is one)."""
 
     def invalid(why: str) -> Problem:
         return Problem(_URL_FIELD, Code.INVALID_URL, why)
@@ -142,7 +167,10 @@ async def check_url(url: str, allow_private: bool, resolver: Resolve = resolve) 
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
-            addresses = await resolver(host, port)
+            async with asyncio.timeout(RESOLVE_SECONDS):
+                addresses = await resolver(host, port)
+        except TimeoutError:
+            return invalid(f"The host {host!r} did not resolve within {RESOLVE_SECONDS:g} s.")
         except OSError:
             return invalid(f"The host {host!r} does not resolve to an address.")
     parsed = [ipaddress.ip_address(a) for a in addresses]
@@ -297,59 +325,83 @@ async def enqueue(session: AsyncSession, now: datetime) -> int:
             wanted = event_types(endpoint)
             if wanted:
                 query = query.where(col(CustomerEvent.type).in_(wanted))
-            for (event_id,) in (await session.execute(query.order_by(col(CustomerEvent.id)))).all():
-                session.add(
-                    WebhookDelivery(
-                        endpoint_id=endpoint.id,
-                        event_id=event_id,
-                        status=DeliveryStatus.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
+            deliveries = [
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    event_id=event_id,
+                    status=DeliveryStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
                 )
-                made += 1
+                for (event_id,) in (await session.execute(query.order_by(col(CustomerEvent.id))))
+            ]
+            if deliveries:
+                session.add_all(deliveries)
+                await session.flush()  # numbers them
+                endpoint.queued_through = max(d.id or 0 for d in deliveries)
+                made += len(deliveries)
         endpoint.enqueued_through = through
     await session.flush()
     return made
 
 
-def _heads(now: datetime | None = None) -> Any:
-    """The oldest pending delivery of each enabled endpoint (only those due at `now`, when
-    given): what may go next, since an endpoint's deliveries go in feed order."""
-    older = aliased(WebhookDelivery)
+def _head_ids(endpoint_id: int | None) -> Any:
+    """The id of each enabled endpoint's oldest pending delivery (of one endpoint, if given)."""
+    endpoint, pending = aliased(WebhookEndpoint), aliased(WebhookDelivery)
     oldest = (
-        sa_select(func.min(col(older.id)))
+        sa_select(col(pending.id))
         .where(
-            col(older.endpoint_id) == col(WebhookDelivery.endpoint_id),
-            col(older.status) == DeliveryStatus.PENDING,
+            col(pending.endpoint_id) == col(endpoint.id),
+            col(pending.status) == DeliveryStatus.PENDING,
+            col(pending.id) > col(endpoint.settled_through),
+            col(pending.id) <= col(endpoint.queued_through),
         )
-        .correlate(WebhookDelivery)
+        .order_by(col(pending.id))
+        .limit(1)
+        .correlate(endpoint)
         .scalar_subquery()
     )
-    heads = (
-        select(WebhookDelivery)
-        .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+    ids = sa_select(oldest).where(col(endpoint.enabled))
+    return ids if endpoint_id is None else ids.where(col(endpoint.id) == endpoint_id)
+
+
+def heads(now: datetime | None = None, endpoint_id: int | None = None, *also: Any) -> Any:
+    """The oldest pending delivery of each enabled endpoint (only those due at `now`, when
+    given; of one endpoint, when given), soonest due first, with the columns in `also`: what
+    may go next, since an endpoint's deliveries go in feed order.
+
+    Read from the endpoints, not from the pending deliveries: each endpoint's head is one
+    step down ix_webhook_delivery_endpoint (endpoint_id, status, id), then one row by its
+    key, so a round costs the same with 20 or 20,000 deliveries queued (a min(id)
+    correlated with every pending row read the whole backlog, see bench/webhooks.py). The
+    search runs between the endpoint's newest settled delivery (`settled_through`) and its
+    newest one (`queued_through`), so a plan that walks the primary key instead, as
+    PostgreSQL's may when pending rows are common, passes only the other endpoints'
+    deliveries made in between, never every delivery ever settled, nor, for an endpoint
+    with nothing pending, the whole rest of the table."""
+    query = (
+        sa_select(WebhookDelivery, *also)
         .where(
+            col(WebhookDelivery.id).in_(_head_ids(endpoint_id)),
+            # Checked again on the row itself: PostgreSQL re-reads a row it waited to lock.
             col(WebhookDelivery.status) == DeliveryStatus.PENDING,
-            col(WebhookEndpoint.enabled),
-            col(WebhookDelivery.id) == oldest,
         )
         .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.id))
     )
-    return heads if now is None else heads.where(col(WebhookDelivery.next_attempt_at) <= now)
+    return query if now is None else query.where(col(WebhookDelivery.next_attempt_at) <= now)
 
 
 async def any_due(session: AsyncSession, now: datetime) -> bool:
     """Whether a delivery is due (a cheap read, so idle workers take no write lock)."""
-    return (await session.execute(_heads(now).limit(1))).first() is not None
+    return (await session.execute(heads(now).limit(1))).first() is not None
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
     """When the soonest delivery that may go next is due. Deliveries queued behind their
     endpoint's oldest one, or of a disabled endpoint, do not count: their (past) times
     would wake the worker at once, again and again, while the head waits out its backoff."""
-    head = await session.scalar(_heads().limit(1))
+    head = await session.scalar(heads().limit(1))
     return None if head is None else head.next_attempt_at
 
 
@@ -358,37 +410,44 @@ class Claimed:
     """A delivery leased to this worker for one attempt, with what sending it needs."""
 
     delivery_id: int
+    endpoint_id: int
     attempt: int  # 1 for the first
     url: str
     sealed_secret: str
     event: CustomerEvent | None  # None once pruned: it can no longer be sent
 
 
-async def claim(
-    session: AsyncSession, now: datetime, limit: int, lease: timedelta = LEASE
-) -> list[Claimed]:
-    """Lease up to `limit` due deliveries (one per endpoint) for an attempt each; a lease
-    must outlast an attempt (a worker that dies mid-attempt is taken over when it ends)."""
-    rows = list(
-        await session.scalars(
-            _heads(now).limit(limit).with_for_update(skip_locked=True, of=WebhookDelivery)
+def claimable(now: datetime, limit: int, endpoint_id: int | None = None) -> Any:
+    """The statement `claim` locks its deliveries with (with their endpoint and event)."""
+    return (
+        heads(
+            now, endpoint_id, col(WebhookEndpoint.url), col(WebhookEndpoint.secret), CustomerEvent
         )
+        .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+        .outerjoin(CustomerEvent, col(CustomerEvent.id) == col(WebhookDelivery.event_id))
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
+
+
+async def claim(
+    session: AsyncSession,
+    now: datetime,
+    limit: int,
+    lease: timedelta = LEASE,
+    endpoint_id: int | None = None,
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries (one per endpoint; of one endpoint, when given) for
+    an attempt each; a lease must outlast an attempt (a worker that dies mid-attempt is
+    taken over when it ends)."""
     claimed = []
-    for delivery in rows:
-        assert delivery.id is not None
+    for delivery, url, secret, event in (
+        await session.execute(claimable(now, limit, endpoint_id))
+    ).all():
         delivery.attempts += 1
         delivery.next_attempt_at = now + lease
-        endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
-        assert endpoint is not None
         claimed.append(
-            Claimed(
-                delivery.id,
-                delivery.attempts,
-                endpoint.url,
-                endpoint.secret,
-                await session.get(CustomerEvent, delivery.event_id),
-            )
+            Claimed(delivery.id, delivery.endpoint_id, delivery.attempts, url, secret, event)
         )
     await session.flush()
     return claimed
@@ -443,7 +502,7 @@ async def record_attempt(
         values.update(next_attempt_at=now + timedelta(seconds=delay))
     # Only while this worker's lease holds: if it ran out and another worker took the
     # delivery over, that worker settles it.
-    await session.execute(
+    settled = await session.execute(
         update(WebhookDelivery)
         .where(
             col(WebhookDelivery.id) == claimed.delivery_id,
@@ -452,6 +511,16 @@ async def record_attempt(
         )
         .values(status=status, **values)
     )
+    if status is not DeliveryStatus.PENDING and settled.rowcount == 1:  # type: ignore[attr-defined]
+        # The endpoint's head moves past it (it was the oldest pending: none is below it).
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(
+                col(WebhookEndpoint.id) == claimed.endpoint_id,
+                col(WebhookEndpoint.settled_through) < claimed.delivery_id,
+            )
+            .values(settled_through=claimed.delivery_id)
+        )
     for observe in attempt_observers:
         observe(status)
     return status

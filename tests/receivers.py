@@ -1,8 +1,10 @@
-"""A webhook receiver for tests: an HTTP server on 127.0.0.1 in a thread of its own, so it
-answers while the test's event loop (or a blocking helper) is busy."""
+"""Webhook receivers for tests, on 127.0.0.1 in threads of their own, so they answer while
+the test's event loop (or a blocking helper) is busy: `receiving`, an HTTP server that
+answers as a policy says, and `dripping`, a hostile one that never finishes its answer."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -85,3 +87,83 @@ def receiving(policy: Policy = lambda _n: 204) -> Iterator[Receiver]:
         receiver.released.set()
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Dripping:
+    """A receiver that answers every request a byte at a time (see `dripping`)."""
+
+    url: str
+    opened: list[float] = field(default_factory=list)  # time.monotonic() of each request
+    closed: list[float] = field(default_factory=list)  # ... and of the sender hanging up
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_for_request(self, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while not self.opened:
+            assert time.monotonic() < deadline, "no request reached the dripping receiver"
+            time.sleep(0.02)
+
+
+@contextmanager
+def dripping(every: float) -> Iterator[Dripping]:
+    """A hostile receiver at http://127.0.0.1:<free port>/hook: it reads each request, then
+    sends its response headers one byte every `every` seconds, never finishing them, until
+    the sender hangs up (or the block ends). A timeout per read longer than `every` never
+    fires."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    receiver = Dripping(f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            with receiver.lock:
+                receiver.opened.append(time.monotonic())
+            for byte in b"HTTP/1.1 200 OK\r\nx-drip: " + b"a" * 10_000:
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    break  # the sender hung up
+                if stop.wait(every):
+                    return
+                if _hung_up(connection):
+                    break
+            with receiver.lock:
+                receiver.closed.append(time.monotonic())
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _hung_up(connection: socket.socket) -> bool:
+    """Whether the peer closed the connection (without blocking)."""
+    connection.setblocking(False)
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        connection.setblocking(True)

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import signal
+import time
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from sqlmodel import col, select
 from standardwebhooks import Webhook
 
-from db import models
+from db import models, webhooks
 from db.engine import Database
 from db.models import utc_now
 from db.rules import Problem
@@ -25,7 +26,7 @@ from db.webhooks import check_url
 from tests.conftest import Clock, GraphQLClient, operation
 from tests.databases import TEST_API_KEY, Databases
 from tests.log_privacy import personal_data_in
-from tests.receivers import Received, receiving
+from tests.receivers import Received, dripping, receiving
 from tests.servers import running_server
 from web.metrics import REGISTRY
 
@@ -136,6 +137,55 @@ HTTPS = "A webhook URL must use https (http only to a loopback address in tests)
 async def test_urls_are_checked_before_an_endpoint_is_made(url: str, message: str | None) -> None:
     checked = await check_url(url, allow_private=False)
     assert (checked.message if isinstance(checked, Problem) else None) == message
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("64:ff9b::10.0.0.1", INTERNAL),  # NAT64 (RFC 6052) of a private address
+        ("64:ff9b::127.0.0.1", INTERNAL),
+        ("64:ff9b::a9fe:a9fe", INTERNAL),  # ... of 169.254.169.254
+        ("64:ff9b:1::a00:1", INTERNAL),  # local-use NAT64 (RFC 8215)
+        ("64:ff9b:1:ffff::5db8:d822", INTERNAL),
+        ("2002:a00:1::1", INTERNAL),  # 6to4 (RFC 3056) of 10.0.0.1
+        ("2002:7f00:1::", INTERNAL),  # ... of 127.0.0.1
+        ("2002:c0a8:a::1", INTERNAL),  # ... of 192.168.0.10
+        ("::10.0.0.1", INTERNAL),  # IPv4-compatible
+        ("::127.0.0.1", INTERNAL),
+        ("::169.254.169.254", INTERNAL),
+        ("::ffff:127.0.0.1", INTERNAL),  # IPv4-mapped
+        ("::ffff:0:a00:1", INTERNAL),  # IPv4-translated (RFC 2765)
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", INTERNAL),  # Teredo, client 10.0.0.1
+        ("2001:0:a00:1:8000:63bf:a24b:2dcb", INTERNAL),  # Teredo, server 10.0.0.1
+        ("64:ff9b::93.184.216.34", None),  # a public address, through NAT64 ...
+        ("2002:5db8:d822::1", None),  # ... or 6to4
+        ("2606:2800:220:1:248:1893:25c8:1946", None),
+    ],
+)
+async def test_ipv6_forms_of_internal_ipv4_addresses_are_internal(
+    address: str, message: str | None
+) -> None:
+    """Written in the URL, or what its host name resolves to."""
+
+    async def resolver(_host: str, _port: int) -> list[str]:
+        return [address]
+
+    literal = await check_url(f"https://[{address}]/hook", allow_private=False)
+    named = await check_url("https://hooks.example/hook", allow_private=False, resolver=resolver)
+    for checked in (literal, named):
+        assert (checked.message if isinstance(checked, Problem) else None) == message
+
+
+async def test_a_dns_lookup_that_hangs_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def hangs(_host: str, _port: int) -> list[str]:
+        await asyncio.Event().wait()  # a resolver that never answers
+        return []
+
+    monkeypatch.setattr(webhooks, "RESOLVE_SECONDS", 0.2, raising=False)
+    async with asyncio.timeout(5):
+        checked = await check_url("https://hooks.example/hook", False, resolver=hangs)
+    assert isinstance(checked, Problem)
+    assert checked.message == "The host 'hooks.example' did not resolve within 0.2 s."
 
 
 @pytest.mark.parametrize("setting_overrides", [{"webhook_secret_key": KEY, "webhook_worker": True}])
@@ -292,6 +342,37 @@ async def test_a_disabled_endpoint_and_types_it_does_not_want_get_nothing(
         [only] = await asyncio.to_thread(wanted.wait_for, 1)
         assert json.loads(only.body)["type"] == "CUSTOMER_DELETED"
     assert off.received == []
+
+
+@pytest.mark.parametrize("setting_overrides", [{**SETTINGS, "webhook_timeout_seconds": 3}])
+async def test_a_receiver_dripping_its_answer_delays_only_its_own_endpoint(
+    gql: GraphQLClient, db: Database
+) -> None:
+    """A byte of the answer's headers every second keeps a timeout per read (3 s) from ever
+    firing: the attempt as a whole ends at its deadline, and the other endpoint, served
+    beside it, gets each event meanwhile."""
+    with dripping(every=1.0) as slow, receiving() as healthy:
+        await create_endpoint(gql, slow.url)
+        await create_endpoint(gql, healthy.url)
+        for n in range(3):
+            await gql.create(f"c-{n}")
+            await asyncio.to_thread(healthy.wait_for, n + 1, 15)  # within 15 s of the change
+            await asyncio.to_thread(slow.wait_for_request, 15)  # the slow one is mid-attempt
+        ended = time.monotonic() + 15
+        while not (attempts := await recorded_failures(db)) or not slow.closed:
+            assert time.monotonic() < ended, "the dripping receiver's attempt never ended"
+            await asyncio.sleep(0.05)
+    assert {a.error for a in attempts} == {"no answer within 3 s"}
+    # Ended at the deadline (3 s), by the sender's clock and by the receiver's, which
+    # notices the hang-up between two bytes (a second apart).
+    assert all(2900 <= a.duration_ms < 3000 + 3000 for a in attempts)
+    assert slow.closed[0] - slow.opened[0] < 3 + 1 + 3
+
+
+async def recorded_failures(db: Database) -> list[models.WebhookAttempt]:
+    async with db.read() as session:
+        failed = select(models.WebhookAttempt).where(col(models.WebhookAttempt.error).is_not(None))
+        return list(await session.scalars(failed))
 
 
 SERVER_ENV = {

@@ -5,9 +5,9 @@ An attempt re-checks the URL (DNS included) and connects to the address it check
 the body per Standard Webhooks (`webhook-id`: the event's id, the same on every retry;
 `webhook-timestamp`: when the attempt is sent; `webhook-signature`: `v1,` + base64
 HMAC-SHA256 of `id.timestamp.body` under the endpoint's secret), and POSTs it with no
-redirects, no proxy from the environment, and a timeout. A 2xx answer succeeds; anything
-else is retried on the schedule, and every attempt is recorded. The response body is never
-read.
+redirects, no proxy from the environment, and one deadline for the whole attempt. A 2xx
+answer succeeds; anything else is retried on the schedule, and every attempt is recorded.
+The response body is never read.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from db import webhooks
+from db.models import DeliveryStatus
 from db.rules import Problem
 from db.webhooks import Claimed, Outcome
 from schema import ids
@@ -52,8 +53,21 @@ def _pinned_url(target: webhooks.Target, address: str) -> str:
     return urlunsplit((target.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
 
 
+def _failed(began: float, error: str, status: int | None = None) -> Outcome:
+    return Outcome(status, error, int((time.perf_counter() - began) * 1000))
+
+
 class DeliveryWorker:
-    """Enqueues, claims and sends deliveries until cancelled."""
+    """Enqueues new events, and sends each endpoint's deliveries in a task of its own, until
+    cancelled.
+
+    An endpoint's task sends its deliveries one after another (feed order) and, in the
+    transaction that records an attempt, leases the endpoint's next one: a delivery costs
+    one write besides its request, whatever the backlog. At most `concurrency` endpoints are
+    served at once; a slow or hostile receiver holds only its own endpoint's task, and each
+    attempt, from the DNS lookup to the last byte of the answer, ends at one deadline
+    (`timeout_seconds`), not at a timeout per read that a receiver dripping bytes can renew.
+    """
 
     def __init__(
         self,
@@ -69,58 +83,108 @@ class DeliveryWorker:
         self.timeout_seconds = timeout_seconds
         self.concurrency = concurrency
         self.cursor_secret = state.cursor_secret  # the body's cursor is signed as the API's are
-        # A lease outlasts an attempt: the timeout, and room to record the outcome.
+        # A lease outlasts an attempt: its deadline, and room to record the outcome.
         self.lease = timedelta(seconds=timeout_seconds + 5)
+        self._serving: set[asyncio.Task[None]] = set()  # one task per endpoint being served
+        self._freed = asyncio.Event()  # set when an endpoint's task ends
 
     async def run(self) -> None:
         async with httpx.AsyncClient(
             follow_redirects=False, trust_env=False, timeout=self.timeout_seconds
         ) as client:
-            seen = 0
-            while True:
-                try:
-                    seen = self.feed.latest
-                    if await self.work(client):
-                        continue  # there may be more: look again at once
-                    pause = await self.pause()
-                except Exception as error:
-                    # The database restarting, say: try again shortly (logged once a minute a
-                    # cause, frames only, as the other background work is).
-                    report(error, "the webhook worker")
-                    pause = IDLE_SECONDS
-                await self.feed.wait_beyond(seen, pause)
+            try:
+                seen = 0
+                while True:
+                    try:
+                        seen = self.feed.latest
+                        self._freed.clear()  # a task that ends from here on wakes the wait
+                        await self.work(client)
+                        pause = await self.pause()
+                    except Exception as error:
+                        # The database restarting, say: try again shortly (logged once a
+                        # minute a cause, frames only, as the other background work is).
+                        report(error, "the webhook worker")
+                        pause = IDLE_SECONDS
+                    await self._wait(seen, pause)
+            finally:
+                for task in self._serving:
+                    task.cancel()
+                if self._serving:
+                    await asyncio.wait(self._serving)
+
+    async def _wait(self, seen: int, pause: float) -> None:
+        """Until there is news in the feed, an endpoint's task ends, or `pause` seconds."""
+        waits = [
+            asyncio.ensure_future(self.feed.wait_beyond(seen, pause)),
+            asyncio.ensure_future(self._freed.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def pause(self) -> float:
-        """Seconds until the soonest pending delivery is due (at most IDLE_SECONDS)."""
+        """Seconds until the soonest pending delivery is due (at most IDLE_SECONDS); with
+        every slot taken, until one is free."""
+        if len(self._serving) >= self.concurrency:
+            return IDLE_SECONDS  # an endpoint's task that ends wakes the worker
         async with self.db.read() as session:
             due = await webhooks.next_due(session)
         if due is None:
             return IDLE_SECONDS
         return min(IDLE_SECONDS, max(0.0, (due - self.clock()).total_seconds()))
 
-    async def work(self, client: httpx.AsyncClient) -> bool:
-        """One round: enqueue new events, send what is due; whether anything was sent."""
+    async def work(self, client: httpx.AsyncClient) -> None:
+        """Enqueue new events, and start serving the endpoints whose next delivery is due."""
         async with self.db.read() as session:
             behind = await webhooks.needs_enqueue(session)
         if behind:
             async with self.db.write() as session:
                 await webhooks.enqueue(session, self.clock())
+        free = self.concurrency - len(self._serving)
+        if free <= 0:
+            return
         now = self.clock()
         async with self.db.read() as session:
             due = await webhooks.any_due(session, now)
         if not due:
-            return False
+            return
         async with self.db.write() as session:
-            claimed = await webhooks.claim(session, now, self.concurrency, self.lease)
-        await asyncio.gather(*(self.deliver(client, c) for c in claimed))
-        return bool(claimed)
+            claimed = await webhooks.claim(session, now, free, self.lease)
+        for first in claimed:
+            task = asyncio.create_task(self.serve(client, first), name="a webhook endpoint")
+            self._serving.add(task)
+            task.add_done_callback(self._ended)
 
-    async def deliver(self, client: httpx.AsyncClient, claimed: Claimed) -> None:
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._serving.discard(task)
+        self._freed.set()
+
+    async def serve(self, client: httpx.AsyncClient, claimed: Claimed | None) -> None:
+        """Send an endpoint's deliveries, oldest first, while they are due."""
+        try:
+            while claimed is not None:
+                claimed = await self.deliver(client, claimed)
+        except Exception as error:
+            # The database went away while recording: the lease runs out and the delivery
+            # is sent again, so nothing is lost.
+            report(error, "the webhook worker")
+
+    async def deliver(self, client: httpx.AsyncClient, claimed: Claimed) -> Claimed | None:
+        """Send one delivery and record the attempt; the endpoint's next delivery, leased in
+        the same transaction, when this one is settled and the next is due."""
         outcome = await self.attempt(client, claimed)
+        now = self.clock()
+        following: list[Claimed] = []
         async with self.db.write() as session:
             status = await webhooks.record_attempt(
-                session, claimed, outcome, self.clock(), self.settings.retry_schedule
+                session, claimed, outcome, now, self.settings.retry_schedule
             )
+            if status is not DeliveryStatus.PENDING:
+                following = await webhooks.claim(
+                    session, now, 1, self.lease, endpoint_id=claimed.endpoint_id
+                )
         if not outcome.succeeded:
             logger.info(
                 "webhook delivery %d attempt %d failed (%s); now %s",
@@ -129,12 +193,21 @@ class DeliveryWorker:
                 outcome.error,
                 status.value,
             )
+        return following[0] if following else None
 
     async def attempt(self, client: httpx.AsyncClient, claimed: Claimed) -> Outcome:
+        """One attempt, ended at its deadline wherever it is: resolving, connecting, sending,
+        or waiting for the answer's headers (however slowly they come)."""
         began = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                return await self._attempt(client, claimed, began)
+        except TimeoutError:
+            return _failed(began, f"no answer within {self.timeout_seconds:g} s")
 
+    async def _attempt(self, client: httpx.AsyncClient, claimed: Claimed, began: float) -> Outcome:
         def failed(error: str, status: int | None = None) -> Outcome:
-            return Outcome(status, error, int((time.perf_counter() - began) * 1000))
+            return _failed(began, error, status)
 
         if claimed.event is None:
             return failed("the event is past retention")
