@@ -182,6 +182,28 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(
         default=1000, ge=1, description="Subscriptions one server process serves at once."
     )
+    # Subscriptions over WebSocket: how long a credential stays trusted, one principal's share
+    # of a process, and how long a subscription waits out a database outage.
+    ws_credential_check_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="How often an open WebSocket checks its key or token again: a revoked "
+        "key's sockets close (4403) within this plus KEY_CACHE_SECONDS; a token's close (4401) "
+        "when it expires (its exp plus JWT_LEEWAY_SECONDS).",
+    )
+    max_subscriptions_per_principal: int = Field(
+        default=100,
+        ge=1,
+        description="Subscriptions one API key (or one token subject) may hold at once in one "
+        "server process, so that no client takes every MAX_SUBSCRIPTIONS slot.",
+    )
+    subscription_outage_seconds: float = Field(
+        default=15,
+        ge=0,
+        description="How long a subscription retries its reads while the database is "
+        "unavailable, then resumes where it was; past it, its socket is closed with 1013 "
+        "(try again later), on which graphql-ws clients reconnect.",
+    )
     webhook_secret_key: str | None = Field(
         default=None,
         description="32 random bytes in base64: the key that encrypts webhook signing secrets "
@@ -457,6 +479,7 @@ def graphql_view(
         feed=feed,
         webhooks=hooks,
         heartbeat_seconds=settings.ws_heartbeat_seconds,
+        credential_check_seconds=settings.ws_credential_check_seconds,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         compiled=compiled,
     )
@@ -492,7 +515,11 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
     settings = settings or Settings()
     db = open_database(settings)
     feed = FeedSignal(
-        db, poll_seconds=settings.event_poll_seconds, max_subscriptions=settings.max_subscriptions
+        db,
+        poll_seconds=settings.event_poll_seconds,
+        max_subscriptions=settings.max_subscriptions,
+        max_per_holder=settings.max_subscriptions_per_principal,
+        outage_seconds=settings.subscription_outage_seconds,
     )
     hooks = settings.webhooks()
     view = graphql_view(db, settings, clock, feed, hooks)  # GraphQL over HTTP and WebSocket
