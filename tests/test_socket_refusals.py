@@ -32,7 +32,7 @@ QUERY = operation("on_customer_events")
 BEFORE_INIT = [
     ("a deep array", "[" * DEEP + "]" * DEEP, 4400, "The message nests arrays and objects"),
     ("a deep object", '{"a":' * DEEP + "1" + "}" * DEEP, 4400, "The message nests arrays"),
-    ("a long number", "1" * 5000, 4400, "A number in the request body has more than 100"),
+    ("a long number", "1" * 5000, 4400, "A number in the message has more than 100 digits."),
     ("not JSON", "{", 4400, "The message is not JSON"),
     ("a number", "1", 4400, "A message must be a JSON object."),
     ("an array", "[]", 4400, "A message must be a JSON object."),

@@ -108,7 +108,8 @@ class TextFrames(ASGIWebSocketAdapter):
                 try:
                     message = parse_json(text)
                 except BadJSON as error:
-                    said = str(error).replace("The request body", "The message", 1)
+                    # web/body.py speaks of a request body; here it is a message.
+                    said = str(error).replace("he request body", "he message")
                     await self.close(BAD_MESSAGE, _reason(said))
                     return
                 yield message
