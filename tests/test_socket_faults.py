@@ -106,12 +106,14 @@ async def test_a_cut_longer_than_the_bound_closes_the_socket_with_1013(
 ) -> None:
     url, proxy = proxied_postgres
     with running_server(url, SUBSCRIPTION_OUTAGE_SECONDS="1") as server:
-        async with subscribed(server) as (ws, _http):
+        async with subscribed(server) as (ws, _http), socket(ws_url(server)) as late:
+            assert (await late.init(TEST_API_KEY))["type"] == "connection_ack"
             proxy.cut()
+            await late.subscribe("late", SUBSCRIPTION)  # it cannot start: the same close
             # It reads within IDLE_SECONDS, retries for a second, each try within 5 s.
-            closed = await ws.closed(within=IDLE_SECONDS + 1 + 5 + 10)
+            closed = [await ws.closed(within=IDLE_SECONDS + 1 + 5 + 10), await late.closed()]
             proxy.restore()
-            assert closed == (1013, "Try again later: the database is unavailable")
+            assert closed == [(1013, "Try again later: the database is unavailable")] * 2
         assert server.stop() == 0
     quiet(server)
 

@@ -187,21 +187,20 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         token = bearer_token(headers)
         is_token = looks_like_jwt(token)
         expires = token_expiry(token, self.settings.token_leeway_seconds()) if is_token else None
-        with contextlib.suppress(WebSocketDisconnected):
-            while True:
-                await asyncio.sleep(self._next_check(expires))
-                try:
-                    now = await self.settings.authenticate_connection(headers)
-                except Unauthenticated as error:
-                    if is_token:
-                        return await self._close(UNAUTHORIZED, f"Unauthorized: {error}")
-                    return await self._close(FORBIDDEN_CLOSE, f"Forbidden: {error}")
-                except Exception:  # a sick database or provider: checked again next time
-                    continue
-                if now != principal:
-                    return await self._close(
-                        FORBIDDEN_CLOSE, "Forbidden: the credential's access has changed."
-                    )
+        while True:
+            await asyncio.sleep(self._next_check(expires))
+            try:
+                now = await self.settings.authenticate_connection(headers)
+            except Unauthenticated as error:
+                if is_token:
+                    return await self._close(UNAUTHORIZED, f"Unauthorized: {error}")
+                return await self._close(FORBIDDEN_CLOSE, f"Forbidden: {error}")
+            except Exception:  # a sick database or provider: checked again next time
+                continue
+            if now != principal:
+                return await self._close(
+                    FORBIDDEN_CLOSE, "Forbidden: the credential's access has changed."
+                )
 
     def _next_check(self, expires: float | None) -> float:
         wait = self.settings.credential_check_seconds
@@ -256,6 +255,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if first and isinstance(result, PreExecutionError):
                 await self._handle_pre_execution_error(operation, result)
                 return
+            if (
+                isinstance(result, ExecutionResult)
+                and unavailable(result)
+                and is_subscription(operation)
+            ):
+                # The subscription waited out the outage as long as it may (schema/events.py),
+                # at its start or later: closed with a code clients reconnect on, to resume
+                # from their last cursor, rather than an error that they would not retry.
+                await self._close(TRY_AGAIN_LATER, "Try again later: the database is unavailable")
+                raise _Closed
             if first and isinstance(result, ExecutionResult) and refused(result):
                 # Refused before it ran: an `error` message, as the protocol has it.
                 assert result.errors is not None
@@ -270,12 +279,6 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if not isinstance(result, ExecutionResult):
                 await self._reject_incremental_delivery(operation)
                 return
-            if unavailable(result) and is_subscription(operation):
-                # The subscription waited out the outage as long as it may (schema/events.py):
-                # closed with a code clients reconnect on, to resume from their last cursor,
-                # rather than an error and `complete` that a client would not retry.
-                await self._close(TRY_AGAIN_LATER, "Try again later: the database is unavailable")
-                raise _Closed
             await operation.send_next(result)
             first = False
 
