@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,6 +22,7 @@ import pytest
 from schema.events import IDLE_SECONDS
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
+from tests.node_tools import NODE_ENV, ROOT
 from tests.proxy import Proxy
 from tests.servers import Server, running_server
 from tests.sockets import Socket, socket
@@ -190,3 +194,67 @@ async def events_arriving(ws: Socket) -> Any:
     message = await ws.receive(within=30)
     assert message["type"] == "next", message
     return message
+
+
+class Follower:
+    """tests/node/follow.mjs (the documented client) running, its lines read as they come."""
+
+    def __init__(self, node: str, url: str, after: str, count: int) -> None:
+        script = str(ROOT / "tests" / "node" / "follow.mjs")
+        self.process = subprocess.Popen(
+            [node, script, url, TEST_API_KEY, after, str(count)],
+            cwd=ROOT,
+            env=NODE_ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout or ():
+            self.lines.put(line.strip())
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.reader.join()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    async def next_line(self, within: float = 30) -> str:
+        line = await asyncio.to_thread(self.lines.get, timeout=within)
+        self.seen.append(line)
+        return line
+
+
+async def test_the_documented_client_resumes_after_a_1013_and_misses_nothing(
+    proxied_postgres: tuple[str, Proxy],  # noqa: F811
+    node: str,
+) -> None:
+    url, proxy = proxied_postgres
+    with running_server(url, SUBSCRIPTION_OUTAGE_SECONDS="1") as server:
+        async with httpx.AsyncClient(base_url=server.url, headers=HEADERS, timeout=30) as http:
+            await create(http, "zero")  # the client starts after it, whenever it connects
+            end = await http.post("/graphql", json={"query": operation("customer_events")})
+            after = end.json()["data"]["customerEvents"]["pageInfo"]["endCursor"]
+            follower = Follower(node, ws_url(server), after, 3)
+            try:
+                await create(http, "first")
+                assert await follower.next_line() == "event first"
+                proxy.cut()
+                assert await follower.next_line() == "closed 1013"
+                proxy.restore()
+                await create(http, "second")
+                await create(http, "third")
+                while len([line for line in follower.seen if line.startswith("event")]) < 3:
+                    await follower.next_line()
+                assert await asyncio.to_thread(follower.process.wait, 30) == 0
+            finally:
+                follower.close()
+        assert server.stop() == 0
+    events_seen = [line for line in follower.seen if line.startswith("event")]
+    assert events_seen == ["event first", "event second", "event third"], follower.seen
