@@ -196,6 +196,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                     return await self._close(UNAUTHORIZED, f"Unauthorized: {error}")
                 return await self._close(FORBIDDEN_CLOSE, f"Forbidden: {error}")
             except Exception:  # a sick database or provider: checked again next time
+                if expires is not None and time.time() >= expires:  # but an expiry is known
+                    return await self._close(UNAUTHORIZED, "Unauthorized: The token has expired.")
                 continue
             if now != principal:
                 return await self._close(
