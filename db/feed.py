@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Hashable
 from typing import Any
 
 import asyncpg
@@ -29,8 +30,14 @@ class TooManySubscriptions(Exception):
     """This process serves as many subscriptions as it may (MAX_SUBSCRIPTIONS)."""
 
 
+class TooManyForHolder(TooManySubscriptions):
+    """This holder (a principal) has as many subscriptions as one may hold in this process
+    (MAX_SUBSCRIPTIONS_PER_PRINCIPAL)."""
+
+
 class FeedSignal:
-    """The newest event number known to this process, and a way to wait for a newer one."""
+    """The newest event number known to this process, and a way to wait for a newer one; and
+    the bounds of the subscriptions it wakes (how many, and how long they wait out an outage)."""
 
     def __init__(
         self,
@@ -39,12 +46,17 @@ class FeedSignal:
         poll_seconds: float = 0.05,
         fallback_seconds: float = 2.0,
         max_subscriptions: int = 1000,
+        max_per_holder: int = 100,
+        outage_seconds: float = 15.0,
     ) -> None:
         self.db = db
         self.poll_seconds = poll_seconds
         self.fallback_seconds = fallback_seconds
         self.max_subscriptions = max_subscriptions
+        self.max_per_holder = max_per_holder
+        self.outage_seconds = outage_seconds
         self.subscriptions = 0
+        self.held: dict[Hashable, int] = {}  # live subscriptions by holder
         self.latest = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,14 +79,21 @@ class FeedSignal:
             changed, self._changed = self._changed, asyncio.Event()
             changed.set()
 
-    def acquire(self) -> None:
-        """Count a live subscription (release it when it ends); TooManySubscriptions when full."""
+    def acquire(self, holder: Hashable) -> None:
+        """Count a live subscription of `holder` (release it when it ends); TooManySubscriptions
+        when the process is full, TooManyForHolder when the holder has its share."""
         if self.subscriptions >= self.max_subscriptions:
             raise TooManySubscriptions
+        if self.held.get(holder, 0) >= self.max_per_holder:
+            raise TooManyForHolder
         self.subscriptions += 1
+        self.held[holder] = self.held.get(holder, 0) + 1
 
-    def release(self) -> None:
+    def release(self, holder: Hashable) -> None:
         self.subscriptions -= 1
+        self.held[holder] -= 1
+        if not self.held[holder]:
+            del self.held[holder]
 
     def _start(self) -> None:
         if self._task is None:

@@ -4,11 +4,13 @@ events with `webhook_body`."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -16,7 +18,8 @@ from strawberry.utils.str_converters import to_camel_case
 
 from db import events, models, rules
 from db.engine import Database
-from db.feed import TooManySubscriptions
+from db.faults import fault_of
+from db.feed import FeedSignal, TooManyForHolder, TooManySubscriptions
 from db.pages import PageError
 from schema import ids
 from schema.context import Info
@@ -31,6 +34,12 @@ from schema.types import Customer, KycVerification, KycVerificationStatus, Node
 BATCH = 100
 # A subscription looks at the table at least this often even without a wake-up.
 IDLE_SECONDS = 5.0
+# While the database is unavailable, a subscription tries its read again after this long at
+# first, then twice as long each time, up to the longest pause.
+FIRST_RETRY_SECONDS = 0.1
+LONGEST_RETRY_SECONDS = 2.0
+
+T = TypeVar("T")
 
 
 @mirrors(models.EventType)
@@ -260,7 +269,10 @@ class EventSubscription:
             "Events as they commit, from every server process, in feed order, with no gap and "
             "no duplicate. With `after`, the events after that cursor come first, then live "
             "ones: a client that reconnects with the last cursor it saw misses nothing. "
-            "Without it, only events after the moment of subscribing."
+            "Without it, only events after the moment of subscribing. While the database "
+            "is unavailable it waits (SUBSCRIPTION_OUTAGE_SECONDS) and goes on where it was; "
+            "past that, over WebSocket, the socket is closed with 1013 (try again later): "
+            "reconnect with the last cursor."
         )
     )
     async def customer_events(
@@ -276,28 +288,64 @@ class EventSubscription:
         if signal is None:
             raise GraphQLError("This server does not serve subscriptions.")
         where = (filter or CustomerEventFilter()).to_db()
+        holder = context.principal
+        _acquire(signal, holder)
+        outage = signal.outage_seconds
+        db = context.db
         try:
-            signal.acquire()
-        except TooManySubscriptions:
-            raise GraphQLError(
-                f"This server serves {signal.max_subscriptions} subscriptions already "
-                "(MAX_SUBSCRIPTIONS); retry later or on another server.",
-                extensions={"code": "TOO_MANY_SUBSCRIPTIONS"},
-            ) from None
-        try:
-            position = await _start(context.db, after, context.cursor_secret)
+            position = await riding_out(outage, partial(_start, db, after, context.cursor_secret))
             while True:
                 seen = signal.latest
-                async with context.db.read() as session:
-                    rows = await events.events_after(session, position, where, BATCH)
+                rows = await riding_out(outage, partial(_read_after, db, position, where))
                 for row in rows:
                     position = row.id
                     # Fresh loaders for each event: `customer` shows the customer as it is now.
-                    yield CustomerEvent.from_row(row, context.cursor_secret, Loaders(context.db))
+                    yield CustomerEvent.from_row(row, context.cursor_secret, Loaders(db))
                 if len(rows) < BATCH:
                     await signal.wait_beyond(max(seen, position), IDLE_SECONDS)
         finally:
-            signal.release()
+            signal.release(holder)
+
+
+def _acquire(signal: FeedSignal, holder: object) -> None:
+    """Count the subscription against the process's and its principal's bounds."""
+    try:
+        signal.acquire(holder)
+    except TooManyForHolder:
+        raise GraphQLError(
+            f"Your API key or token holds {signal.max_per_holder} subscriptions on this server "
+            "already (MAX_SUBSCRIPTIONS_PER_PRINCIPAL); end one, or retry later.",
+            extensions={"code": "TOO_MANY_SUBSCRIPTIONS"},
+        ) from None
+    except TooManySubscriptions:
+        raise GraphQLError(
+            f"This server serves {signal.max_subscriptions} subscriptions already "
+            "(MAX_SUBSCRIPTIONS); retry later or on another server.",
+            extensions={"code": "TOO_MANY_SUBSCRIPTIONS"},
+        ) from None
+
+
+async def riding_out(outage_seconds: float, read: Callable[[], Awaitable[T]]) -> T:
+    """`read()`, tried again while the database is unavailable, for up to `outage_seconds`
+    (pausing longer each time); then its failure. Other failures are not retried."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + outage_seconds
+    pause = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            return await read()
+        except Exception as error:
+            if fault_of(error) is None or loop.time() + pause > give_up:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, LONGEST_RETRY_SECONDS)
+
+
+async def _read_after(
+    db: Database, position: int, where: events.EventFilter
+) -> list[models.CustomerEvent]:
+    async with db.read() as session:
+        return list(await events.events_after(session, position, where, BATCH))
 
 
 async def _start(db: Database, after: str | None, secret: bytes) -> int:

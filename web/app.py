@@ -62,7 +62,11 @@ async def cursor_secret(db: Database, settings: Settings, clock: Clock) -> bytes
 async def app_state(db: Database, settings: Settings, clock: Clock) -> AppState:
     """The application's state, its secrets resolved (the database is migrated by now)."""
     feed = FeedSignal(
-        db, poll_seconds=settings.event_poll_seconds, max_subscriptions=settings.max_subscriptions
+        db,
+        poll_seconds=settings.event_poll_seconds,
+        max_subscriptions=settings.max_subscriptions,
+        max_per_holder=settings.max_subscriptions_per_principal,
+        outage_seconds=settings.subscription_outage_seconds,
     )
     return AppState(
         db=db,
@@ -96,6 +100,7 @@ def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
         tokens=None if settings.tokens is None else TokenVerifier(settings.tokens),
         key_cache_seconds=settings.key_cache_seconds,
         heartbeat_seconds=settings.ws_heartbeat_seconds,
+        credential_check_seconds=settings.ws_credential_check_seconds,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         compiled=compiled,
     )

@@ -126,6 +126,28 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(
         default=1000, ge=1, description="Subscriptions one server process serves at once."
     )
+    # Subscriptions over WebSocket: how long a credential stays trusted, one principal's share
+    # of a process, and how long a subscription waits out a database outage.
+    ws_credential_check_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="How often an open WebSocket checks its key or token again: a revoked "
+        "key's sockets close (4403) within this plus KEY_CACHE_SECONDS; a token's close (4401) "
+        "when it expires (its exp plus JWT_LEEWAY_SECONDS).",
+    )
+    max_subscriptions_per_principal: int = Field(
+        default=100,
+        ge=1,
+        description="Subscriptions one API key (or one token subject) may hold at once in one "
+        "server process, so that no client takes every MAX_SUBSCRIPTIONS slot.",
+    )
+    subscription_outage_seconds: float = Field(
+        default=15,
+        ge=0,
+        description="How long a subscription retries its reads while the database is "
+        "unavailable, then resumes where it was; past it, its socket is closed with 1013 "
+        "(try again later), on which graphql-ws clients reconnect.",
+    )
     webhook_secret_key: str | None = Field(
         default=None,
         description="32 random bytes in base64: the key that encrypts webhook signing secrets "

@@ -108,6 +108,7 @@ class GraphQLView(GraphQL[Context, None]):
         tokens: TokenVerifier | None = None,
         key_cache_seconds: float = 5.0,
         heartbeat_seconds: float = 15,
+        credential_check_seconds: float = 5,
         max_subscriptions_per_connection: int = 10,
         compiled: CompiledPath | None = None,
     ) -> None:
@@ -125,6 +126,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.websocket_adapter_class = TextFrames
         self.state = state  # what every request's Context shares
         self.heartbeat_seconds = heartbeat_seconds
+        self.credential_check_seconds = credential_check_seconds
         self.keys = ApiKeys(state.db, state.clock, key_cache_seconds)
         self.body_timeout = body_timeout
         self.tokens = tokens  # None: API keys only
@@ -150,6 +152,10 @@ class GraphQLView(GraphQL[Context, None]):
         """A WebSocket's credential, from its connection_init payload, checked as over HTTP
         (an API key or an identity provider's token)."""
         return await authenticate(self.keys, headers, self.tokens)
+
+    def token_leeway_seconds(self) -> float:
+        """How long after its `exp` a token is still accepted (web/websocket.py's expiry)."""
+        return 0.0 if self.tokens is None else self.tokens.settings.leeway_seconds
 
     # GraphQL over HTTP: a client that accepts application/graphql-response+json gets it, and
     # with it status codes that tell a request the server refused (400: the document does not

@@ -11,6 +11,16 @@ says, and heartbeats.
   errors, as over HTTP, and the socket is closed with 4403.
 - Every other refusal (limits, cost, a bad cursor) is an `error` message for that operation.
 - The server sends a `ping` every `heartbeat_seconds`; graphql-ws clients answer `pong`.
+- The credential stays checked while the socket lives: it is checked again every
+  `credential_check_seconds` (an API key through the key cache, so a revocation made by any
+  process reaches every socket within that plus KEY_CACHE_SECONDS), and a token also when it
+  expires (its `exp` plus the leeway). A key that no longer passes closes the socket with
+  4403, a token with 4401.
+- Every message is parsed as request bodies are (web/body.py: 64 levels of nesting at most);
+  one that is not such JSON, or not a message of the protocol, closes the socket with 4400.
+- A database that cannot be reached closes the socket with 1013 (try again later, which
+  graphql-ws clients retry; 1011 they do not): at `connection_init`, and when a subscription
+  has waited out an outage as long as it may. Nothing of it raises to the server's log.
 """
 
 from __future__ import annotations
@@ -18,12 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol, cast
 
-from starlette.websockets import WebSocketDisconnect
+import jwt
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
-from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.exceptions import NonTextMessageReceived, WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -32,25 +46,43 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     CompleteMessage,
     ConnectionInitMessage,
+    Message,
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
+from db.faults import fault_of
 from db.keys import Principal
 from db.tasks import cancel_and_wait
 from schema.access import FORBIDDEN
 from schema.context import Context
-from web.auth import Unauthenticated
-from web.tokens import KeysUnavailable
+from schema.errors import SERVICE_UNAVAILABLE, raised_at
+from web.auth import Unauthenticated, bearer_token
+from web.body import BadJSON, parse_json
+from web.tokens import KeysUnavailable, looks_like_jwt
+
+logger = logging.getLogger("customer_api.websocket")
+
+# Close codes. graphql-ws clients retry 1013 and 4403 (access may come back), never 4400 or
+# 4401; 1011 they treat as fatal, so a sick database is 1013.
+BAD_MESSAGE = 4400
+UNAUTHORIZED = 4401
+FORBIDDEN_CLOSE = 4403
+TRY_AGAIN_LATER = 1013
 
 
 class SocketSettings(Protocol):
     """What the handler needs from the view that serves the socket."""
 
     heartbeat_seconds: float
+    credential_check_seconds: float
 
     async def authenticate_connection(self, headers: Mapping[str, str]) -> Principal:
         """The principal of connection_init's headers; Unauthenticated when there is none."""
+        ...
+
+    def token_leeway_seconds(self) -> float:
+        """How long after its `exp` a token is still accepted."""
         ...
 
 
@@ -64,25 +96,62 @@ def _reason(text: str) -> str:
 
 class TextFrames(ASGIWebSocketAdapter):
     """Messages as text frames, as graphql-transport-ws requires (graphql-ws refuses binary
-    ones), although the view encodes JSON to bytes."""
+    ones), although the view encodes JSON to bytes; read as strict JSON within the bounds of
+    a request body; a socket that is gone is WebSocketDisconnected, whoever closed it."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        try:
+            while self.ws.application_state == WebSocketState.CONNECTED:
+                text = await self.ws.receive_text()
+                try:
+                    message = parse_json(text)
+                except BadJSON as error:
+                    # web/body.py speaks of a request body; here it is a message.
+                    said = str(error).replace("he request body", "he message")
+                    await self.close(BAD_MESSAGE, _reason(said))
+                    return
+                yield message
+        except KeyError as error:  # a binary frame: Starlette's message has no "text"
+            raise NonTextMessageReceived from error
+        except WebSocketDisconnect:
+            return
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         encoded = self.view.encode_json(message)
         text = encoded.decode() if isinstance(encoded, bytes) else encoded
+        if self.ws.application_state != WebSocketState.CONNECTED:
+            raise WebSocketDisconnected  # closed here (a close code sent, or shutting down)
         try:
             await self.ws.send_text(text)
-        except WebSocketDisconnect as error:
+        except (WebSocketDisconnect, OSError, RuntimeError) as error:
+            # The client went away as this was sent (RuntimeError: the server's close raced it).
             raise WebSocketDisconnected from error
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with `code`, once: whichever part closes first (an operation, the credential
+        check, the server's shutdown) says why."""
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self.ws.close(code=code, reason=reason)
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """Strawberry's graphql-transport-ws handler with authentication, scopes and heartbeats."""
 
     heartbeat: asyncio.Task[None] | None = None
+    credential_watch: asyncio.Task[None] | None = None
 
     @property
     def settings(self) -> SocketSettings:
         return cast(SocketSettings, self.view)
+
+    async def handle_message(self, message: Message) -> None:
+        problem = malformed(message)
+        if problem is not None:
+            return await self.handle_invalid_message(problem)
+        return await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         if self.connection_timed_out or self.connection_init_received:
@@ -92,24 +161,58 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return await super().handle_connection_init(message)
         # Header names are case-insensitive: {"Authorization": ...} and {"authorization": ...}.
         headers = {str(k).lower(): v for k, v in payload.items() if isinstance(v, str)}
+        refusal = None
         try:
             principal = await self.settings.authenticate_connection(headers)
-        except (Unauthenticated, KeysUnavailable) as error:
+        except Exception as error:
+            refusal = refusal_of(error)
+        if refusal is not None:
             if self.connection_init_timeout_task:
                 self.connection_init_timeout_task.cancel()
             self.connection_init_received = True
-            if isinstance(error, KeysUnavailable):
-                # The provider's keys cannot be had now: the server's trouble, not the token's
-                # (1013: try again later; graphql-ws clients retry it).
-                await self.websocket.close(1013, "Try again later: tokens cannot be checked now")
-            else:
-                await self.websocket.close(4401, _reason(f"Unauthorized: {error}"))
+            await self.websocket.close(*refusal)
             return None
         self.context.principal = principal
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and self.settings.heartbeat_seconds > 0:
-            self.heartbeat = asyncio.create_task(self._beat())
+        if self.connection_acknowledged:
+            if self.settings.heartbeat_seconds > 0:
+                self.heartbeat = asyncio.create_task(self._beat())
+            watch = self._watch_credential(headers, principal)
+            self.credential_watch = asyncio.create_task(watch)
         return None
+
+    async def _watch_credential(self, headers: dict[str, str], principal: Principal) -> None:
+        """Check the connection's credential again every `credential_check_seconds`, and a
+        token at its expiry; close the socket once it no longer passes, or grants less."""
+        token = bearer_token(headers)
+        is_token = looks_like_jwt(token)
+        expires = token_expiry(token, self.settings.token_leeway_seconds()) if is_token else None
+        while True:
+            await asyncio.sleep(self._next_check(expires))
+            try:
+                now = await self.settings.authenticate_connection(headers)
+            except Unauthenticated as error:
+                if is_token:
+                    return await self._close(UNAUTHORIZED, f"Unauthorized: {error}")
+                return await self._close(FORBIDDEN_CLOSE, f"Forbidden: {error}")
+            except Exception:  # a sick database or provider: checked again next time
+                if expires is not None and time.time() >= expires:  # but an expiry is known
+                    return await self._close(UNAUTHORIZED, "Unauthorized: The token has expired.")
+                continue
+            if now != principal:
+                return await self._close(
+                    FORBIDDEN_CLOSE, "Forbidden: the credential's access has changed."
+                )
+
+    def _next_check(self, expires: float | None) -> float:
+        wait = self.settings.credential_check_seconds
+        if expires is not None and expires > time.time():
+            # Just past the moment the verifier refuses it (exp + leeway <= now).
+            wait = min(wait, expires - time.time() + 0.05)
+        return wait
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.websocket.close(code, _reason(reason))
 
     async def _beat(self) -> None:
         with contextlib.suppress(Exception):  # the socket is gone: the handler is ending too
@@ -118,8 +221,9 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.send_message({"type": "ping"})
 
     async def shutdown(self) -> None:
-        if self.heartbeat is not None:
-            await cancel_and_wait(self.heartbeat)
+        for task in (self.heartbeat, self.credential_watch):
+            if task is not None:
+                await cancel_and_wait(task)
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
@@ -138,8 +242,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await operation.send_operation_message(
                 CompleteMessage(id=operation.id, type="complete")
             )
-        except (_Closed, _OperationStreamClosed):
-            return
+        except (_Closed, _OperationStreamClosed, WebSocketDisconnected):
+            return  # the socket is closed: nobody is left to tell
         except Exception as error:
             await self.handle_task_exception(error)
             with contextlib.suppress(Exception):
@@ -153,6 +257,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             if first and isinstance(result, PreExecutionError):
                 await self._handle_pre_execution_error(operation, result)
                 return
+            if (
+                isinstance(result, ExecutionResult)
+                and unavailable(result)
+                and is_subscription(operation)
+            ):
+                # The subscription waited out the outage as long as it may (schema/events.py),
+                # at its start or later: closed with a code clients reconnect on, to resume
+                # from their last cursor, rather than an error that they would not retry.
+                await self._close(TRY_AGAIN_LATER, "Try again later: the database is unavailable")
+                raise _Closed
             if first and isinstance(result, ExecutionResult) and refused(result):
                 # Refused before it ran: an `error` message, as the protocol has it.
                 assert result.errors is not None
@@ -178,3 +292,77 @@ class _Closed(Exception):
 def refused(result: ExecutionResult) -> bool:
     """True when the operation never ran: no data, and errors."""
     return result.data is None and bool(result.errors)
+
+
+def unavailable(result: ExecutionResult) -> bool:
+    """True when an error of the result is the database's being unavailable."""
+    return any((e.extensions or {}).get("code") == SERVICE_UNAVAILABLE for e in result.errors or ())
+
+
+def is_subscription(operation: Operation[Context, None]) -> bool:
+    """Whether the operation is a subscription (its document ran, so it parses)."""
+    try:
+        document = parse(operation.query, no_location=True)
+    except GraphQLError:
+        return False
+    found = get_operation_ast(document, operation.operation_name)
+    return found is not None and found.operation == OperationType.SUBSCRIPTION
+
+
+def refusal_of(error: Exception) -> tuple[int, str]:
+    """The close code and reason for a connection_init whose credential could not be checked:
+    4401 for a bad credential (whatever the checks raised), 1013 when the server cannot check
+    it now (its database, or the provider's keys, unavailable)."""
+    if isinstance(error, Unauthenticated):
+        return UNAUTHORIZED, _reason(f"Unauthorized: {error}")
+    if isinstance(error, KeysUnavailable):
+        return TRY_AGAIN_LATER, "Try again later: tokens cannot be checked now"
+    if fault_of(error) is not None:
+        return TRY_AGAIN_LATER, "Try again later: the database is unavailable"
+    # Not a check's refusal: a credential the checks did not expect. Refused all the same;
+    # the log says where (never the message, which may quote the credential).
+    logger.warning(
+        "a WebSocket credential could not be checked (%s at %s:%d); closed with 4401",
+        type(error).__name__,
+        *raised_at(error),
+    )
+    return UNAUTHORIZED, "Unauthorized: the credential could not be read."
+
+
+def token_expiry(token: str, leeway: float) -> float | None:
+    """When (Unix time) a verified token stops being accepted: its `exp` plus the leeway."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp) + leeway
+    return None
+
+
+_OPTIONAL_OBJECT = (dict, type(None))
+_OPTIONAL_TEXT = (str, type(None))
+
+
+def malformed(message: object) -> str | None:
+    """What is wrong with a message's shape (Strawberry reads its fields as given), or None."""
+    if not isinstance(message, dict):
+        return "A message must be a JSON object."
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "A message's type must be a string."
+    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
+        return f"A {kind} message's id must be a string."
+    if kind != "subscribe":
+        return None
+    payload = message.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "A subscribe message's payload must be an object with the query as a string."
+    if not isinstance(payload.get("variables"), _OPTIONAL_OBJECT):
+        return "A subscribe message's variables must be an object or null."
+    if not isinstance(payload.get("extensions"), _OPTIONAL_OBJECT):
+        return "A subscribe message's extensions must be an object or null."
+    if not isinstance(payload.get("operationName"), _OPTIONAL_TEXT):
+        return "A subscribe message's operationName must be a string or null."
+    return None
