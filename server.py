@@ -58,7 +58,7 @@ from schema.compiled import CompiledPath
 from schema.errors import report
 from schema.limits import Limits
 from schema.scalars import serialize
-from web import metrics
+from web import dev_idp, metrics
 from web.body import BodyLimit
 from web.cors import Cors, parse_origins
 from web.edge import App
@@ -650,7 +650,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     key_actions.add_parser("list", help="name, prefix, scopes, created and last used")
     revoke = key_actions.add_parser("revoke", help="refuse the key from now on")
     revoke.add_argument("name")
+    dev_idp.add_commands(commands)
     args = parser.parse_args(argv)
+
+    if args.command in ("dev-idp", "dev-token"):
+        return dev_idp.run_command(args)
 
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
