@@ -11,11 +11,15 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 CODE := server.py web schema db tests bench
 
-.PHONY: run test lint typecheck pytest schema env clean
+.PHONY: run dev-idp test lint typecheck pytest schema env clean
 
 # Serving needs the runtime packages only: no dev tools, no Node.
 run: .venv/.synced-server
 	$(PY) server.py
+
+# A sign-in for browser apps on this machine, for development only (examples/browser-app).
+dev-idp: .venv/.synced-server
+	$(PY) server.py dev-idp
 
 test: lint typecheck pytest
 

@@ -30,6 +30,7 @@ from db.engine import Database
 from db.models import utc_now
 from schema import schema
 from schema.scalars import serialize
+from web import dev_idp
 from web.app import STOP_SECONDS, create_app, cursor_secret
 from web.jobs import expire_kyc, prune_events
 from web.logs import configure_logging
@@ -150,6 +151,7 @@ def command_line() -> argparse.ArgumentParser:
     )
     revoke = key_actions.add_parser("revoke", help="refuse the key from now on", parents=[verbose])
     revoke.add_argument("name")
+    dev_idp.add_commands(commands)
     return parser
 
 
@@ -165,6 +167,8 @@ def version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = command_line().parse_args(argv)
+    if args.command in ("dev-idp", "dev-token"):
+        return dev_idp.run_command(args)
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
         return 0

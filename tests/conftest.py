@@ -277,3 +277,18 @@ def counting_statements(db: Database) -> Iterator[list[str]]:
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
         db.statement_observers.remove(record_driver)
+
+
+def refused(response: httpx.Response, status: int, code: str) -> str:
+    """The message of a request /graphql refused before it ran (web/refusals.py): the status,
+    a GraphQL-shaped JSON body with the code and no `data`."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(
+        ("application/json", "application/graphql-response+json")
+    )
+    body = response.json()
+    assert "data" not in body
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": code}
+    message: str = error["message"]
+    return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ NODE_ENV = {
 
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+EXAMPLE_APP = ROOT / "examples" / "browser-app"
 
 
 def run_node(
@@ -29,11 +31,6 @@ def run_node(
 ) -> subprocess.CompletedProcess[str]:
     """Run tests/node/<script>."""
     return run_module(node, ROOT / "tests" / "node" / script, *args, env=env)
-
-
-def run_tool(node: str, entry: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a package's command line, by its entry in node_modules (vite/bin/vite.js)."""
-    return run_module(node, ROOT / "node_modules" / entry, *args)
 
 
 def run_module(
@@ -77,3 +74,20 @@ def find_chromium() -> str:
             pytest.fail(f"CI=true requires the browser tests: {problem}")
         pytest.skip(problem)
     return CHROMIUM
+
+
+def run_npm(folder: Path, *args: str) -> None:
+    """`npm ARGS` in `folder`, as a person follows a README; its output kept as an artifact."""
+    done = subprocess.run(
+        ["npm", *args], cwd=folder, env=NODE_ENV, capture_output=True, text=True, timeout=600
+    )
+    save_artifact(f"npm-{folder.name}-{args[0]}.txt", done.stdout + done.stderr)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@functools.cache
+def example_app_installed() -> Path:
+    """The example app with its own packages (`npm ci` in its folder), once a run."""
+    find_node()
+    run_npm(EXAMPLE_APP, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error")
+    return EXAMPLE_APP

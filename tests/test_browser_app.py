@@ -1,14 +1,19 @@
-"""The example browser app (examples/browser-app), built with Vite and served on its own origin,
-driven in Debian's Chromium against a real server: CORS, sign-in tokens, the normalised cache,
-and customers:self, as a frontend meets them."""
+"""The example browser app (examples/browser-app), set up by its README's recipe (its own
+`npm ci`, `npm run build`, the development identity provider, the API with the settings the
+provider prints) and driven in Debian's Chromium: the sign-in form, CORS, sign-in tokens, the
+normalised cache, and customers:self, as a frontend meets them."""
 
 from __future__ import annotations
 
 import functools
 import json
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,10 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import operation
+from tests.conftest import ROOT, operation
 from tests.databases import TEST_API_KEY
-from tests.identity import IdentityProvider
-from tests.node_tools import ARTIFACTS, find_chromium, find_node, run_node, run_tool, save_artifact
+from tests.node_tools import (
+    ARTIFACTS,
+    example_app_installed,
+    find_chromium,
+    run_node,
+    run_npm,
+    save_artifact,
+)
 from tests.servers import Server, running_server
 
 OTHER = {"input": {"externalCustomerId": "c-web-2", "data": {"email": "bob@example.com"}}}
@@ -33,15 +44,43 @@ def backend() -> str:
 
 @pytest.fixture(scope="module")
 def built_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The app's static files: types generated from the operations, then `vite build`."""
-    node = find_node()
+    """The recipe's step 3, built instead of served: the example's own packages, the types
+    generated from the operations, then `vite build`."""
     find_chromium()
-    generated = run_tool(node, "@graphql-codegen/cli/cjs/bin.js", "--config", "codegen.ts")
-    assert generated.returncode == 0, generated.stdout + generated.stderr
+    app = example_app_installed()
     out = tmp_path_factory.mktemp("browser-app")
-    built = run_tool(node, "vite/bin/vite.js", "build", str(APP), "--outDir", str(out))
-    assert built.returncode == 0, built.stdout + built.stderr
+    run_npm(app, "run", "build", "--", "--outDir", str(out), "--emptyOutDir")
     return out
+
+
+@dataclass(frozen=True)
+class DevIdp:
+    """`server.py dev-idp` running: where, and the settings it printed for the API."""
+
+    url: str
+    api_settings: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def dev_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIdp]:
+    """The recipe's step 1: the development identity provider, on a free loopback port."""
+    key_file = tmp_path_factory.mktemp("dev-idp") / "key.pem"
+    command = [sys.executable, "server.py", "dev-idp", "--port", "0", "--key-file", str(key_file)]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        printed = [process.stdout.readline() for _ in range(4)]  # the banner, then it serves
+        try:
+            url = re.search(r"at (http://127\.0\.0\.1:\d+)$", printed[0].strip())
+            assert url, printed
+            # The line to start the API with: NAME=value ... make run
+            settings = dict(re.findall(r"(\w+)=(\S+)", printed[3]))
+            assert printed[3].strip().endswith("make run"), printed
+            yield DevIdp(url.group(1), settings)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -62,7 +101,7 @@ def static_site(root: Path) -> Iterator[str]:
         server.server_close()
 
 
-def drive(node: str, app: str, server: Server, scenario: str, **params: str) -> dict[str, Any]:
+def drive(node: str, app: str, server: Server, scenario: str, **params: Any) -> dict[str, Any]:
     screenshot = ARTIFACTS / f"browser-app-{scenario}.png"
     ARTIFACTS.mkdir(exist_ok=True)
     done = run_node(
@@ -84,29 +123,37 @@ def drive(node: str, app: str, server: Server, scenario: str, **params: str) -> 
 
 
 @contextmanager
-def api_for(database_url: str, idp: IdentityProvider, origin: str) -> Iterator[Server]:
-    settings = idp.environment()
-    with running_server(
-        database_url,
-        CORS_ALLOW_ORIGINS=origin,
-        JWT_ISSUER=settings["JWT_ISSUER"],
-        JWT_AUDIENCE=settings["JWT_AUDIENCE"],
-        JWT_JWKS_URL=settings["JWT_JWKS_URL"],
-    ) as server:
+def api_for(database_url: str, idp: DevIdp, origin: str) -> Iterator[Server]:
+    """The recipe's step 2: the API with the settings the provider printed (but the app's
+    origin, a port of the test's own)."""
+    settings = {**idp.api_settings, "CORS_ALLOW_ORIGINS": origin}
+    with running_server(database_url, None, **settings) as server:
         yield server
 
 
+def configure(built_app: Path, server: Server, idp: DevIdp) -> None:
+    (built_app / "config.json").write_text(
+        json.dumps({"apiUrl": f"{server.url}/graphql", "signInUrl": f"{idp.url}/authorize"})
+    )
+
+
 def test_the_app_signs_in_and_keeps_a_customer_in_its_cache(
-    browser: str, database_url: str, built_app: Path, idp: IdentityProvider
+    browser: str, database_url: str, built_app: Path, dev_idp: DevIdp
 ) -> None:
-    with static_site(built_app) as app, api_for(database_url, idp, app) as server:
-        (built_app / "config.json").write_text(
-            json.dumps({"apiUrl": f"{server.url}/graphql", "signInUrl": f"{idp.url}/authorize"})
-        )
-        # A member of staff: reads and writes any customer.
-        idp.next_claims = {"sub": "agent-7", "scope": "openid customers:read customers:write"}
+    with static_site(built_app) as app, api_for(database_url, dev_idp, app) as server:
+        configure(built_app, server, dev_idp)
+        # A member of staff, signed in through the provider's form: reads and writes any
+        # customer.
+        staff_sign_in = {"staff": "agent-7", "scopes": ["customers:read", "customers:write"]}
         staff = drive(
-            browser, app, server, "full", id="c-web-1", email="ann@example.com", city="Trenton"
+            browser,
+            app,
+            server,
+            "full",
+            id="c-web-1",
+            email="ann@example.com",
+            city="Trenton",
+            signIn=staff_sign_in,
         )
 
         # The end customer c-web-1, signed in: its own record only, not c-web-2's.
@@ -116,15 +163,19 @@ def test_the_app_signs_in_and_keeps_a_customer_in_its_cache(
             headers={"authorization": f"Bearer {TEST_API_KEY}"},
         )
         assert made.json()["data"]["createCustomer"]["userErrors"] == []
-        idp.next_claims = {
-            "sub": "customer-c-web-1",
-            "scope": "openid customers:self",
-            "external_customer_id": "c-web-1",
-        }
-        own = drive(browser, app, server, "self", id="c-web-1", city="Newark", other="c-web-2")
+        own = drive(
+            browser,
+            app,
+            server,
+            "self",
+            id="c-web-1",
+            city="Newark",
+            other="c-web-2",
+            signIn={"customer": "c-web-1"},
+        )
         log = "".join(server.log)
 
-    assert staff["who"] == "Signed in as agent-7 (openid customers:read customers:write)."
+    assert staff["who"] == "Signed in as agent-7 (customers:read customers:write)."
     assert staff["tokenInAddressBar"] is False
     steps = staff["steps"]
     assert steps["create"]["userErrors"] == "none"
@@ -141,6 +192,7 @@ def test_the_app_signs_in_and_keeps_a_customer_in_its_cache(
     assert "OPTIONS /graphql 204" in log
     assert staff["consoleErrors"] == []
 
+    assert own["who"] == "Signed in as customer-c-web-1 (customers:self)."
     assert own["shown"]["externalCustomerId"] == "c-web-1"
     assert own["shown"]["city"] == "Newark"
     assert own["shown"]["kycStatus"] == "PENDING"
@@ -152,18 +204,16 @@ def test_the_app_signs_in_and_keeps_a_customer_in_its_cache(
 
 
 def test_an_origin_not_listed_is_blocked_by_the_browser(
-    browser: str, database_url: str, built_app: Path, idp: IdentityProvider
+    browser: str, database_url: str, built_app: Path, dev_idp: DevIdp
 ) -> None:
     with (
         static_site(built_app) as allowed,
         static_site(built_app) as other,
-        api_for(database_url, idp, allowed) as server,
+        api_for(database_url, dev_idp, allowed) as server,
     ):
-        (built_app / "config.json").write_text(
-            json.dumps({"apiUrl": f"{server.url}/graphql", "signInUrl": f"{idp.url}/authorize"})
-        )
-        idp.next_claims = {"sub": "agent-7", "scope": "customers:read"}
-        blocked = drive(browser, other, server, "blocked", id="c-1")
+        configure(built_app, server, dev_idp)
+        sign_in = {"staff": "agent-7", "scopes": ["customers:read"]}
+        blocked = drive(browser, other, server, "blocked", id="c-1", signIn=sign_in)
         log = "".join(server.log)
 
     assert blocked["shown"]["error"] == "TypeError: Failed to fetch"

@@ -13,6 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message
 
+from tests.conftest import refused
 from tests.databases import TEST_API_KEY
 from web.access_log import printable
 from web.body import MAX_JSON_DEPTH, BadJSON, parse_json
@@ -67,15 +68,14 @@ async def test_bad_bodies_are_400_saying_why_and_log_no_error(
         response = await http.post(
             "/graphql", content=body, headers={"content-type": "application/json"}
         )
-    assert (response.status_code, response.text) == (400, message)
+    assert refused(response, 400, "BAD_REQUEST") == message
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_variables_over_get_are_held_to_the_same_limits(http: httpx.AsyncClient) -> None:
     params = {"query": "{ __typename }", "variables": "[" * 100 + "]" * 100}
     response = await http.get("/graphql", params=params)
-    assert response.status_code == 400
-    assert response.text == (
+    assert refused(response, 400, "BAD_REQUEST") == (
         f"The variables parameter nests arrays and objects more than {MAX_JSON_DEPTH} deep."
     )
 
@@ -96,7 +96,7 @@ async def test_media_types_match_in_any_case(http: httpx.AsyncClient, media_type
     [
         ("POST", "/graphql", {}, 200),
         ("POST", "/graphql", {"authorization": "Bearer nope"}, 401),
-        ("POST", "/graphql", {"content-type": "text/plain"}, 400),
+        ("POST", "/graphql", {"content-type": "text/plain"}, 415),
         ("GET", "/graphql", {"accept": "text/html"}, 200),
         ("GET", "/graphiql/start.js", {}, 200),
         ("GET", "/nowhere", {}, 404),
@@ -161,7 +161,7 @@ async def test_a_body_of_no_declared_length_is_counted_as_it_is_read(
     assert "content-length" not in small.request.headers  # sent chunked
     padded = query[:-1] + b', "pad": "' + b"x" * (1024 * 1024) + b'"}'
     large = await http.post("/graphql", content=chunks(padded), headers=headers)
-    assert (large.status_code, large.text) == (413, "Content Too Large")
+    refused(large, 413, "PAYLOAD_TOO_LARGE")
     assert large.headers["x-content-type-options"] == "nosniff"
 
 
@@ -171,7 +171,7 @@ async def test_a_body_declared_too_large_is_413_with_or_without_a_key(
     body = b"x" * (1024 * 1024 + 1)
     for headers in ({}, {"authorization": f"Bearer {TEST_API_KEY}"}, {"authorization": "Bearer x"}):
         response = await anonymous.post("/graphql", content=body, headers=headers)
-        assert (response.status_code, response.text) == (413, "Content Too Large")
+        refused(response, 413, "PAYLOAD_TOO_LARGE")
 
 
 async def test_no_redirect_is_built_from_the_host_header(http: httpx.AsyncClient) -> None:
@@ -261,4 +261,11 @@ async def test_a_body_that_stalls_gets_408_and_closes(app: Starlette) -> None:
     assert stalled.is_set()
     assert sent[0]["status"] == 408
     assert (b"connection", b"close") in sent[0]["headers"]
-    assert sent[1]["body"] == b"The request body did not arrive within 0.3 seconds."
+    assert json.loads(sent[1]["body"]) == {
+        "errors": [
+            {
+                "message": "The request body did not arrive within 0.3 seconds.",
+                "extensions": {"code": "REQUEST_TIMEOUT"},
+            }
+        ]
+    }

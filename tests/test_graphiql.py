@@ -123,3 +123,37 @@ def test_graphiql_runs_a_query_in_chromium(browser: str, database_url: str) -> N
     assert all("status of 401" in error for error in outcome["consoleErrors"])
     assert screenshot.stat().st_size > 10_000
     assert done.returncode == 0
+
+
+def test_graphiql_runs_a_subscription_in_chromium(browser: str, database_url: str) -> None:
+    """A subscription typed into GraphiQL, its key in the Headers tab, shows an event from a
+    change another client makes once the page has subscribed."""
+    screenshot = ARTIFACTS / "graphiql-subscription.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    change = {
+        "query": 'mutation { createCustomer(input: {externalCustomerId: "made-elsewhere", '
+        'data: {email: "ann@example.com"}}) { userErrors { code } } }'
+    }
+    subscription = "subscription { customerEvents { type externalCustomerId } }"
+    with running_server(database_url) as server:
+        done = run_node(
+            browser,
+            "graphiql.mjs",
+            server.url,
+            subscription,
+            "made-elsewhere",
+            str(screenshot),
+            env={"API_KEY": TEST_API_KEY, "POST_ONCE_SUBSCRIBED": json.dumps(change)},
+        )
+    outcome: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert outcome.get("error") is None, outcome
+    assert outcome["elsewhere"] == []
+    assert outcome["change"]["data"] == {"createCustomer": {"userErrors": []}}
+    # The key went as connection_init's payload, and the server acknowledged it.
+    frames = outcome["socketFrames"]
+    assert any(f.startswith("sent") and '"connection_init"' in f for f in frames), frames
+    assert any(f.startswith("received") and '"connection_ack"' in f for f in frames), frames
+    assert json.loads(outcome["result"])["data"] == {
+        "customerEvents": {"type": "CUSTOMER_CREATED", "externalCustomerId": "made-elsewhere"}
+    }
+    assert done.returncode == 0

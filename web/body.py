@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from web.refusals import PAYLOAD_TOO_LARGE, refusal
 
 MAX_JSON_DEPTH = 64  # arrays and objects inside one another; real requests use under ten
 MAX_NUMBER_DIGITS = 100  # GraphQL's Int is 32-bit; anything longer is an attack or a mistake
@@ -75,8 +77,9 @@ class BodyTooLarge(Exception):
     """The body went past its route's bound while the route read it."""
 
 
-def too_large() -> PlainTextResponse:
-    return PlainTextResponse("Content Too Large", status_code=413)
+def too_large() -> Response:
+    message = "The request body is larger than this server takes (MAX_BODY_BYTES)."
+    return refusal(413, message, PAYLOAD_TOO_LARGE)
 
 
 class BodyTimeout(Exception):

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -30,13 +30,18 @@ from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE, raised_at
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, BodyTimeout, parse_json, read_body
+from web.refusals import (
+    GRAPHQL_RESPONSE,
+    PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
+    REQUEST_TIMEOUT,
+    refusal,
+    refusal_of_reason,
+)
 from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
 from web.websocket import TextFrames, TransportWSHandler
 
 logger = logging.getLogger("customer_api.errors")
-
-GRAPHQL_RESPONSE = "application/graphql-response+json; charset=utf-8"
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 # The page's scripts and styles, served as files. The page itself lies outside it: it is served
@@ -140,6 +145,12 @@ class GraphQLView(GraphQL[Context, None]):
             self.graphiql_page, headers={"content-security-policy": GRAPHIQL_POLICY}
         )
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET with extensions and no query names a persisted document (Apollo's link sends
+        # its hashed reads so): it wants an answer, not the page.
+        extensions = request.query_params.get("extensions")
+        return extensions is None and super().should_render_graphql_ide(request)
+
     async def get_context(self, request: Any, response: Any) -> Context:
         context = Context(self.state, principal=getattr(request.state, "principal", None))
         request.state.context = context
@@ -232,15 +243,17 @@ class GraphQLView(GraphQL[Context, None]):
         except KeysUnavailable as error:
             response = error.response()
         except BodyTimeout as error:
-            response = PlainTextResponse(str(error), 408, headers={"connection": "close"})
+            close = {"connection": "close"}
+            response = refusal(408, str(error), REQUEST_TIMEOUT, headers=close)
         except ClientDisconnect:
             return None  # nobody is left to answer
         except HTTPException as error:
             if info := request_info():
                 info.outcome = "refused"
-            response = PlainTextResponse(error.reason, status_code=error.status_code)
-            if error.status_code == 405:
-                response.headers["allow"] = "GET, POST"
+            graphql_response = accepts_graphql_response(request.headers)
+            response = refusal_of_reason(
+                error.status_code, error.reason, graphql_response=graphql_response
+            )
         await response(scope, receive, send)
         return None
 
@@ -296,6 +309,18 @@ class GraphQLView(GraphQL[Context, None]):
         if accepts_graphql_response(request.headers):
             response.headers["content-type"] = GRAPHQL_RESPONSE
         return response
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        # An Apollo persisted-queries link sends a document's hash alone first: this server
+        # keeps no documents, and says so in the code the link backs off on.
+        if (
+            isinstance(data, GraphQLRequestData)
+            and data.query is None
+            and isinstance((data.extensions or {}).get("persistedQuery"), dict)
+        ):
+            raise HTTPException(400, PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE)
+        return data
 
     def parse_query_params(self, params: Any) -> dict[str, Any]:
         """A GET's parameters: `variables` and `extensions` as strict JSON, each an object or

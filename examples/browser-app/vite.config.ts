@@ -5,5 +5,6 @@ import { defineConfig } from "vite";
 export default defineConfig({
   root: import.meta.dirname,
   build: { outDir: "dist", emptyOutDir: true, sourcemap: false },
-  logLevel: "warn",
+  // The dev server's address is printed (Vite's default "info" level), so it can be opened.
+  server: { host: "127.0.0.1", port: 5173, strictPort: true },
 });

@@ -41,7 +41,13 @@ const storage = {
   },
 };
 
-const fetcher = GraphiQL.createFetcher({ url: window.location.origin + "/graphql" });
+// Subscriptions go over graphql-transport-ws on the same path. GraphiQL hands the Headers tab
+// to the socket as connection_init's payload ({"Authorization": "Bearer <key>"}), which is
+// where this server looks for the key of a WebSocket (web/websocket.py).
+const fetcher = GraphiQL.createFetcher({
+  url: window.location.origin + "/graphql",
+  subscriptionUrl: window.location.origin.replace(/^http/, "ws") + "/graphql",
+});
 const root = ReactDOM.createRoot(document.getElementById("graphiql"));
 root.render(
   React.createElement(GraphiQL, {

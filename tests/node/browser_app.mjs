@@ -4,6 +4,7 @@
 // answer or its failure. Prints one JSON line; saves a screenshot.
 //
 // Usage: node tests/node/browser_app.mjs APP_URL API_URL SCENARIO SCREENSHOT PARAMS_JSON
+//   PARAMS.signIn: {customer: ID} or {staff: NAME, scopes: [...]}, chosen on the sign-in form
 //   full     create PARAMS.id (PARAMS.email), read it, update its city, start its KYC
 //   self     read PARAMS.id, update it, start its KYC; read and update PARAMS.other
 //   blocked  read PARAMS.id from an origin the API does not allow
@@ -65,7 +66,19 @@ try {
   });
 
   await page.goto(appUrl);
-  await page.locator("#sign-in").click(); // to the provider and back with a token
+  await page.locator("#sign-in").click(); // to the provider's form
+  // The development identity provider's form: a customer by id, or staff with chosen scopes.
+  await page.waitForSelector("#idp-sign-in", { timeout: 15000 });
+  if (params.signIn.customer) {
+    await page.fill("#external_customer_id", params.signIn.customer);
+  } else {
+    await page.check("#staff");
+    await page.fill("#subject", params.signIn.staff);
+    for (const box of await page.locator("input[name=scope]").all()) {
+      await box.setChecked(params.signIn.scopes.includes(await box.getAttribute("value")));
+    }
+  }
+  await page.locator("#idp-sign-in").click(); // back to the app with a token
   await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
   outcome.who = await text("who");
   outcome.tokenInAddressBar = page.url().includes("access_token");

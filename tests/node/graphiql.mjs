@@ -5,6 +5,9 @@
 //
 // Usage: node tests/node/graphiql.mjs SERVER_URL QUERY EXPECTED_TEXT SCREENSHOT_PATH
 //   API_KEY: put into the headers editor as {"Authorization": "Bearer <key>"}.
+//   POST_ONCE_SUBSCRIBED: a JSON body this script (not the page) POSTs to /graphql with the key
+//     once the page has sent its subscription over the WebSocket: a change made elsewhere,
+//     for the subscription running in GraphiQL to show.
 import { launchChromium } from "./chromium.mjs";
 
 const [serverUrl, query, expected, screenshot] = process.argv.slice(2);
@@ -23,6 +26,19 @@ try {
     const url = request.url();
     outcome.requests.push(request.method() === "POST" ? `${url} ${request.postData()?.slice(0, 160)}` : url);
     if (!url.startsWith(origin) && !url.startsWith("data:")) outcome.elsewhere.push(url);
+  });
+  // The page's WebSocket frames: a subscription is under way once its subscribe is sent.
+  let subscribed;
+  const subscribeSent = new Promise((resolve) => (subscribed = resolve));
+  outcome.socketFrames = [];
+  page.on("websocket", (socket) => {
+    socket.on("framesent", ({ payload }) => {
+      outcome.socketFrames.push(`sent ${String(payload).slice(0, 80)}`);
+      if (String(payload).includes('"type":"subscribe"')) subscribed();
+    });
+    socket.on("framereceived", ({ payload }) =>
+      outcome.socketFrames.push(`received ${String(payload).slice(0, 80)}`),
+    );
   });
   page.on("console", (message) => {
     if (message.type() === "error") outcome.consoleErrors.push(message.text());
@@ -77,6 +93,18 @@ try {
   await page.keyboard.press("Escape"); // close the completion hint that prettify opened
   await page.waitForSelector(".CodeMirror-hints", { state: "detached" });
   await page.locator(".graphiql-execute-button").click();
+  if (process.env.POST_ONCE_SUBSCRIBED) {
+    const noSubscribe = new Promise((_, reject) =>
+      setTimeout(() => reject(new Error("the page sent no subscribe within 20 s")), 20000).unref(),
+    );
+    await Promise.race([subscribeSent, noSubscribe]);
+    const change = await fetch(`${serverUrl}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${process.env.API_KEY}` },
+      body: process.env.POST_ONCE_SUBSCRIBED,
+    });
+    outcome.change = await change.json();
+  }
   const response = page.locator(".graphiql-response .CodeMirror");
   await response.getByText(expected, { exact: false }).first().waitFor({ timeout: 20000 });
   outcome.result = await page.evaluate(

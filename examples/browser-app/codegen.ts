@@ -1,15 +1,15 @@
 // GraphQL Code Generator: TypeScript types for every example operation, from the committed
-// schema (no running server needed). `npx graphql-codegen --config codegen.ts` writes them to
-// examples/browser-app/src/gql/ (git-ignored; tests/test_codegen.py generates and type-checks
-// them). A client app points `documents` at its own operations instead.
+// schema (no running server needed). `npm run codegen` (run by `dev` and `build` first) writes
+// them to src/gql/ (git-ignored; tests/test_codegen.py generates and type-checks them). A
+// client app points `documents` at its own operations instead.
 import type { CodegenConfig } from "@graphql-codegen/cli";
 
 const config: CodegenConfig = {
-  schema: "graphql/schema.graphql",
-  documents: ["graphql/operations/*.graphql"],
+  schema: "../../graphql/schema.graphql",
+  documents: ["../../graphql/operations/*.graphql"],
   ignoreNoDocuments: false,
   generates: {
-    "examples/browser-app/src/gql/": {
+    "src/gql/": {
       preset: "client",
       config: {
         // Timestamps travel as ISO 8601 strings ("2025-06-05T04:57:11.151Z").
