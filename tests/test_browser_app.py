@@ -16,19 +16,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY
-from tests.identity import IdentityProvider
-from tests.node_tools import ARTIFACTS, find_chromium, find_node, run_node, run_tool, save_artifact
-from tests.servers import Server, running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.identity import IdentityProvider
+from tests.support.node_tools import find_chromium, find_node, run_node, run_tool, save_artifact
+from tests.support.paths import ARTIFACTS
+from tests.support.servers import Server, running_server
 
 OTHER = {"input": {"externalCustomerId": "c-web-2", "data": {"email": "bob@example.com"}}}
 APP = Path(__file__).resolve().parent.parent / "examples" / "browser-app"
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # the data paths are tested on both backends elsewhere
+pytestmark = pytest.mark.sqlite_only  # the data paths are tested on both backends elsewhere
 
 
 @pytest.fixture(scope="module")

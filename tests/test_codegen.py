@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import OPERATIONS, ROOT
-from tests.node_tools import run_tool, save_artifact
+from tests.support.node_tools import run_tool, save_artifact
+from tests.support.paths import OPERATIONS, ROOT
 
 GENERATED = ROOT / "examples" / "browser-app" / "src" / "gql"
 

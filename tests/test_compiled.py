@@ -5,8 +5,8 @@ goes to both: the answers must be identical, byte for byte, whatever the documen
 compiled path covers, one it leaves to graphql-core, one that is refused). The requests are
 the committed example operations, with variables that find data, find none, or are refused,
 and thousands of documents that hypothesis makes up over the customer types
-(tests/documents.py). Queries go to two apps over one database; mutations, which change it,
-go to two apps over two copies of it, seeded alike (the seeding is compared too).
+(tests/support/documents.py). Queries go to two apps over one database; mutations, which
+change it, go to two apps over two copies of it, seeded alike (the seeding is compared too).
 
 COMPILED_EXAMPLES_SQLITE and COMPILED_EXAMPLES_POSTGRESQL set how many documents the property
 test makes up on each backend (2,000 and 300 by default); COMPILED_WRITES_SQLITE and
@@ -36,10 +36,12 @@ from starlette.applications import Starlette
 from db import keys
 from schema import ids
 from server import Settings, create_app
-from tests.conftest import OPERATIONS, Clock, GraphQLClient, operation
-from tests.databases import TEST_API_KEY, Databases, add_key
-from tests.documents import Catalog, Request, global_id, requests, writes
-from tests.identity import IdentityProvider
+from tests.support.clock import Clock
+from tests.support.databases import TEST_API_KEY, Databases, add_key
+from tests.support.documents import Catalog, Request, global_id, requests, writes
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.identity import IdentityProvider
+from tests.support.paths import OPERATIONS
 from tests.test_customers_api import FULL
 
 EXAMPLES = {

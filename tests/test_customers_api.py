@@ -14,7 +14,10 @@ from sqlmodel import select
 from db import models
 from db.engine import Database
 from db.rules import Environment
-from tests.conftest import Clock, GraphQLClient, operation
+from tests.support.clock import Clock
+from tests.support.graphql_client import GraphQLClient, operation
+
+pytestmark = pytest.mark.both_executors
 
 FULL = {
     "email": "Ann.Lee@Example.COM",

@@ -12,15 +12,13 @@ import pytest
 from starlette.applications import Starlette
 
 from server import Settings, create_app
-from tests.conftest import Clock, GraphQLClient, operation
-from tests.identity import IdentityProvider
-from tests.sockets import serving, socket
+from tests.support.clock import Clock
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.identity import IdentityProvider
+from tests.support.sockets import serving, socket
 
-
-@pytest.fixture
-def backend() -> str:
-    """What this module tests does not depend on the database engine: SQLite proves it."""
-    return "sqlite"
+# What this module tests does not depend on the database engine: SQLite proves it.
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.both_executors]
 
 
 @pytest.fixture

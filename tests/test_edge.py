@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message
 
-from tests.databases import TEST_API_KEY
+from tests.support.databases import TEST_API_KEY
 from web.access_log import printable
 from web.body import MAX_JSON_DEPTH, BadJSON, parse_json
 
@@ -81,6 +81,7 @@ async def test_variables_over_get_are_held_to_the_same_limits(http: httpx.AsyncC
 
 
 @pytest.mark.parametrize("media_type", ["APPLICATION/JSON", "Application/Json; Charset=UTF-8"])
+@pytest.mark.both_executors
 async def test_media_types_match_in_any_case(http: httpx.AsyncClient, media_type: str) -> None:
     response = await http.post(
         "/graphql",
@@ -102,6 +103,7 @@ async def test_media_types_match_in_any_case(http: httpx.AsyncClient, media_type
         ("GET", "/nowhere", {}, 404),
     ],
 )
+@pytest.mark.both_executors
 async def test_every_response_says_nosniff_and_no_store(
     http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str], status: int
 ) -> None:
@@ -151,6 +153,7 @@ async def chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
         yield body[start : start + size]
 
 
+@pytest.mark.both_executors
 async def test_a_body_of_no_declared_length_is_counted_as_it_is_read(
     http: httpx.AsyncClient,
 ) -> None:

@@ -15,9 +15,9 @@ from db.engine import Database
 from db.rules import Environment
 from schema import schema
 from server import WORKER_PROTOCOL, parser
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
 from web.view import GraphQLView
 
 AUTH = {"authorization": f"Bearer {TEST_API_KEY}"}

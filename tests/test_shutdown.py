@@ -28,9 +28,9 @@ from db.feed import FeedSignal
 from db.models import utc_now
 from db.tasks import cancel_and_wait
 from server import STOP_SECONDS, Settings, create_app
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
 from web.webhooks import DeliveryWorker
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"

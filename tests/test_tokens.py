@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from db.keys import ALL_SCOPES, Principal, Scope
 from server import Settings
-from tests.conftest import GraphQLClient, operation
-from tests.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.identity import AUDIENCE, IdentityProvider, identity_provider, make_key
 from web.auth import Unauthenticated, token_principal
 from web.tokens import (
     MAX_AGE_SECONDS,
@@ -47,9 +47,8 @@ def idp(provider: IdentityProvider) -> Iterator[IdentityProvider]:
     provider.released.clear()
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # tokens are checked before any data is touched
+# Tokens are checked before any data is touched.
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.both_executors]
 
 
 @pytest.fixture

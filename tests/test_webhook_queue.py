@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import os
 
+import pytest
+
 from db import webhooks
 from db.engine import Database
 from db.models import utc_now
-from tests.conftest import GraphQLClient
+from tests.support.graphql_client import GraphQLClient
 
 
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 async def test_the_worker_wakes_for_a_retry_not_for_the_deliveries_queued_behind_it(
     gql: GraphQLClient, db: Database
 ) -> None:
