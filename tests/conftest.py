@@ -1,35 +1,78 @@
-"""Shared fixtures: a database per test on each backend, the app over HTTP, the operations."""
+"""Shared fixtures: a database per test on each backend, the app on each executor, over HTTP.
+
+Every test that touches a database runs once on SQLite and once on PostgreSQL; one marked
+`sqlite_only` (or in a module so marked) runs on SQLite alone. Every test marked
+`both_executors` (most often by its module: those whose requests the compiled path can answer)
+runs once with the compiled path on and once with graphql-core executing every request, as
+Strawberry's own HTTP tests run one suite over every integration: the test ids say which,
+`[sqlite-compiled]`, `[postgresql-graphql-core]`. A test marked `one_executor(reason)` runs
+with the server's default (the compiled path on) alone, for the reason given. Any other test
+whose request the compiled path answered fails, saying so: which executors prove a behaviour
+is a decision written down, never an accident.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from db.engine import Database
 from db.rules import Environment
 from server import Settings, create_app
-from tests.databases import BACKENDS, TEST_API_KEY, Databases
-from tests.identity import IdentityProvider, identity_provider
-from tests.log_privacy import RUN_LOG, personal_data_in
-from tests.node_tools import find_chromium, find_node
+from tests.support.clock import Clock
+from tests.support.databases import BACKENDS, TEST_API_KEY, Databases
+from tests.support.graphql_client import GraphQLClient
+from tests.support.identity import IdentityProvider, identity_provider
+from tests.support.log_privacy import RUN_LOG, personal_data_in
+from tests.support.node_tools import find_chromium, find_node
 
-ROOT = Path(__file__).resolve().parent.parent
-OPERATIONS = ROOT / "graphql" / "operations"
+# The executors a `both_executors` module runs on: the compiled_path setting, by test id.
+EXECUTORS = {"compiled": True, "graphql-core": False}
 
 
-def operation(name: str) -> str:
-    """The text of graphql/operations/<name>.graphql."""
-    return (OPERATIONS / f"{name}.graphql").read_text()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test over the backends (SQLite alone if marked `sqlite_only`) and, if its module
+    is marked `both_executors`, over the executors; a test that parametrizes either itself
+    keeps its own."""
+    marked = metafunc.definition.get_closest_marker
+    if "backend" in metafunc.fixturenames and not _parametrizes(metafunc, "backend"):
+        backends = ["sqlite"] if marked("sqlite_only") else list(BACKENDS)
+        metafunc.parametrize("backend", backends, indirect=True)
+    if (
+        "compiled_path" in metafunc.fixturenames
+        and _executors(metafunc.definition) == "both"
+        and not _parametrizes(metafunc, "compiled_path")
+    ):
+        metafunc.parametrize(
+            "compiled_path", list(EXECUTORS.values()), ids=list(EXECUTORS), indirect=True
+        )
+
+
+def _executors(item: pytest.Item) -> str | None:
+    """ "both", "one" (a test's own `one_executor` outranks its module's `both_executors`), or
+    None when the test has not said."""
+    if item.get_closest_marker("one_executor"):
+        return "one"
+    if item.get_closest_marker("both_executors"):
+        return "both"
+    return None
+
+
+def _parametrizes(metafunc: pytest.Metafunc, name: str) -> bool:
+    """Whether a parametrize mark of the test names the argument itself."""
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names: str | Sequence[str] = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        if isinstance(names, str):
+            names = [part.strip() for part in names.split(",")]
+        if name in names:
+            return True
+    return False
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -82,11 +125,19 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
     found.drop_all()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """Every test that touches a database runs once on SQLite and once on PostgreSQL."""
+    """The test's database server: "sqlite" or "postgresql" (pytest_generate_tests)."""
     name: str = request.param
     return name
+
+
+@pytest.fixture
+def compiled_path(request: pytest.FixtureRequest) -> bool:
+    """Whether the app answers what it can from the compiled path (the server's default) or
+    graphql-core executes every request: both, in a `both_executors` module."""
+    on: bool = getattr(request, "param", True)
+    return on
 
 
 @pytest.fixture
@@ -102,19 +153,6 @@ def environment() -> Environment:
     return Environment.PRODUCTION
 
 
-class Clock:
-    """A clock the test moves by hand, so time-based rules are tested without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 6, 5, 4, 57, 11, 151000, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, by: timedelta) -> None:
-        self.now += by
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -128,7 +166,10 @@ def setting_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def settings(
-    database_url: str, environment: Environment, setting_overrides: dict[str, Any]
+    database_url: str,
+    environment: Environment,
+    compiled_path: bool,
+    setting_overrides: dict[str, Any],
 ) -> Settings:
     # The background sweep is off: tests run sweeps themselves, against the test's clock. The
     # start-up migration is off too: every test database is a copy of a migrated template
@@ -142,6 +183,7 @@ def settings(
         # So is the webhook worker (its statements would run beside the test's):
         # tests/test_webhooks.py turns it on.
         "webhook_worker": False,
+        "compiled_path": compiled_path,
     }
     return Settings(
         database_url=database_url, environment=environment, **{**defaults, **setting_overrides}
@@ -149,10 +191,21 @@ def settings(
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: Clock) -> AsyncIterator[Starlette]:
+async def app(
+    settings: Settings, clock: Clock, request: pytest.FixtureRequest
+) -> AsyncIterator[Starlette]:
     app = create_app(settings, clock)
     async with LifespanManager(app):
         yield app
+    answered: int = app.state.view.compiled_answers
+    if answered and _executors(request.node) is None:
+        pytest.fail(
+            f"The compiled path answered {answered} request(s) of this test, which says not "
+            "on which executors it runs: mark it (or its module) `both_executors`, so that "
+            "graphql-core's answers are tested too, or `one_executor(reason)` "
+            "(tests/conftest.py).",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -179,66 +232,6 @@ async def anonymous(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-class GraphQLClient:
-    """Runs the committed operation documents over HTTP and returns their `data`."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    async def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx.Response:
-        return await self.http.post("/graphql", json={"query": query, "variables": variables})
-
-    async def run(self, name: str, **variables: Any) -> dict[str, Any]:
-        """Run graphql/operations/<name>.graphql; fail on any GraphQL error."""
-        response = await self.post(operation(name), variables)
-        body = response.json()
-        assert response.status_code == 200, body
-        assert "errors" not in body, body["errors"]
-        data: dict[str, Any] = body["data"]
-        return data
-
-    async def create(self, external_id: str, **data: Any) -> dict[str, Any]:
-        """createCustomer's payload for this id and data (an e-mail is made up if not given)."""
-        data.setdefault("email", f"{external_id}@example.com")
-        result = await self.run(
-            "create_customer", input={"externalCustomerId": external_id, "data": data}
-        )
-        payload: dict[str, Any] = result["createCustomer"]
-        return payload
-
-    async def update(self, external_id: str, **patch: Any) -> dict[str, Any]:
-        result = await self.run(
-            "update_customer", input={"externalCustomerId": external_id, "data": patch}
-        )
-        payload: dict[str, Any] = result["updateCustomer"]
-        return payload
-
-    async def start_kyc(self, external_id: str) -> dict[str, Any]:
-        result = await self.run("start_kyc_verification", input={"externalCustomerId": external_id})
-        payload: dict[str, Any] = result["startKycVerification"]
-        return payload
-
-    async def record_kyc(self, verification_id: str, status: str) -> dict[str, Any]:
-        result = await self.run(
-            "record_kyc_result", input={"verificationId": verification_id, "status": status}
-        )
-        payload: dict[str, Any] = result["recordKycResult"]
-        return payload
-
-    async def review_kyc(self, verification_id: str, decision: str) -> dict[str, Any]:
-        result = await self.run(
-            "review_kyc_verification",
-            input={"verificationId": verification_id, "decision": decision},
-        )
-        payload: dict[str, Any] = result["reviewKycVerification"]
-        return payload
-
-    async def customer(self, external_id: str) -> dict[str, Any] | None:
-        result = await self.run("customer", externalCustomerId=external_id)
-        customer: dict[str, Any] | None = result["customer"]
-        return customer
-
-
 @pytest.fixture(scope="module")
 def idp() -> Iterator[IdentityProvider]:
     """An identity provider on 127.0.0.1 that signs tokens (customers:self, readers...), for
@@ -250,45 +243,3 @@ def idp() -> Iterator[IdentityProvider]:
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
-
-
-@contextmanager
-def counting_statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements on customer data run inside the block.
-
-    The API key's look-up (one per request, and its last-used stamp once a minute) is left
-    out: it is the same for every request, and the tests are about what grows with the data.
-    The stamp is written in the background, so on SQLite its `BEGIN IMMEDIATE` (which names
-    no table) can land inside the block: left out too. Reads send no BEGIN at all.
-    """
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "api_key" not in statement and statement != "BEGIN IMMEDIATE":
-            statements.append(statement)
-
-    def record_driver(statement: str) -> None:  # the compiled path's (db/driver.py)
-        record(None, None, statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    db.statement_observers.append(record_driver)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-        db.statement_observers.remove(record_driver)
-
-
-def refused(response: httpx.Response, status: int, code: str) -> str:
-    """The message of a request /graphql refused before it ran (web/refusals.py): the status,
-    a GraphQL-shaped JSON body with the code and no `data`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(
-        ("application/json", "application/graphql-response+json")
-    )
-    body = response.json()
-    assert "data" not in body
-    [error] = body["errors"]
-    assert error["extensions"] == {"code": code}
-    message: str = error["message"]
-    return message

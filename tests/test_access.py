@@ -17,15 +17,12 @@ from db.keys import Scope
 from db.models import utc_now
 from schema import schema
 from schema.access import FIELD_SCOPES
-from tests.conftest import GraphQLClient, operation
-from tests.databases import BACKENDS, add_key
+from tests.support.databases import BACKENDS, add_key
+from tests.support.graphql_client import GraphQLClient, operation
 
-
-@pytest.fixture
-def backend() -> str:
-    """Scopes and limits do not depend on the database engine: SQLite proves them. The key
-    store's own writes (revoking, recording use) run on both backends below."""
-    return "sqlite"
+# Scopes and limits do not depend on the database engine: SQLite proves them. The key store's own
+# writes (revoking, recording use) run on both backends below.
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.both_executors]
 
 
 CREATE = {"input": {"externalCustomerId": "c-new", "data": {"email": "new@example.com"}}}

@@ -3,8 +3,12 @@ fresh id on both backends (PostgreSQL's sequence is moved past the seeded ids)."
 
 from __future__ import annotations
 
+import pytest
+
 from bench.seed import seed
-from tests.conftest import GraphQLClient
+from tests.support.graphql_client import GraphQLClient
+
+pytestmark = pytest.mark.one_executor("the seeding of bench/, not a behaviour of the API")
 
 
 async def test_create_after_seeding(database_url: str, gql: GraphQLClient) -> None:

@@ -21,25 +21,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, operation
-from tests.databases import TEST_API_KEY
-from tests.node_tools import (
-    ARTIFACTS,
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.node_tools import (
     example_app_installed,
     find_chromium,
     run_node,
     run_npm,
     save_artifact,
 )
-from tests.servers import Server, running_server
+from tests.support.paths import ARTIFACTS, ROOT
+from tests.support.servers import Server, running_server
+
+pytestmark = pytest.mark.sqlite_only  # the data paths are tested on both backends elsewhere
 
 OTHER = {"input": {"externalCustomerId": "c-web-2", "data": {"email": "bob@example.com"}}}
 APP = Path(__file__).resolve().parent.parent / "examples" / "browser-app"
-
-
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # the data paths are tested on both backends elsewhere
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY
-from tests.node_tools import ROOT, run_node, save_artifact
-from tests.servers import READY, running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.node_tools import run_node, save_artifact
+from tests.support.paths import ROOT
+from tests.support.servers import READY, running_server
 
 BEARER = f"Bearer {TEST_API_KEY}"
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_graphql_http_audits_all_pass(node: str, database_url: str) -> None:
@@ -45,7 +44,7 @@ def test_graphql_http_audits_all_pass(node: str, database_url: str) -> None:
 def test_apollo_federation_compatibility_suite(node: str) -> None:
     """The suite's products subgraph, written with Strawberry as the API is, under the suite's
     tests, with @apollo/gateway as the router. Every required feature must pass."""
-    command = [sys.executable, "-m", "tests.compat_products", "0"]
+    command = [sys.executable, "-m", "tests.support.compat_products", "0"]
     with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as products:
         try:
             assert products.stderr is not None

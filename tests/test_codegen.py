@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import OPERATIONS
-from tests.node_tools import EXAMPLE_APP, example_app_installed, run_npm
+from tests.support.node_tools import EXAMPLE_APP, example_app_installed, run_npm
+from tests.support.paths import OPERATIONS
 
 GENERATED = EXAMPLE_APP / "src" / "gql"
 

@@ -5,8 +5,10 @@ goes to both: the answers must be identical, byte for byte, whatever the documen
 compiled path covers, one it leaves to graphql-core, one that is refused). The requests are
 the committed example operations, with variables that find data, find none, or are refused,
 and thousands of documents that hypothesis makes up over the customer types
-(tests/documents.py). Queries go to two apps over one database; mutations, which change it,
-go to two apps over two copies of it, seeded alike (the seeding is compared too).
+(tests/support/documents.py), sent now and then with another credential (customers' tokens,
+some holding customers:self beside a write scope). Queries go to two apps over one database;
+mutations, which change it, go to two apps over two copies of it, seeded alike (the seeding
+is compared too), in the production and the sandbox environment.
 
 COMPILED_EXAMPLES_SQLITE and COMPILED_EXAMPLES_POSTGRESQL set how many documents the property
 test makes up on each backend (2,000 and 300 by default); COMPILED_WRITES_SQLITE and
@@ -34,12 +36,15 @@ from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 
 from db import keys
+from db.rules import Environment
 from schema import ids
 from server import Settings, create_app
-from tests.conftest import OPERATIONS, Clock, GraphQLClient, operation
-from tests.databases import TEST_API_KEY, Databases, add_key
-from tests.documents import Catalog, Request, global_id, requests, writes
-from tests.identity import IdentityProvider
+from tests.support.clock import Clock
+from tests.support.databases import TEST_API_KEY, Databases, add_key
+from tests.support.documents import Catalog, Request, global_id, requests, writes
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.identity import IdentityProvider
+from tests.support.paths import OPERATIONS
 from tests.test_customers_api import FULL
 
 EXAMPLES = {
@@ -88,6 +93,23 @@ def credentials(idp: IdentityProvider) -> tuple[tuple[str, str], ...]:
             ),
             ("a reader's token", idp.token(scope="customers:read", exp=hour)),
             ("a key with kyc:provider only", NARROW_KEY),
+        ]
+    )
+
+
+def mixed_credentials(idp: IdentityProvider) -> tuple[tuple[str, str], ...]:
+    """Customers' tokens that hold customers:self beside a write scope: what each may read and
+    change is decided the same way on both paths."""
+    hour = int(time.time()) + 3600
+    return tuple(
+        (
+            f"{who}'s token with {scope}",
+            f"Bearer {idp.token(scope=scope, external_customer_id=who, exp=hour)}",
+        )
+        for who, scope in [
+            ("c-1", "customers:self customers:write"),
+            ("c-2", "customers:self kyc:provider"),
+            (UNICODE_ID, "customers:self customers:write kyc:review"),
         ]
     )
 
@@ -727,7 +749,9 @@ def test_made_up_documents_answer_alike(
         try:
             pair = runner.run(start_pair(stack, settings, clock))
             seeded = runner.run(seed(GraphQLClient(pair.general.http), clock))
-            catalog = runner.run(catalog_of(seeded, pair, credentials(idp)))
+            catalog = runner.run(
+                catalog_of(seeded, pair, (*credentials(idp), *mixed_credentials(idp)))
+            )
 
             async def check(request: Request) -> None:
                 tally.count(request, await pair.compare(request))
@@ -762,6 +786,7 @@ def test_made_up_documents_answer_alike(
     assert compiled * 3 >= tally.clean, f"the compiled path answered too few. {report}"
 
 
+@pytest.mark.parametrize("environment", list(Environment), ids=[e.value for e in Environment])
 def test_made_up_writes_answer_alike(
     settings: Settings,
     clock: Clock,
@@ -782,7 +807,9 @@ def test_made_up_writes_answer_alike(
         try:
             pair = runner.run(start_pair(stack, settings, clock, twin_database_url))
             seeded = runner.run(seed(BothClient(pair), clock))
-            catalog = runner.run(catalog_of(seeded, pair, credentials(idp)))
+            catalog = runner.run(
+                catalog_of(seeded, pair, (*credentials(idp), *mixed_credentials(idp)))
+            )
 
             async def check(request: Request) -> None:
                 before = pair.compiled.compiled_answers

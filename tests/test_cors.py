@@ -15,16 +15,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from db.engine import Database
 from server import Settings
-from tests.databases import TEST_API_KEY
+from tests.support.databases import TEST_API_KEY
 from web.cors import HEADERS, METHODS, Cors
 
 APP = "http://127.0.0.1:5173"
 OTHER = "https://evil.example"
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # headers only
+pytestmark = pytest.mark.sqlite_only  # headers only
 
 
 @pytest.fixture
@@ -83,6 +81,7 @@ async def test_a_preflight_asking_for_what_is_not_allowed_gets_no_allow_origin(
         assert "access-control-allow-origin" not in response.headers
 
 
+@pytest.mark.both_executors
 async def test_a_request_from_a_listed_origin_may_be_read_by_it(
     anonymous: httpx.AsyncClient,
 ) -> None:

@@ -17,9 +17,9 @@ import httpx
 from sqlalchemy import text
 
 from db.engine import Database
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
 
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "3"))
 WRITERS = 8

@@ -15,8 +15,12 @@ from db.engine import Database
 from db.models import KycStatus, KycType
 from schema import ids
 from schema.scalars import serialize
-from tests.conftest import Clock, GraphQLClient, counting_statements
-from tests.databases import Databases
+from tests.support.clock import Clock
+from tests.support.databases import Databases
+from tests.support.graphql_client import GraphQLClient
+from tests.support.statements import counting_statements
+
+pytestmark = pytest.mark.both_executors
 
 N = 240
 PAGE = 37
@@ -310,7 +314,7 @@ async def test_kyc_verifications_of_a_page(gql: GraphQLClient, world: list[dict[
 
 
 async def error_of(gql: GraphQLClient, **variables: Any) -> dict[str, Any]:
-    from tests.conftest import operation
+    from tests.support.graphql_client import operation
 
     body = (await gql.post(operation("customers"), variables)).json()
     assert body.get("data") is None

@@ -14,7 +14,11 @@ from sqlmodel import select
 from db import models
 from db.engine import Database
 from db.rules import Environment
-from tests.conftest import Clock, GraphQLClient, operation
+from tests.support.clock import Clock
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.statements import counting_statements
+
+pytestmark = pytest.mark.both_executors
 
 FULL = {
     "email": "Ann.Lee@Example.COM",
@@ -138,6 +142,36 @@ async def test_every_problem_reported_together_and_nothing_written(
     ]
     assert all(e["message"] for e in payload["userErrors"])
     assert await count_customers(db) == 0
+
+
+WRITE = re.compile(r'^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)', re.IGNORECASE)
+
+
+def tables_written(statements: list[str]) -> list[str]:
+    """The table each writing statement writes, in order."""
+    return [found[1] for found in map(WRITE.match, statements) if found]
+
+
+async def test_a_refused_write_writes_nothing_and_an_accepted_one_writes_once(
+    gql: GraphQLClient, db: Database
+) -> None:
+    """Counted on every way a statement reaches the database (the writes run theirs on the
+    transaction's driver connection): a write's checks come before anything it writes."""
+    with counting_statements(db) as accepted:
+        assert (await gql.create("c-1", **FULL))["userErrors"] == []
+    assert tables_written(accepted) == ["customer", "event_counter", "customer_event"]
+    with counting_statements(db) as refused_create:
+        payload = await gql.create("c-2", email="nope", country="US", zip="1")
+    assert errors(payload) == [
+        (["input", "data", "email"], "INVALID_EMAIL"),
+        (["input", "data", "zip"], "INVALID_ZIP"),
+    ]
+    with counting_statements(db) as refused_update:
+        payload = await gql.update("c-1", zip="x")
+    assert errors(payload) == [(["input", "data", "zip"], "INVALID_ZIP")]
+    assert (tables_written(refused_create), tables_written(refused_update)) == ([], [])
+    assert refused_create  # it looked whether the id or the e-mail is taken
+    assert refused_update  # it read the stored record
 
 
 async def test_duplicate_id_is_taken(gql: GraphQLClient, db: Database) -> None:

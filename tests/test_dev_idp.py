@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from db.keys import Scope
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from web.dev_idp import DevIdentityProvider, create_dev_idp_app, load_key
 
 URL = "http://127.0.0.1:9000"

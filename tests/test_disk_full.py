@@ -19,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
 
 HEADERS = {"authorization": f"Bearer {TEST_API_KEY}"}
 

@@ -13,8 +13,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message
 
-from tests.conftest import refused
-from tests.databases import TEST_API_KEY
+from tests.support.databases import TEST_API_KEY
+from tests.support.refusals import refused
 from web.access_log import printable
 from web.body import MAX_JSON_DEPTH, BadJSON, parse_json
 
@@ -80,6 +80,7 @@ async def test_variables_over_get_are_held_to_the_same_limits(http: httpx.AsyncC
     )
 
 
+@pytest.mark.both_executors
 @pytest.mark.parametrize("media_type", ["APPLICATION/JSON", "Application/Json; Charset=UTF-8"])
 async def test_media_types_match_in_any_case(http: httpx.AsyncClient, media_type: str) -> None:
     response = await http.post(
@@ -91,6 +92,7 @@ async def test_media_types_match_in_any_case(http: httpx.AsyncClient, media_type
     assert response.json()["data"] == {"__typename": "Query"}
 
 
+@pytest.mark.both_executors
 @pytest.mark.parametrize(
     ("method", "path", "headers", "status"),
     [
@@ -151,6 +153,7 @@ async def chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
         yield body[start : start + size]
 
 
+@pytest.mark.both_executors
 async def test_a_body_of_no_declared_length_is_counted_as_it_is_read(
     http: httpx.AsyncClient,
 ) -> None:

@@ -13,10 +13,7 @@ from sqlalchemy import text
 
 from db.engine import Database
 
-
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"
+pytestmark = pytest.mark.sqlite_only
 
 
 async def pragma(db: Database, name: str) -> object:

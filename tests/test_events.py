@@ -14,8 +14,11 @@ from db import customers, events
 from db.engine import Database
 from db.models import CustomerEvent, utc_now
 from server import Settings, expire_kyc, prune_events
-from tests.conftest import Clock, GraphQLClient
-from tests.log_privacy import personal_data_in
+from tests.support.clock import Clock
+from tests.support.graphql_client import GraphQLClient
+from tests.support.log_privacy import personal_data_in
+
+pytestmark = pytest.mark.both_executors
 
 TTL = timedelta(hours=24)
 

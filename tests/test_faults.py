@@ -15,10 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.proxy import Proxy, proxy_to
-from tests.servers import Server, running_server
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.proxy import Proxy, proxy_to
+from tests.support.servers import Server, running_server
 
 BOUND = 5.0  # seconds: what a client may wait for any answer while the database is sick
 HEADERS = {

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.servers import running_server
-from tests.sockets import socket
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
+from tests.support.sockets import socket
 
 LOAD_SECONDS = float(os.environ.get("EVENT_LOAD_SECONDS", "3"))
 CLIENTS = 8

@@ -15,17 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, operation
-from tests.databases import TEST_API_KEY
-from tests.node_tools import save_artifact
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.node_tools import save_artifact
+from tests.support.paths import ROOT
+from tests.support.servers import running_server
 
 EXAMPLES_PER_OPERATION = 50
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_schemathesis_finds_no_server_error(database_url: str) -> None:

@@ -13,10 +13,11 @@ import httpx
 import pytest
 import strawberry
 
-from tests.conftest import ROOT, GraphQLClient
-from tests.databases import TEST_API_KEY
-from tests.node_tools import ARTIFACTS, run_node
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import GraphQLClient
+from tests.support.node_tools import run_node
+from tests.support.paths import ARTIFACTS, ROOT
+from tests.support.servers import running_server
 
 ASSETS = ROOT / "static" / "graphiql"
 PAGE = ROOT / "static" / "graphiql.html"
@@ -78,9 +79,7 @@ async def test_page_loads_nothing_from_elsewhere(gql: GraphQLClient) -> None:
         assert asset.content == (ASSETS / name).read_bytes()
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_graphiql_runs_a_query_in_chromium(browser: str, database_url: str) -> None:

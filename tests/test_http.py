@@ -13,14 +13,12 @@ from starlette.applications import Starlette
 import web.view
 from db import customers
 from db.customer_rows import CustomerReads
-from tests.conftest import GraphQLClient, operation, refused
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.refusals import refused
 from web.body import parse_json
 
-
-@pytest.fixture
-def backend() -> str:
-    """What this module tests does not depend on the database engine: SQLite proves it."""
-    return "sqlite"
+# What this module tests does not depend on the database engine: SQLite proves it.
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.mark.parametrize(
@@ -171,6 +169,7 @@ async def test_a_request_that_ran_is_200_even_with_field_errors(http: httpx.Asyn
     assert payload["errors"][0]["path"] == ["customers"]
 
 
+@pytest.mark.both_executors
 async def test_graphql_response_with_q_zero_is_not_chosen(http: httpx.AsyncClient) -> None:
     body = {"query": "{ __typename }"}
     response = await post_accepting(http, f"{GRAPHQL_RESPONSE};q=0, application/json", body)
@@ -255,6 +254,7 @@ async def test_an_operation_name_that_is_not_a_string_is_400(
     assert refused(response, 400, "BAD_REQUEST").startswith("Unknown operation named")
 
 
+@pytest.mark.one_executor("about the compiled path itself")
 async def test_a_compiled_read_that_fails_is_answered_by_graphql_core(
     gql: GraphQLClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -283,6 +283,7 @@ async def test_get_takes_null_variables_and_names_a_bad_parameter(http: httpx.As
         assert said in message
 
 
+@pytest.mark.one_executor("about the compiled path itself")
 async def test_a_body_is_parsed_once_whichever_path_answers(
     gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,13 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GraphQLClient, operation
+from tests.support.graphql_client import GraphQLClient, operation
 
-
-@pytest.fixture
-def backend() -> str:
-    """What this module tests does not depend on the database engine: SQLite proves it."""
-    return "sqlite"
+# What this module tests does not depend on the database engine: SQLite proves it.
+pytestmark = pytest.mark.sqlite_only
 
 
 TYPO = '{ custmer(externalCustomerId: "x") { id } }'
@@ -23,6 +20,7 @@ def setting_overrides() -> dict[str, Any]:
     return {"introspection": False}
 
 
+@pytest.mark.both_executors
 async def test_introspection_off_refuses_schema_queries(gql: GraphQLClient) -> None:
     body = (await gql.post("{ __schema { types { name } } }")).json()
     assert body.get("data") is None

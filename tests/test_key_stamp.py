@@ -12,15 +12,13 @@ from sqlalchemy import make_url, text
 from db import keys
 from db.engine import Database
 from db.keys import Scope
-from tests.conftest import operation
-from tests.databases import add_key
+from tests.support.databases import add_key
+from tests.support.graphql_client import operation
+
+pytestmark = pytest.mark.sqlite_only
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"
-
-
+@pytest.mark.both_executors
 async def test_reads_answer_while_the_last_used_stamp_cannot_be_written(
     database_url: str, db: Database, http: httpx.AsyncClient
 ) -> None:

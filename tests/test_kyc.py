@@ -14,7 +14,10 @@ from db.engine import Database
 from db.models import KycStatus
 from db.rules import Code
 from server import Settings, expire_kyc
-from tests.conftest import Clock, GraphQLClient
+from tests.support.clock import Clock
+from tests.support.graphql_client import GraphQLClient
+
+pytestmark = pytest.mark.both_executors
 
 TTL = timedelta(hours=24)
 RECORD_ALLOWED = {("PENDING", "VERIFIED"), ("PENDING", "REJECTED"), ("PENDING", "UNDER_REVIEW")}

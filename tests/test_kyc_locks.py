@@ -21,10 +21,11 @@ import pytest
 from db import kyc
 from db.engine import Database
 from server import Settings
-from tests.conftest import Clock, GraphQLClient
-from tests.pg_locks import dsn_of, until_waiting
+from tests.support.clock import Clock
+from tests.support.graphql_client import GraphQLClient
+from tests.support.pg_locks import dsn_of, until_waiting
 
-pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+pytestmark = [pytest.mark.parametrize("backend", ["postgresql"]), pytest.mark.both_executors]
 
 # A bound on each step: none of them waits on a lock with the fix; without it the sweep would
 # wait for the held customer until this ends it.

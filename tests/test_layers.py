@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 WEB = {"strawberry", "starlette", "graphql", "uvicorn", "schema", "server", "web"}
 RULES_MAY_IMPORT = {

@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 
 from db.engine import Database
-from tests.conftest import GraphQLClient, counting_statements
+from tests.support.graphql_client import GraphQLClient
+from tests.support.statements import counting_statements
 
-
-@pytest.fixture
-def backend() -> str:
-    """What this module tests does not depend on the database engine: SQLite proves it."""
-    return "sqlite"
+# What this module tests does not depend on the database engine: SQLite proves it.
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.both_executors]
 
 
 LIMITS: dict[str, Any] = {

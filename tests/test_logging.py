@@ -7,14 +7,11 @@ import logging
 import pytest
 from starlette.applications import Starlette
 
-from tests.conftest import GraphQLClient
-from tests.log_privacy import personal_data_in
+from tests.support.graphql_client import GraphQLClient
+from tests.support.log_privacy import personal_data_in
 
-
-@pytest.fixture
-def backend() -> str:
-    """What this module tests does not depend on the database engine: SQLite proves it."""
-    return "sqlite"
+# What this module tests does not depend on the database engine: SQLite proves it.
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_the_scan_finds_e_mails_and_phones() -> None:

@@ -19,8 +19,8 @@ from db.engine import Database
 from db.keys import Scope
 from db.models import utc_now
 from schema.errors import TracebackThrottle
-from tests.conftest import GraphQLClient
-from tests.databases import TEST_API_KEY
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import GraphQLClient
 from web.auth import ApiKeys, Unauthenticated
 from web.logs import JsonFormatter, RequestIdFilter
 from web.requests import RequestInfo, current
@@ -96,6 +96,7 @@ async def test_metrics_are_404_without_a_token_set(anonymous: httpx.AsyncClient)
     assert response.status_code == 404
 
 
+@pytest.mark.both_executors
 async def test_metrics_count_requests_transitions_and_the_pool(
     anonymous: httpx.AsyncClient, gql: GraphQLClient
 ) -> None:
@@ -127,6 +128,7 @@ async def test_metrics_count_requests_transitions_and_the_pool(
 # -- request ids and the log ------------------------------------------------------------------
 
 
+@pytest.mark.both_executors
 async def test_request_id_is_taken_when_sane_and_made_otherwise(
     gql: GraphQLClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -26,7 +26,7 @@ from graphql.language import OperationDefinitionNode
 from graphql.utilities import TypeInfoVisitor
 
 from schema import schema
-from tests.conftest import OPERATIONS
+from tests.support.paths import OPERATIONS
 
 GRAPHQL_SCHEMA = schema._schema
 DOCUMENTS = sorted(OPERATIONS.glob("*.graphql"))

@@ -6,18 +6,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import refused
+from tests.support.refusals import refused
 
-pytestmark = pytest.mark.usefixtures("database_url")
+pytestmark = [pytest.mark.usefixtures("database_url"), pytest.mark.sqlite_only]
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 APQ_HASH = "ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38"
-
-
-@pytest.fixture
-def backend() -> str:
-    """Refusals come before any database: SQLite proves them."""
-    return "sqlite"
 
 
 @pytest.mark.parametrize(

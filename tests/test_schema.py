@@ -22,7 +22,7 @@ from graphql import (
 from db import rules
 from schema import schema
 from schema.translate import MIRRORED, input_path, mirror
-from tests.conftest import OPERATIONS, ROOT
+from tests.support.paths import OPERATIONS, ROOT
 
 CONTRACT = ROOT / "tests" / "contract" / "api-contract-1.1.graphql"
 SHARED_CONTRACT = ROOT.parent / "shared" / "api-contract-1.1.graphql"

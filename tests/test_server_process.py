@@ -20,9 +20,10 @@ from sqlmodel import col, select
 from db import customers, kyc, migrate
 from db.engine import Database
 from db.models import KycStatus, KycType, KycVerification, utc_now
-from tests.conftest import ROOT, operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.paths import ROOT
+from tests.support.servers import running_server
 
 AUTH = {"authorization": f"Bearer {TEST_API_KEY}"}
 

@@ -19,9 +19,9 @@ from db.rules import Environment
 from schema import schema
 from schema.context import AppState
 from server import WORKER_PROTOCOL, parser
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
 from web.view import GraphQLView
 
 AUTH = {"authorization": f"Bearer {TEST_API_KEY}"}

@@ -31,9 +31,9 @@ from db.rules import Environment
 from db.tasks import cancel_and_wait
 from schema.context import AppState
 from server import STOP_SECONDS, Settings, create_app
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.servers import running_server
 from web.webhooks import DeliveryWorker
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"

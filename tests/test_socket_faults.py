@@ -20,12 +20,13 @@ import httpx
 import pytest
 
 from schema.events import IDLE_SECONDS
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.node_tools import NODE_ENV, ROOT
-from tests.proxy import Proxy
-from tests.servers import Server, running_server
-from tests.sockets import Socket, socket
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.node_tools import NODE_ENV
+from tests.support.paths import ROOT
+from tests.support.proxy import Proxy
+from tests.support.servers import Server, running_server
+from tests.support.sockets import Socket, socket
 from tests.test_faults import proxied_postgres  # noqa: F401 - a fixture
 
 SUBSCRIPTION = operation("on_customer_events")

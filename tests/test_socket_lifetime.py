@@ -18,10 +18,12 @@ import pytest
 
 from db import keys
 from server import Settings, create_app
-from tests.conftest import ROOT, Clock, operation
-from tests.databases import TEST_API_KEY, add_key
-from tests.identity import IdentityProvider
-from tests.sockets import Socket, serving, socket
+from tests.support.clock import Clock
+from tests.support.databases import TEST_API_KEY, add_key
+from tests.support.graphql_client import operation
+from tests.support.identity import IdentityProvider
+from tests.support.paths import ROOT
+from tests.support.sockets import Socket, serving, socket
 from tests.test_subscriptions import create, feed_end
 
 SUBSCRIPTION = operation("on_customer_events")

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.identity import IdentityProvider, unsigned
-from tests.servers import running_server
-from tests.sockets import Socket, socket
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import operation
+from tests.support.identity import IdentityProvider, unsigned
+from tests.support.servers import running_server
+from tests.support.sockets import Socket, socket
 
 DEEP = 100_000  # far past the 64 levels a request body may nest
 

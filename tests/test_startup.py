@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import make_url
 
 from db import migrate
-from tests.conftest import ROOT
-from tests.databases import POSTGRES_URL, Databases
+from tests.support.databases import POSTGRES_URL, Databases
+from tests.support.paths import ROOT
 from web.startup import run_to_end
 
 

@@ -13,9 +13,10 @@ import pytest
 from db import keys
 from db.engine import Database
 from server import Settings, create_app
-from tests.conftest import Clock, operation
-from tests.databases import TEST_API_KEY, add_key
-from tests.sockets import Socket, serving, socket
+from tests.support.clock import Clock
+from tests.support.databases import TEST_API_KEY, add_key
+from tests.support.graphql_client import operation
+from tests.support.sockets import Socket, serving, socket
 
 SUBSCRIPTION = operation("on_customer_events")
 READER_KEY = keys.new_key()

@@ -22,8 +22,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from bench.slow_clients import CHEAP, Closed, dribble_head, rss_bytes, stall_body, until_closed
-from tests.databases import TEST_API_KEY
-from tests.servers import running_server
+from tests.support.databases import TEST_API_KEY
+from tests.support.servers import running_server
 from web.timeouts import EdgeProtocol, edge_protocol
 
 SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "200"))
@@ -35,9 +35,7 @@ MiB = 2**20
 AUTHORIZATION = f"authorization: Bearer {TEST_API_KEY}\r\n".encode()
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # the edge does not depend on the database
+pytestmark = pytest.mark.sqlite_only  # the edge does not depend on the database
 
 
 def closed_within(closed: list[Closed], timeout: float) -> list[float]:

@@ -19,10 +19,11 @@ from db import keys
 from db.engine import Database
 from db.keys import ALL_SCOPES, Principal, Scope
 from server import Settings, create_app
-from tests.conftest import Clock, GraphQLClient, operation
-from tests.databases import add_key
-from tests.identity import AUDIENCE, IdentityProvider, b64, identity_provider, make_key
-from tests.sockets import serving, socket
+from tests.support.clock import Clock
+from tests.support.databases import add_key
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.identity import AUDIENCE, IdentityProvider, b64, identity_provider, make_key
+from tests.support.sockets import serving, socket
 from web.auth import Unauthenticated, token_principal
 from web.tokens import (
     MAX_AGE_SECONDS,
@@ -32,6 +33,8 @@ from web.tokens import (
     TokenSettings,
     TokenVerifier,
 )
+
+pytestmark = [pytest.mark.sqlite_only, pytest.mark.both_executors]
 
 CREATE = {"input": {"externalCustomerId": "c-new", "data": {"email": "new@example.com"}}}
 
@@ -52,11 +55,6 @@ def idp(provider: IdentityProvider) -> Iterator[IdentityProvider]:
     yield provider
     provider.released.set()  # free a handler left hanging
     provider.released.clear()
-
-
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # tokens are checked before any data is touched
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import os
 import re
 from typing import Any
 
+import pytest
 from sqlalchemy import func, insert, text
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
@@ -15,9 +16,10 @@ from sqlmodel import col, select
 from db import migrate, webhooks
 from db.engine import Database
 from db.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utc_now
-from tests.conftest import GraphQLClient
+from tests.support.graphql_client import GraphQLClient
 
 
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 async def test_the_worker_wakes_for_a_retry_not_for_the_deliveries_queued_behind_it(
     gql: GraphQLClient, db: Database
 ) -> None:

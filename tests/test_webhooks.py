@@ -23,11 +23,12 @@ from db.engine import Database
 from db.models import utc_now
 from db.rules import Problem
 from db.webhooks import check_url
-from tests.conftest import Clock, GraphQLClient, operation
-from tests.databases import TEST_API_KEY, Databases
-from tests.log_privacy import personal_data_in
-from tests.receivers import Received, dripping, receiving
-from tests.servers import running_server
+from tests.support.clock import Clock
+from tests.support.databases import TEST_API_KEY, Databases
+from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.log_privacy import personal_data_in
+from tests.support.receivers import Received, dripping, receiving
+from tests.support.servers import running_server
 from web.metrics import REGISTRY
 
 KEY = base64.b64encode(os.urandom(32)).decode()
@@ -243,6 +244,7 @@ def counted(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 async def test_failing_endpoint_gets_every_event_in_order_signed_with_a_stable_id(
     gql: GraphQLClient, db: Database
 ) -> None:
@@ -310,6 +312,7 @@ async def test_failing_endpoint_gets_every_event_in_order_signed_with_a_stable_i
     assert counted(attempts_metric, status="succeeded") - succeeded == 5
 
 
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 async def test_a_delivery_that_keeps_failing_fails_for_good_and_the_next_one_goes(
     gql: GraphQLClient,
 ) -> None:
@@ -330,6 +333,7 @@ async def test_a_delivery_that_keeps_failing_fails_for_good_and_the_next_one_goe
     assert gave_up["event"]["externalCustomerId"] == "c-1"
 
 
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 async def test_a_disabled_endpoint_and_types_it_does_not_want_get_nothing(
     gql: GraphQLClient,
 ) -> None:

@@ -20,10 +20,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import GraphQLClient
-from tests.pg_locks import dsn_of, until_waiting
+from tests.support.graphql_client import GraphQLClient
+from tests.support.pg_locks import dsn_of, until_waiting
 
-pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+pytestmark = [pytest.mark.parametrize("backend", ["postgresql"]), pytest.mark.both_executors]
 
 _INSERT = """
     INSERT INTO customer (external_customer_id, external_id_key, email, email_key,

@@ -1,7 +1,7 @@
 // Runs the test suite of @apollo/federation-subgraph-compatibility with @apollo/gateway standing
 // in for the router (the package's own runner needs Docker or a downloaded router and rover).
 // Starts the suite's users and inventory subgraphs, composes them with the products subgraph at
-// PRODUCTS_URL (ours, tests/compat_products.py), serves the gateway where the suite expects the
+// PRODUCTS_URL (ours, tests/support/compat_products.py), serves the gateway where the suite expects the
 // router (localhost:4000), runs the suite's jest tests and prints one line per feature, then a
 // JSON summary. Exit status 0 when every feature the suite marks required passes.
 //

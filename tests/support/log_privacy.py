@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUN_LOG = ROOT / "artifacts" / "test-run.log"
+from tests.support.paths import ARTIFACTS
+
+RUN_LOG = ARTIFACTS / "test-run.log"
 PERSONAL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+|\+\d{10,15}\b")
 
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tests.conftest import ROOT
-from tests.log_privacy import append
+from tests.support.log_privacy import append
+from tests.support.paths import ROOT
 
 READY = re.compile(r"Uvicorn running on (http://\S+)")
 

@@ -694,7 +694,8 @@ WRONG_INPUTS = st.sampled_from([5, "c-1", [], {"externalCustomerId": 5}])
 
 @st.composite
 def writes(draw: st.DrawFn, catalog: Catalog) -> Request:
-    """A mutation of one customer write, sometimes beside __typename."""
+    """A mutation of one customer write, sometimes beside __typename, sometimes sent with
+    another of the catalog's credentials."""
     document = Document(draw, catalog)
     write = document.pick(WRITES)
     payload = PAYLOADS.get(write, "KycVerificationPayload")
@@ -719,6 +720,11 @@ def writes(draw: st.DrawFn, catalog: Catalog) -> Request:
         variables=variables,
         accept=draw(st.sampled_from(ACCEPTS)),
         customer_only=True,
+        credential=(
+            document.pick(catalog.credentials)
+            if catalog.credentials and document.chance(30)
+            else None
+        ),
     )
 
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import IN_CI
+from tests.support.databases import IN_CI
+from tests.support.paths import ARTIFACTS, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
 NODE_ENV = {
     **os.environ,
     "APOLLO_TELEMETRY_DISABLED": "1",

@@ -3,7 +3,7 @@
 The suite (@apollo/federation-subgraph-compatibility-tests) checks a subgraph that implements
 its own test schema, not ours; this module implements that schema with Strawberry, the way
 the customer API is built, so the suite measures the Federation support the API relies on.
-Run: python -m tests.compat_products PORT  (0 picks a free port; uvicorn logs which)
+Run: python -m tests.support.compat_products PORT  (0 picks a free port; uvicorn logs which)
 """
 
 from __future__ import annotations
