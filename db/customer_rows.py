@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, bindparam, func, select, tuple_
 
 from db.customers import OrderField, ordering
-from db.driver import DriverStatement
+from db.driver import DriverStatement, PerDialect
 from db.engine import Database
 from db.models import Customer, KycStatus, KycType, KycVerification
 from db.pages import Direction, decode_cursor, encode_cursor
@@ -48,30 +48,38 @@ class CustomerRow:
     verifications: list[Verification] = field(default_factory=list)
 
 
+def _build(kind: str, verifications: bool) -> Select[Any]:
+    if kind == "count":
+        return select(func.count().label("count")).select_from(CUSTOMERS)
+    if kind == "verification":
+        v = VERIFICATIONS.c
+        columns = [v[name] for name in _VERIFICATION_COLUMNS]
+        return select(*columns).where(v.id == bindparam("id", type_=v.id.type))
+    if kind in ("external_customer_id", "id"):
+        return _lookup(kind, verifications)
+    return _page(kind, verifications)
+
+
+def _per_dialect(kind: str, verifications: bool) -> PerDialect:
+    return PerDialect(lambda _dialect: _build(kind, verifications))
+
+
+# Each statement, compiled once per dialect in the one statement cache (db/driver.py).
+_STATEMENTS = {
+    (kind, verifications): _per_dialect(kind, verifications)
+    for kind in ("count", "verification", "external_customer_id", "id", "page", "after")
+    for verifications in (False, True)
+}
+
+
 class CustomerReads:
-    """The statements for one database, each compiled for its dialect on first use."""
+    """The compiled path's reads on one database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._compiled: dict[tuple[str, bool], DriverStatement] = {}
 
     def _statement(self, kind: str, verifications: bool) -> DriverStatement:
-        key = (kind, verifications)
-        found = self._compiled.get(key)
-        if found is None:
-            if kind == "count":
-                query = select(func.count().label("count")).select_from(CUSTOMERS)
-            elif kind == "verification":
-                v = VERIFICATIONS.c
-                columns = [v[name] for name in _VERIFICATION_COLUMNS]
-                query = select(*columns).where(v.id == bindparam("id", type_=v.id.type))
-            elif kind in ("external_customer_id", "id"):
-                query = _lookup(kind, verifications)
-            else:
-                query = _page(kind, verifications)
-            found = DriverStatement.compile(query, self.db.engine.dialect)
-            self._compiled[key] = found
-        return found
+        return _STATEMENTS[(kind, verifications)].on(self.db.engine.dialect)
 
     async def by_external_id(
         self, external_customer_id: str, verifications: bool
