@@ -13,6 +13,7 @@ from db.feed import FeedSignal
 from db.keys import Principal, Scope
 from db.rules import Environment
 from db.webhooks import Settings as WebhookSettings
+from schema.access import own_customer
 from schema.loaders import Loaders
 
 
@@ -22,6 +23,28 @@ class Operation:
 
     name: str | None = None
     type: str | None = None  # query, mutation, subscription; None when it did not parse
+
+
+@dataclass(frozen=True)
+class Writer:
+    """What a write needs of its request, whichever executor runs it: the database, who acts
+    (whose events name it, and which customer a customers:self token may change), the rules'
+    environment, and one reading of the clock."""
+
+    db: Database
+    principal: Principal | None
+    environment: Environment
+    now: datetime
+    ttl: timedelta
+
+    @property
+    def actor(self) -> str:
+        """Who the events of this write name: the key's name (or token's subject)."""
+        return self.principal.name if self.principal is not None else "anonymous"
+
+    def own_customer(self, needed: Scope) -> str | None:
+        """`access.own_customer` for this write's principal."""
+        return own_customer(self.principal, needed)
 
 
 @dataclass
@@ -44,20 +67,12 @@ class Context:
         self.loaders = Loaders(self.db)
 
     def own_customer(self, needed: Scope) -> str | None:
-        """The one externalCustomerId this request may touch where it lacks `needed` and acts
-        through customers:self; None when it may touch any customer.
+        """`access.own_customer` for this request's principal."""
+        return own_customer(self.principal, needed)
 
-        Any other customer is then NOT_FOUND (or null), as if it did not exist, so such a token
-        cannot probe which ids exist. A request with neither scope touches none ("")."""
-        principal = self.principal
-        if principal is not None and needed in principal.scopes:
-            return None
-        return (principal.customer if principal is not None else None) or ""
-
-    @property
-    def actor(self) -> str:
-        """Who the events of this request's changes name: the key's name (or token's subject)."""
-        return self.principal.name if self.principal is not None else "anonymous"
+    def writer(self) -> Writer:
+        """What this request's write needs, the clock read once."""
+        return Writer(self.db, self.principal, self.environment, self.clock(), self.kyc_ttl)
 
 
 Info = StrawberryInfo[Context, None]
