@@ -4,7 +4,7 @@ A customer by the client's id, or a page of the default order (newest first) aft
 optional cursor, each with its verifications in the same statement when they are asked for
 (a LEFT JOIN, the page as a subquery). The rows are what `customers.get_customer`,
 `customers.list_customers` and `kyc.list_verifications` read, in the same order, with the
-same seek condition and cursors (db/pages.py); the compiled path's byte-identity tests hold
+same keyset statement and cursors (db/pages.py); the compiled path's byte-identity tests hold
 the two to the same answers.
 """
 
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, func, select, tuple_
+from sqlalchemy import Select, bindparam, func, select
 
 from db.customers import OrderField, ordering
 from db.driver import DriverStatement, PerDialect
 from db.engine import Database
 from db.models import Customer, KycStatus, KycType, KycVerification
-from db.pages import Direction, decode_cursor, encode_cursor
+from db.pages import Direction, decode_cursor, encode_cursor, seek
 
 CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
 VERIFICATIONS = KycVerification.__table__  # type: ignore[attr-defined]
@@ -148,19 +148,21 @@ def _lookup(column: str, verifications: bool) -> Select[Any]:
 
 
 def _page(kind: str, verifications: bool) -> Select[Any]:
+    """A page of the default order, after the sort key bound as after_created_at, after_id
+    when `kind` is "after": db/pages.py's keyset statement, with bound parameters."""
     c = CUSTOMERS.c
-    page = select(*c).order_by(c.created_at.desc(), c.id.desc()).limit(bindparam("size"))
+    after = None
     if kind == "after":
-        # What pages._beyond writes for a descending two-column key: one row-value comparison.
-        key = tuple_(
+        after = [
             bindparam("after_created_at", type_=c.created_at.type),
             bindparam("after_id", type_=c.id.type),
-        )
-        page = page.where(tuple_(c.created_at, c.id) < key)
+        ]
+    page = seek(select(*c), NEWEST_FIRST, after=after, limit=bindparam("size"))
     if not verifications:
         return page
     rows = page.subquery("c")
-    return _with_verifications(rows, (rows.c.created_at.desc(), rows.c.id.desc()))
+    order = [rows.c[str(column.key)].desc() for column in NEWEST_FIRST.columns]
+    return _with_verifications(rows, order)
 
 
 def _grouped(rows: list[Any], verifications: bool) -> list[CustomerRow]:
