@@ -4,7 +4,7 @@ A customer by the client's id, or a page of the default order (newest first) aft
 optional cursor, each with its verifications in the same statement when they are asked for
 (a LEFT JOIN, the page as a subquery). The rows are what `customers.get_customer`,
 `customers.list_customers` and `kyc.list_verifications` read, in the same order, with the
-same seek condition and cursors (db/pages.py); the compiled path's byte-identity tests hold
+same keyset statement and cursors (db/pages.py); the compiled path's byte-identity tests hold
 the two to the same answers.
 """
 
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, func, select, tuple_
+from sqlalchemy import Select, bindparam, func, select
 
 from db.customers import OrderField, ordering
-from db.driver import DriverStatement
+from db.driver import DriverStatement, PerDialect
 from db.engine import Database
 from db.models import Customer, KycStatus, KycType, KycVerification
-from db.pages import Direction, decode_cursor, encode_cursor
+from db.pages import Direction, decode_cursor, encode_cursor, seek
 
 CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
 VERIFICATIONS = KycVerification.__table__  # type: ignore[attr-defined]
@@ -48,30 +48,38 @@ class CustomerRow:
     verifications: list[Verification] = field(default_factory=list)
 
 
+def _build(kind: str, verifications: bool) -> Select[Any]:
+    if kind == "count":
+        return select(func.count().label("count")).select_from(CUSTOMERS)
+    if kind == "verification":
+        v = VERIFICATIONS.c
+        columns = [v[name] for name in _VERIFICATION_COLUMNS]
+        return select(*columns).where(v.id == bindparam("id", type_=v.id.type))
+    if kind in ("external_customer_id", "id"):
+        return _lookup(kind, verifications)
+    return _page(kind, verifications)
+
+
+def _per_dialect(kind: str, verifications: bool) -> PerDialect:
+    return PerDialect(lambda _dialect: _build(kind, verifications))
+
+
+# Each statement, compiled once per dialect in the one statement cache (db/driver.py).
+_STATEMENTS = {
+    (kind, verifications): _per_dialect(kind, verifications)
+    for kind in ("count", "verification", "external_customer_id", "id", "page", "after")
+    for verifications in (False, True)
+}
+
+
 class CustomerReads:
-    """The statements for one database, each compiled for its dialect on first use."""
+    """The compiled path's reads on one database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._compiled: dict[tuple[str, bool], DriverStatement] = {}
 
     def _statement(self, kind: str, verifications: bool) -> DriverStatement:
-        key = (kind, verifications)
-        found = self._compiled.get(key)
-        if found is None:
-            if kind == "count":
-                query = select(func.count().label("count")).select_from(CUSTOMERS)
-            elif kind == "verification":
-                v = VERIFICATIONS.c
-                columns = [v[name] for name in _VERIFICATION_COLUMNS]
-                query = select(*columns).where(v.id == bindparam("id", type_=v.id.type))
-            elif kind in ("external_customer_id", "id"):
-                query = _lookup(kind, verifications)
-            else:
-                query = _page(kind, verifications)
-            found = DriverStatement.compile(query, self.db.engine.dialect)
-            self._compiled[key] = found
-        return found
+        return _STATEMENTS[(kind, verifications)].on(self.db.engine.dialect)
 
     async def by_external_id(
         self, external_customer_id: str, verifications: bool
@@ -140,19 +148,21 @@ def _lookup(column: str, verifications: bool) -> Select[Any]:
 
 
 def _page(kind: str, verifications: bool) -> Select[Any]:
+    """A page of the default order, after the sort key bound as after_created_at, after_id
+    when `kind` is "after": db/pages.py's keyset statement, with bound parameters."""
     c = CUSTOMERS.c
-    page = select(*c).order_by(c.created_at.desc(), c.id.desc()).limit(bindparam("size"))
+    after = None
     if kind == "after":
-        # What pages._beyond writes for a descending two-column key: one row-value comparison.
-        key = tuple_(
+        after = [
             bindparam("after_created_at", type_=c.created_at.type),
             bindparam("after_id", type_=c.id.type),
-        )
-        page = page.where(tuple_(c.created_at, c.id) < key)
+        ]
+    page = seek(select(*c), NEWEST_FIRST, after=after, limit=bindparam("size"))
     if not verifications:
         return page
     rows = page.subquery("c")
-    return _with_verifications(rows, (rows.c.created_at.desc(), rows.c.id.desc()))
+    order = [rows.c[str(column.key)].desc() for column in NEWEST_FIRST.columns]
+    return _with_verifications(rows, order)
 
 
 def _grouped(rows: list[Any], verifications: bool) -> list[CustomerRow]:

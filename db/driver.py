@@ -8,8 +8,10 @@ only binds its values and converts the rows with the columns' own types' process
 value reads exactly as the ORM would read it.
 
 Reads run on the readers' connections (`Database.fetch`: db/sqlite_readers.py,
-db/postgres_readers.py), bounded by the engine's timeouts and its unreachable-latch, and
-their statements are reported to `Database.statement_observers`.
+db/postgres_readers.py), bounded by the engine's timeouts and its unreachable-latch. Every
+statement run here, a read's or a write's, is reported to `Database.statement_observers`
+(a write session carries them in its `info`), so that a test counting statements sees them
+all.
 
 Writes take the same way inside a write session (`SessionDriver`): the session still owns
 the connection and the transaction (its begin, commit, rollback, and SQLite's write turn),
@@ -107,7 +109,36 @@ class PerDialect:
         return found
 
 
+class ConnectionBudget(NamedTuple):
+    """How one process shares its DB_POOL_SIZE + DB_MAX_OVERFLOW connections.
+
+    The async SQLModel session is the door to the database: the ORM reads, every write and
+    its transaction go through the engine's pool. The compiled path's reads keep connections
+    of their own (db/sqlite_readers.py, db/postgres_readers.py) because a checkout from the
+    pool costs a pre-ping or a reset round trip and two greenlets per read. Were the two
+    sized apart, a process would hold up to twice what its operator gave it, and a
+    PostgreSQL server's max_connections is sized by that setting times the processes. So
+    they come out of one budget: the readers take up to DB_POOL_SIZE of it (half at most,
+    none when it is a single connection: the reads then check out the pool's), and the
+    pool keeps the rest, its size first, then its overflow.
+    """
+
+    pool_size: int  # the engine pool's connections kept open
+    max_overflow: int  # and opened beyond them under load
+    readers: int  # the compiled reads' own connections
+
+    @classmethod
+    def share(cls, pool_size: int, max_overflow: int) -> ConnectionBudget:
+        total = pool_size + max_overflow
+        readers = min(pool_size, total // 2) if total >= 2 else 0
+        kept = min(pool_size, total - readers)
+        return cls(kept, total - readers - kept, readers)
+
+
 _DRIVER = "session_driver"  # session.info's key: the transaction, and its SessionDriver
+# session.info's key: the statement observers of the Database whose session it is, told the
+# SQL of each statement run here, as `Database.fetch` tells them of its own.
+OBSERVERS = "statement_observers"
 
 
 class SessionDriver:
@@ -119,10 +150,16 @@ class SessionDriver:
     these statements would each commit on their own. The session commits or rolls back.
     """
 
-    def __init__(self, dialect: Dialect, connection: Any) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        connection: Any,
+        observers: Sequence[Callable[[str], None]] = (),
+    ) -> None:
         self.dialect = dialect
         self.connection = connection
         self.sqlite = dialect.name == "sqlite"
+        self.observers = observers
 
     @classmethod
     async def of(cls, session: AsyncSession) -> SessionDriver:
@@ -143,12 +180,15 @@ class SessionDriver:
         adapted = (await connection.get_raw_connection()).dbapi_connection
         if connection.dialect.name == "postgresql" and adapted._transaction is None:  # type: ignore[union-attr]
             await adapted._start_transaction()  # type: ignore[union-attr]
-        return cls(connection.dialect, adapted.driver_connection)  # type: ignore[union-attr]
+        observers = session.info.get(OBSERVERS, ())
+        return cls(connection.dialect, adapted.driver_connection, observers)  # type: ignore[union-attr]
 
     async def run(self, statement: PerDialect, values: Mapping[str, Any]) -> list[Any]:
         """The rows of `statement` (none for one without RETURNING) with these values."""
         compiled = statement.on(self.dialect)
         parameters = compiled.parameters(values)
+        for observe in self.observers:
+            observe(compiled.sql)
         if self.sqlite:
             raw = await self.connection.execute_fetchall(compiled.sql, parameters)
         else:
@@ -168,6 +208,8 @@ class SessionDriver:
         await self._execute(f"RELEASE SAVEPOINT {name}")
 
     async def _execute(self, sql: str) -> None:
+        for observe in self.observers:
+            observe(sql)
         if self.sqlite:
             await self.connection.execute_fetchall(sql)
         else:

@@ -28,7 +28,7 @@ from sqlalchemy.pool import (
 )
 from sqlalchemy.util import await_, greenlet_spawn
 
-from db.driver import DriverStatement
+from db.driver import OBSERVERS, ConnectionBudget, DriverStatement
 from db.faults import DatabaseUnreachable, Fault, fault_of
 from db.postgres_readers import PostgresReaders
 from db.sqlite_readers import SQLiteReaders, pragmas
@@ -173,6 +173,8 @@ class Database:
     ) -> None:
         self.url = url
         options: dict[str, Any] = {"echo": echo}
+        # The pool and the compiled reads' connections share one budget (ConnectionBudget).
+        pool_size, max_overflow, readers = ConnectionBudget.share(pool_size, max_overflow)
         if ":memory:" not in url:  # an in-memory SQLite database has no pool to size
             # A pre-ping costs a statement per checkout. A SQLite file cannot drop its
             # connection; a PostgreSQL server can restart or fail over, leaving dead ones.
@@ -199,27 +201,33 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
             self._write_turn = asyncio.Lock()
+        # Told the SQL of each statement run on a driver connection, `fetch`'s and a write
+        # session's SessionDriver's (the engine's own events do not see them).
+        self.statement_observers: list[Callable[[str], None]] = []
+        observed = {OBSERVERS: self.statement_observers}
         self._readers = async_sessionmaker(
-            self.engine.execution_options(**{_SQLITE_BEGIN: None}), expire_on_commit=False
+            self.engine.execution_options(**{_SQLITE_BEGIN: None}),
+            expire_on_commit=False,
+            info=observed,
         )
         self._writers = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"}),
             expire_on_commit=False,
+            info=observed,
         )
-        # Told the SQL of each statement `fetch` runs (the engine's own events do not see it).
-        self.statement_observers: list[Callable[[str], None]] = []
         # `fetch`'s connections on a SQLite file (an in-memory database is one connection's),
         # and on PostgreSQL.
         self._sqlite_readers: SQLiteReaders | None = None
         database = make_url(url).database
-        if self.is_sqlite and database and ":memory:" not in url:
-            self._sqlite_readers = SQLiteReaders(database, pool_size, sqlite_busy_timeout_ms)
+        if self.is_sqlite and database and ":memory:" not in url and readers:
+            self._sqlite_readers = SQLiteReaders(database, readers, sqlite_busy_timeout_ms)
         self._postgres_readers: PostgresReaders | None = None
-        if self.engine.dialect.name == "postgresql" and isinstance(self.engine.pool, CountingPool):
+        postgresql = self.engine.dialect.name == "postgresql"
+        if postgresql and isinstance(self.engine.pool, CountingPool) and readers:
             latch = self.engine.pool.latch
             self._postgres_readers = PostgresReaders(
                 make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
-                pool_size,
+                readers,
                 bound=(timeouts or Timeouts()).connect,
                 connect_args=timeouts.engine_options(url)["connect_args"] if timeouts else {},
                 check=latch.check,
@@ -249,8 +257,8 @@ class Database:
 
     async def fetch(self, statement: DriverStatement, values: Mapping[str, Any]) -> list[Any]:
         """The rows of one read statement, run on a driver connection: one of the readers'
-        (db/sqlite_readers.py, db/postgres_readers.py), or for an in-memory SQLite database
-        its one pooled connection.
+        (db/sqlite_readers.py, db/postgres_readers.py), or one of the pool's where the
+        budget leaves no readers (a single connection, or an in-memory SQLite database).
 
         A single statement needs no transaction: it sees one snapshot (SQLite's reads begin
         nothing; PostgreSQL's autocommit statement is its own transaction). A connection
@@ -263,8 +271,12 @@ class Database:
         if readers is not None:
             return statement.rows(await readers.fetch(statement.sql, parameters))
         pooled = await self.engine.raw_connection()
+        driver: Any = pooled.driver_connection
         try:
-            raw = await pooled.driver_connection.execute_fetchall(statement.sql, parameters)  # type: ignore[union-attr]
+            if self.is_sqlite:
+                raw = await driver.execute_fetchall(statement.sql, parameters)
+            else:
+                raw = await driver.fetch(statement.sql, *parameters)
         except BaseException:
             await greenlet_spawn(pooled.invalidate)
             raise

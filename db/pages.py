@@ -146,17 +146,8 @@ async def fetch_page(
     forward = last is None
     size = first if first is not None else last
     assert size is not None
-    descending = ordering.direction is Direction.DESC
-    if after is not None:
-        query = query.where(_beyond(ordering, decode_cursor(ordering, after, secret), descending))
-    if before is not None:
-        query = query.where(
-            _beyond(ordering, decode_cursor(ordering, before, secret), not descending)
-        )
-    walk_descending = descending == forward
-    query = query.order_by(
-        *(column.desc() if walk_descending else column.asc() for column in ordering.columns)
-    ).limit(size + 1)
+    start, end = (_key_in(ordering, cursor, secret) for cursor in (after, before))
+    query = seek(query, ordering, after=start, before=end, forward=forward, limit=size + 1)
     rows = list((await session.scalars(query)).all())
     more = len(rows) > size
     rows = rows[:size]
@@ -170,10 +161,46 @@ async def fetch_page(
     )
 
 
-def _beyond(ordering: Ordering, key: tuple[Any, ...], descending: bool) -> ColumnElement[bool]:
-    """Rows strictly after `key` in the given direction, as one row-value comparison."""
+def seek(
+    query: Select[Any],
+    ordering: Ordering,
+    *,
+    after: Sequence[ColumnElement[Any]] | None = None,
+    before: Sequence[ColumnElement[Any]] | None = None,
+    forward: bool = True,
+    limit: int | ColumnElement[int],
+) -> Select[Any]:
+    """`query` in `ordering`, walking forward (or backward) from strictly beyond the sort key
+    `after` and before `before` (SQL values: literals, or bound parameters of a statement
+    compiled once), `limit` rows: the one keyset page statement, whoever runs it."""
+    descending = ordering.direction is Direction.DESC
+    if after is not None:
+        query = query.where(_beyond(ordering, after, descending))
+    if before is not None:
+        query = query.where(_beyond(ordering, before, not descending))
+    walk_descending = descending == forward
+    return query.order_by(
+        *(column.desc() if walk_descending else column.asc() for column in ordering.columns)
+    ).limit(limit)
+
+
+def _key_in(
+    ordering: Ordering, cursor: str | None, secret: bytes
+) -> list[ColumnElement[Any]] | None:
+    """The sort key in a cursor (None for none), as SQL literals of its columns' types."""
+    if cursor is None:
+        return None
+    key = decode_cursor(ordering, cursor, secret)
     columns = ordering.columns
-    values = [literal(value, column.type) for value, column in zip(key, columns, strict=True)]
+    return [literal(value, column.type) for value, column in zip(key, columns, strict=True)]
+
+
+def _beyond(
+    ordering: Ordering, values: Sequence[ColumnElement[Any]], descending: bool
+) -> ColumnElement[bool]:
+    """Rows strictly after the sort key `values` in the given direction, as one row-value
+    comparison."""
+    columns = ordering.columns
     if len(columns) == 1:
         return columns[0] < values[0] if descending else columns[0] > values[0]
     left, right = tuple_(*columns), tuple_(*values)

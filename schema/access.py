@@ -11,8 +11,17 @@ anything runs, with a FORBIDDEN error at each such field.
 A field lists the scopes that each allow it (any one of them suffices), so a narrower scope
 is added by naming it beside the others: customers:self (a signed-in customer's token) reaches
 `customer`, `node`, `updateCustomer` and `startKycVerification`, and through them its own
-record only, data included (the resolvers answer null or NOT_FOUND for any other customer:
-`Context.own_customer`); lists and everything else are FORBIDDEN to it.
+record only (the resolvers answer null or NOT_FOUND for any other customer: `own_customer`);
+lists and everything else are FORBIDDEN to it.
+
+Whose record a scope reaches is not known before the document runs, so the personal fields
+(`PERSONAL_FIELDS`) are checked twice: here, statically, for the scope, and as each customer
+is shown, for its owner (`shows_personal_data`), wherever the customer appears: a root field,
+a mutation's payload, an event or a webhook delivery. A scope beside customers:self widens
+only what it grants itself: customers:write lets a token change any customer, but the
+payload shows another customer's personal data only to a token that may read it
+(customers:read). Both executors ask `shows_personal_data`: the resolvers (schema/types.py)
+refuse the field with FORBIDDEN, the compiled path leaves such a request to them.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from collections.abc import Iterable, Mapping
 
 from graphql import FieldNode, GraphQLError
 
-from db.keys import Scope
+from db.keys import Principal, Scope
 
 FORBIDDEN = "FORBIDDEN"
 
@@ -30,6 +39,23 @@ WRITE = frozenset({Scope.CUSTOMERS_WRITE})
 # Where customers:self reaches its own record alone, the resolvers seeing to the "own".
 READ_OR_SELF = READ | {Scope.CUSTOMERS_SELF}
 WRITE_OR_SELF = WRITE | {Scope.CUSTOMERS_SELF}
+
+# A customer's personal data: its contact data, its verification history and where its
+# verification stands. customers:read shows any customer's; customers:self its own alone.
+PERSONAL_FIELDS = frozenset(
+    {
+        "Customer.data",
+        "Customer.kycVerifications",
+        "Customer.kycStatus",
+        *(
+            f"CustomerData.{name}"
+            for name in (
+                "email", "phone", "firstName", "lastName", "street", "street2", "state", "city",
+                "zip", "country",
+            )
+        ),
+    }
+)  # fmt: skip
 
 FIELD_SCOPES: Mapping[str, frozenset[Scope]] = {
     # Reads.
@@ -53,22 +79,8 @@ FIELD_SCOPES: Mapping[str, frozenset[Scope]] = {
     "Mutation.createWebhookEndpoint": frozenset({Scope.WEBHOOKS_MANAGE}),
     "Mutation.updateWebhookEndpoint": frozenset({Scope.WEBHOOKS_MANAGE}),
     "Mutation.deleteWebhookEndpoint": frozenset({Scope.WEBHOOKS_MANAGE}),
-    # Personal data, wherever a customer shows up (a mutation's payload included): its contact
-    # data, its verification history and where its verification stands (a customers:self
-    # token reaches only its own).
-    "Customer.data": READ_OR_SELF,
-    "Customer.kycVerifications": READ_OR_SELF,
-    "Customer.kycStatus": READ_OR_SELF,
-    "CustomerData.email": READ_OR_SELF,
-    "CustomerData.phone": READ_OR_SELF,
-    "CustomerData.firstName": READ_OR_SELF,
-    "CustomerData.lastName": READ_OR_SELF,
-    "CustomerData.street": READ_OR_SELF,
-    "CustomerData.street2": READ_OR_SELF,
-    "CustomerData.state": READ_OR_SELF,
-    "CustomerData.city": READ_OR_SELF,
-    "CustomerData.zip": READ_OR_SELF,
-    "CustomerData.country": READ_OR_SELF,
+    # Personal data, wherever a customer shows up (a mutation's payload included).
+    **dict.fromkeys(PERSONAL_FIELDS, READ_OR_SELF),
 }
 
 # Fields that show no personal data: what a mutation says about its own outcome (the ids of
@@ -164,6 +176,37 @@ OPEN_FIELDS = frozenset(
 )
 
 NO_SCOPE: frozenset[Scope] = frozenset()  # what an unlisted field needs: a scope no key has
+
+
+def own_customer(principal: Principal | None, needed: Scope) -> str | None:
+    """The one externalCustomerId a principal may touch where it lacks `needed` and acts
+    through customers:self; None when it may touch any customer.
+
+    Any other customer is then NOT_FOUND (or null), as if it did not exist, so such a token
+    cannot probe which ids exist. A principal with neither scope touches none ("")."""
+    if principal is not None and needed in principal.scopes:
+        return None
+    return (principal.customer if principal is not None else None) or ""
+
+
+def shows_personal_data(principal: Principal | None, external_customer_id: str | None) -> bool:
+    """Whether the personal fields of this customer may be shown to the principal: any
+    customer's with customers:read, else its own customer's alone (customers:self). None
+    stands for a customer not known yet: shown only to a principal that may read any."""
+    return own_customer(principal, Scope.CUSTOMERS_READ) in (None, external_customer_id)
+
+
+def guard_personal_data(
+    principal: Principal | None, external_customer_id: str, coordinate: str
+) -> None:
+    """Raise FORBIDDEN where `shows_personal_data` says no: the one check that every
+    resolver of a personal field makes."""
+    if not shows_personal_data(principal, external_customer_id):
+        raise GraphQLError(
+            f"Your token may not read {coordinate} of this customer: customers:self reaches "
+            "its own customer's personal data only, and another's needs customers:read.",
+            extensions={"code": FORBIDDEN},
+        )
 
 
 def scopes_of(type_name: str, field_name: str) -> frozenset[Scope] | None:

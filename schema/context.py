@@ -14,6 +14,7 @@ from db.feed import FeedSignal
 from db.keys import Principal, Scope
 from db.rules import Environment
 from db.webhooks import Settings as WebhookSettings
+from schema.access import own_customer
 from schema.loaders import Loaders
 
 
@@ -41,6 +42,32 @@ class AppState:
     cursor_secret: bytes  # signs the cursors of lists (and of webhook bodies)
     feed: FeedSignal  # wakes subscriptions and the webhook worker when events commit
     webhooks: WebhookSettings  # secrets' key and target rules
+
+
+@dataclass(frozen=True)
+class Writer:
+    """What a write needs of its request, whichever executor runs it: the database, who acts
+    (whose events name it, and which customer a customers:self token may change), the rules'
+    environment, and one reading of the clock."""
+
+    db: Database
+    principal: Principal | None
+    environment: Environment
+    now: datetime
+    ttl: timedelta
+
+    @property
+    def actor(self) -> str:
+        """Who the events of this write name (`key:<name>`, `token:<iss>#<sub>`).
+
+        Only a request with a principal gets past the scope checks to change anything."""
+        if self.principal is None:
+            raise RuntimeError("a change was asked for without a principal")
+        return self.principal.actor
+
+    def own_customer(self, needed: Scope) -> str | None:
+        """`access.own_customer` for this write's principal."""
+        return own_customer(self.principal, needed)
 
 
 @dataclass
@@ -87,15 +114,8 @@ class Context:
         return self.app.webhooks
 
     def own_customer(self, needed: Scope) -> str | None:
-        """The one externalCustomerId this request may touch where it lacks `needed` and acts
-        through customers:self; None when it may touch any customer.
-
-        Any other customer is then NOT_FOUND (or null), as if it did not exist, so such a token
-        cannot probe which ids exist. A request with neither scope touches none ("")."""
-        principal = self.principal
-        if principal is not None and needed in principal.scopes:
-            return None
-        return (principal.customer if principal is not None else None) or ""
+        """`access.own_customer` for this request's principal."""
+        return own_customer(self.principal, needed)
 
     @property
     def actor(self) -> str:
@@ -105,6 +125,10 @@ class Context:
         if self.principal is None:
             raise RuntimeError("a change was asked for without a principal")
         return self.principal.actor
+
+    def writer(self) -> Writer:
+        """What this request's write needs, the clock read once."""
+        return Writer(self.db, self.principal, self.environment, self.clock(), self.kyc_ttl)
 
 
 Info = StrawberryInfo[Context, None]

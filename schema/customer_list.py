@@ -146,10 +146,25 @@ def page_info(page: Page[Any], empty_end: str | None = None) -> PageInfo:
     )
 
 
-def page_size(name: str, value: int | None) -> int | None:
-    if value is not None and not 0 <= value <= MAX_PAGE:
-        raise bad_input(f"{name} must be between 0 and {MAX_PAGE}; page through larger lists.")
-    return value
+def page_sizes(first: int | None, last: int | None) -> tuple[int | None, int | None]:
+    """`first` and `last` as `Query.customers` takes them, whichever executor reads them:
+    one of the two, each from 0 to MAX_PAGE, and `first` DEFAULT_PAGE when neither is given;
+    BAD_USER_INPUT for anything else."""
+    for name, value in (("first", first), ("last", last)):
+        if value is not None and not 0 <= value <= MAX_PAGE:
+            raise bad_input(f"{name} must be between 0 and {MAX_PAGE}; page through larger lists.")
+    if first is not None and last is not None:
+        raise bad_input("Give either first or last, not both.")
+    if first is None and last is None:
+        first = DEFAULT_PAGE
+    return first, last
+
+
+def first_page_size(first: int | None) -> int:
+    """The size of a page that only walks forward (the event feed, a webhook's deliveries)."""
+    size, _ = page_sizes(first, None)
+    assert size is not None
+    return size
 
 
 @strawberry.type
@@ -182,11 +197,7 @@ class CustomerListQuery:
             CustomerOrder | None, strawberry.argument(description="Sort order.")
         ] = None,
     ) -> CustomerConnection:
-        first, last = page_size("first", first), page_size("last", last)
-        if first is not None and last is not None:
-            raise bad_input("Give either first or last, not both.")
-        if first is None and last is None:
-            first = DEFAULT_PAGE
+        first, last = page_sizes(first, last)
         where = (filter or CustomerFilter()).to_db()
         order = order_by or CustomerOrder()
         ordering = customers.ordering(

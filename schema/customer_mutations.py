@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, TypeVar
 
 import strawberry
 
 from db import customers, rules
 from db.keys import Scope
-from schema.context import Info
+from schema.context import Info, Writer
 from schema.types import Customer, UserError, UserWarning, user_errors, user_warnings
 
 _PHONE = "Mobile phone number; with a leading + any country, without it a US number."
@@ -124,6 +125,43 @@ def customer_payload(kind: type[Payload], outcome: customers.CustomerOutcome) ->
     )
 
 
+# The write bodies: each mutation's one, which both executors run (the resolvers below, and
+# schema/compiled/), given its input by the db layer's names.
+
+
+async def create(
+    writer: Writer, external_customer_id: str, data: Mapping[str, str | None]
+) -> customers.CustomerOutcome:
+    """createCustomer: `data` holds every data field, None for those not given."""
+    async with writer.db.write() as session:
+        return await customers.create_customer(
+            session, external_customer_id, data, writer.environment,
+            now=writer.now, who=writer.actor,
+        )  # fmt: skip
+
+
+async def update(
+    writer: Writer, external_customer_id: str, patch: Mapping[str, str | None]
+) -> customers.CustomerOutcome:
+    """updateCustomer: `patch` holds the fields given, None to clear one."""
+    if writer.own_customer(Scope.CUSTOMERS_WRITE) not in (None, external_customer_id):
+        # A customers:self token changing another customer: as if there were none.
+        return customers.CustomerOutcome(problems=[customers.not_found(external_customer_id)])
+    async with writer.db.write() as session:
+        return await customers.update_customer(
+            session, external_customer_id, patch, writer.environment,
+            now=writer.now, who=writer.actor,
+        )  # fmt: skip
+
+
+async def delete(writer: Writer, external_customer_id: str) -> list[rules.Problem]:
+    """deleteCustomer: its problems, none when it deleted the customer."""
+    async with writer.db.write() as session:
+        return await customers.delete_customer(
+            session, external_customer_id, now=writer.now, who=writer.actor
+        )
+
+
 @strawberry.type
 class CustomerMutation:
     @strawberry.mutation(
@@ -134,16 +172,8 @@ class CustomerMutation:
         info: Info,
         input: Annotated[CreateCustomerInput, strawberry.argument(description="The customer.")],
     ) -> CreateCustomerPayload:
-        context = info.context
-        async with context.db.write() as session:
-            outcome = await customers.create_customer(
-                session,
-                input.external_customer_id,
-                input.data.values(),
-                context.environment,
-                now=context.clock(),
-                who=context.actor,
-            )
+        writer = info.context.writer()
+        outcome = await create(writer, input.external_customer_id, input.data.values())
         return customer_payload(CreateCustomerPayload, outcome)
 
     @strawberry.mutation(
@@ -157,22 +187,8 @@ class CustomerMutation:
         info: Info,
         input: Annotated[UpdateCustomerInput, strawberry.argument(description="The changes.")],
     ) -> UpdateCustomerPayload:
-        context = info.context
-        if context.own_customer(Scope.CUSTOMERS_WRITE) not in (None, input.external_customer_id):
-            # A customers:self token changing another customer: as if there were none.
-            outcome = customers.CustomerOutcome(
-                problems=[customers.not_found(input.external_customer_id)]
-            )
-        else:
-            async with context.db.write() as session:
-                outcome = await customers.update_customer(
-                    session,
-                    input.external_customer_id,
-                    input.data.changes(),
-                    context.environment,
-                    now=context.clock(),
-                    who=context.actor,
-                )
+        writer = info.context.writer()
+        outcome = await update(writer, input.external_customer_id, input.data.changes())
         return customer_payload(UpdateCustomerPayload, outcome)
 
     @strawberry.mutation(description="Delete a customer and its verification history.")
@@ -181,11 +197,7 @@ class CustomerMutation:
         info: Info,
         input: Annotated[DeleteCustomerInput, strawberry.argument(description="The customer.")],
     ) -> DeleteCustomerPayload:
-        context = info.context
-        async with context.db.write() as session:
-            problems = await customers.delete_customer(
-                session, input.external_customer_id, now=context.clock(), who=context.actor
-            )
+        problems = await delete(info.context.writer(), input.external_customer_id)
         return DeleteCustomerPayload(
             deleted_external_customer_id=None if problems else input.external_customer_id,
             user_errors=user_errors(problems),

@@ -23,7 +23,7 @@ from db.feed import FeedSignal, TooManyForHolder, TooManySubscriptions
 from db.pages import PageError
 from schema import ids
 from schema.context import Info
-from schema.customer_list import DEFAULT_PAGE, PageInfo, page_info, page_size
+from schema.customer_list import DEFAULT_PAGE, PageInfo, first_page_size, page_info
 from schema.errors import bad_input
 from schema.loaders import Loaders
 from schema.scalars import serialize
@@ -241,14 +241,14 @@ class EventQuery:
             CustomerEventFilter | None, strawberry.argument(description=_FILTER)
         ] = None,
     ) -> CustomerEventConnection:
-        size = page_size("first", first)
+        size = first_page_size(first)
         where = (filter or CustomerEventFilter()).to_db()
         try:
             async with info.context.db.read() as session:
                 page = await events.list_events(
                     session,
                     where,
-                    first=DEFAULT_PAGE if size is None else size,
+                    first=size,
                     after=after,
                     secret=info.context.cursor_secret,
                 )

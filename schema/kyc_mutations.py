@@ -11,7 +11,7 @@ from db import customers, kyc, models
 from db.keys import Scope
 from db.rules import Code, Problem
 from schema import ids
-from schema.context import Info
+from schema.context import Info, Writer
 from schema.translate import mirror
 from schema.types import (
     Customer,
@@ -83,22 +83,39 @@ def verification_payload(outcome: kyc.VerificationOutcome) -> KycVerificationPay
     )
 
 
-async def run_transition(
-    info: Info, verification_id: str, target: models.KycStatus, actor: kyc.Actor
-) -> KycVerificationPayload:
-    """Move the verification with this global id to `target`, if the table lets `actor`."""
+# The write bodies: each mutation's one, which both executors run (the resolvers below, and
+# schema/compiled/).
+
+
+async def start(
+    writer: Writer, external_customer_id: str, kind: models.KycType
+) -> kyc.VerificationOutcome:
+    """startKycVerification."""
+    if writer.own_customer(Scope.CUSTOMERS_WRITE) not in (None, external_customer_id):
+        # A customers:self token verifying another customer: as if there were none.
+        return kyc.VerificationOutcome(problems=[customers.not_found(external_customer_id)])
+    async with writer.db.write() as session:
+        return await kyc.start_verification(
+            session, external_customer_id, kind, writer.now, writer.ttl, who=writer.actor
+        )
+
+
+async def transition(
+    writer: Writer, verification_id: str, target: models.KycStatus, actor: kyc.Actor
+) -> kyc.VerificationOutcome:
+    """Move the verification with this global id to `target`, if the table lets `actor`
+    (recordKycResult, reviewKycVerification). A GraphQLError (BAD_USER_INPUT) for an id past
+    the largest key, before anything is read."""
     key = ids.decode_as("KycVerification", verification_id)
     if key is None:
         not_found = Problem(
             "verification_id", Code.NOT_FOUND, "There is no verification with this id."
         )
-        return verification_payload(kyc.VerificationOutcome(problems=[not_found]))
-    context = info.context
-    async with context.db.write() as session:
-        outcome = await kyc.move_verification(
-            session, key, target, actor, context.clock(), context.kyc_ttl, who=context.actor
+        return kyc.VerificationOutcome(problems=[not_found])
+    async with writer.db.write() as session:
+        return await kyc.move_verification(
+            session, key, target, actor, writer.now, writer.ttl, who=writer.actor
         )
-    return verification_payload(outcome)
 
 
 @strawberry.type
@@ -115,20 +132,8 @@ class KycMutation:
         info: Info,
         input: Annotated[StartKycVerificationInput, strawberry.argument(description="Who.")],
     ) -> KycVerificationPayload:
-        context = info.context
-        if context.own_customer(Scope.CUSTOMERS_WRITE) not in (None, input.external_customer_id):
-            # A customers:self token verifying another customer: as if there were none.
-            not_found = customers.not_found(input.external_customer_id)
-            return verification_payload(kyc.VerificationOutcome(problems=[not_found]))
-        async with context.db.write() as session:
-            outcome = await kyc.start_verification(
-                session,
-                input.external_customer_id,
-                mirror(input.type, models.KycType),
-                context.clock(),
-                context.kyc_ttl,
-                who=context.actor,
-            )
+        kind = mirror(input.type, models.KycType)
+        outcome = await start(info.context.writer(), input.external_customer_id, kind)
         return verification_payload(outcome)
 
     @strawberry.mutation(
@@ -143,7 +148,9 @@ class KycMutation:
         input: Annotated[RecordKycResultInput, strawberry.argument(description="The result.")],
     ) -> KycVerificationPayload:
         target = mirror(input.status, models.KycStatus)
-        return await run_transition(info, input.verification_id, target, kyc.Actor.PROVIDER)
+        writer = info.context.writer()
+        outcome = await transition(writer, input.verification_id, target, kyc.Actor.PROVIDER)
+        return verification_payload(outcome)
 
     @strawberry.mutation(
         description=(
@@ -159,4 +166,6 @@ class KycMutation:
         ],
     ) -> KycVerificationPayload:
         target = DECISIONS[input.decision]
-        return await run_transition(info, input.verification_id, target, kyc.Actor.REVIEWER)
+        writer = info.context.writer()
+        outcome = await transition(writer, input.verification_id, target, kyc.Actor.REVIEWER)
+        return verification_payload(outcome)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ import strawberry
 
 from db import kyc, models, rules
 from schema import ids
+from schema.access import guard_personal_data
 from schema.context import Info
 from schema.translate import input_path, mirror, mirrors
 
@@ -123,12 +124,17 @@ def user_warnings(problems: Iterable[rules.Problem]) -> list[UserWarning]:
     return [UserWarning(**_reported(p)) for p in problems]
 
 
+# A db problem as a UserError (or UserWarning) shows it, field by field: the one conversion,
+# which both executors use (the compiled path's generated code calls these too).
+PROBLEM_FIELDS: dict[str, Callable[[rules.Problem], Any]] = {
+    "field": lambda problem: input_path(problem.field),
+    "message": lambda problem: problem.message,
+    "code": lambda problem: mirror(problem.code, UserErrorCode),
+}
+
+
 def _reported(problem: rules.Problem) -> dict[str, Any]:
-    return {
-        "field": input_path(problem.field),
-        "message": problem.message,
-        "code": mirror(problem.code, UserErrorCode),
-    }
+    return {name: value_of(problem) for name, value_of in PROBLEM_FIELDS.items()}
 
 
 @strawberry.interface(description="An object with a globally unique, opaque id.")
@@ -207,21 +213,34 @@ class Customer(Node):
     external_customer_id: str = strawberry.field(
         description="Your system's id for the customer: case-sensitive, unique, never changes."
     )
-    data: CustomerData = strawberry.field(description="Contact data.")
+
+    def _data(self, info: Info) -> CustomerData:
+        self._personal(info, "data")
+        # CustomerData's attributes are named as the table's columns (rules.DATA_FIELDS).
+        return CustomerData(**{name: getattr(self.row, name) for name in rules.DATA_FIELDS})
+
+    data: CustomerData = strawberry.field(resolver=_data, description="Contact data.")
     created_at: datetime = strawberry.field(description="When the customer was created.")
     updated_at: datetime = strawberry.field(
         description="When a value of the customer last changed."
     )
     row: strawberry.Private[models.Customer]
 
+    def _personal(self, info: Info, field: str) -> None:
+        """The personal fields' one check of whose record this is (schema/access.py)."""
+        principal = info.context.principal
+        guard_personal_data(principal, self.row.external_customer_id, f"Customer.{field}")
+
     @strawberry.field(description="Every identity verification of the customer, oldest first.")
     async def kyc_verifications(self, info: Info) -> list[KycVerification]:
+        self._personal(info, "kycVerifications")
         assert self.row.id is not None
         rows = await info.context.loaders.verifications_of.load(self.row.id)
         return [KycVerification.from_row(row) for row in rows]
 
     @strawberry.field(description="Status of the newest verification; null when there is none.")
     def kyc_status(self, info: Info) -> KycVerificationStatus | None:
+        self._personal(info, "kycStatus")
         if self.row.kyc_status is None:
             return None
         context = info.context
@@ -252,8 +271,6 @@ class Customer(Node):
         return cls(
             id=ids.encode("Customer", row.id),
             external_customer_id=row.external_customer_id,
-            # CustomerData's attributes are named as the table's columns (rules.DATA_FIELDS).
-            data=CustomerData(**{name: getattr(row, name) for name in rules.DATA_FIELDS}),
             created_at=row.created_at,
             updated_at=row.updated_at,
             row=row,

@@ -13,7 +13,7 @@ from db.pages import PageError
 from db.rules import Code, Problem
 from schema import ids
 from schema.context import Info
-from schema.customer_list import DEFAULT_PAGE, PageInfo, page_info, page_size
+from schema.customer_list import DEFAULT_PAGE, PageInfo, first_page_size, page_info
 from schema.errors import bad_input
 from schema.events import CustomerEvent, CustomerEventType
 from schema.translate import mirror, mirrors
@@ -109,7 +109,7 @@ class WebhookEndpoint(Node):
             WebhookDeliveryStatus | None, strawberry.argument(description="Only these.")
         ] = None,
     ) -> WebhookDeliveryConnection:
-        size = page_size("first", first)
+        size = first_page_size(first)
         wanted = None if status is None else mirror(status, models.DeliveryStatus)
         try:
             async with info.context.db.read() as session:
@@ -117,7 +117,7 @@ class WebhookEndpoint(Node):
                     session,
                     self.row_id,
                     wanted,
-                    first=DEFAULT_PAGE if size is None else size,
+                    first=size,
                     after=after,
                     secret=info.context.cursor_secret,
                 )

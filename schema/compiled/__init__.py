@@ -6,11 +6,14 @@ a completion step for every field of every customer, and an ORM row for each. Fo
 documents clients send most (a customer by id, any object by its global id, a page of
 customers), `CompiledPath.answer` does instead what that execution would amount to: one
 statement on the driver (db/customer_rows.py) and one generated function that builds the
-response in selection order (plan.py). A customers:self token gets its own record and null
-for any other, as from the resolvers. The customer and KYC writes run the very write their
-resolvers run (db.customers, db.kyc, in a write session) and build the payload from its
-outcome; writes that a customers:self token could make are taken only from keys that may
-change any customer.
+response in selection order (plan.py). Whose record a principal may touch, and whose
+personal data it may see, are schema/access.py's `own_customer` and `shows_personal_data`,
+as for the resolvers: a customers:self token gets its own record and null for any other,
+and a request whose personal fields might show another customer's to it (a write's payload,
+say) is left to the resolvers, decided before anything is written. The customer and KYC
+writes run their mutation's one write body (schema/customer_mutations.py,
+schema/kyc_mutations.py: the resolvers run the same) and build the payload from its
+outcome.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
@@ -35,14 +38,14 @@ from typing import Any, NamedTuple
 
 from graphql import GraphQLError, GraphQLSchema
 
-from db import customers, kyc
+from db import kyc
 from db.customer_rows import CustomerReads, CustomerRow, after_key, cursor_of
 from db.keys import Principal, Scope
 from db.models import KycStatus, KycType
 from db.pages import PageError
 from db.rules import DATA_FIELDS
-from schema import ids
-from schema.access import FIELD_SCOPES
+from schema import customer_mutations, ids, kyc_mutations
+from schema.access import own_customer, shows_personal_data
 from schema.analysis import Analyser, Analysis
 from schema.compiled.plan import (
     DATA_COLUMNS,
@@ -55,19 +58,12 @@ from schema.compiled.plan import (
     input_argument,
 )
 from schema.compiled.selection import Unsupported
-from schema.context import AppState
-from schema.customer_list import DEFAULT_PAGE, MAX_PAGE
+from schema.context import AppState, Writer
+from schema.customer_list import first_page_size
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
 
 _KYC_WRITES = {"startKycVerification", "recordKycResult", "reviewKycVerification"}
-# Writes that a customers:self token may make on its own customer alone (their resolvers
-# see to it): the compiled path takes them only from keys that may change any customer.
-_SELF_WRITES = {
-    field.removeprefix("Mutation.")
-    for field, scopes in FIELD_SCOPES.items()
-    if field.startswith("Mutation.") and Scope.CUSTOMERS_SELF in scopes
-}
 _DECISIONS = {decision.name: status for decision, status in DECISIONS.items()}
 
 
@@ -132,10 +128,6 @@ class CompiledPath:
         try:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)
-            if Scope.CUSTOMERS_WRITE not in principal.scopes and any(
-                root.kind in _SELF_WRITES for root, _, _ in built.roots
-            ):
-                return None  # a customers:self token's write: its resolver's own rules
             run = _Run(self, values, principal)
             data = {
                 root.key: await run.root(root, build, needs) for root, build, needs in built.roots
@@ -150,7 +142,7 @@ class CompiledPath:
 
 class _Run:
     """One request's run of a plan: its variables, its one reading of the clock, and which
-    customer it may touch (`own`, as `Context.own_customer` says: None for any)."""
+    customer it may read (`own`, as `access.own_customer` says: None for any)."""
 
     def __init__(
         self,
@@ -163,10 +155,8 @@ class _Run:
         self.values = values
         self.now, self.ttl = path.state.clock(), path.state.kyc_ttl
         self.cursor_secret = path.state.cursor_secret
-        self.actor = principal.actor
-        self.own = None
-        if Scope.CUSTOMERS_READ not in principal.scopes:
-            self.own = principal.customer or ""
+        self.principal = principal
+        self.own = own_customer(principal, Scope.CUSTOMERS_READ)
 
     async def root(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         if root.kind == "__typename":
@@ -177,69 +167,49 @@ class _Run:
             return await self.node(root, build, needs)
         if root.kind == "customers":
             return await self.page(root, build, needs)
-        return await self.write(root, build)
+        return await self.write(root, build, needs)
 
-    async def write(self, root: Root, build: Callable[..., Any]) -> Any:
-        """A customer or KYC write: the one its resolver runs, and its payload."""
+    async def write(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
+        """A customer or KYC write: the body its resolver runs, and its payload."""
         given = input_argument(self.path.schema, root.kind, root.arguments["input"], self.values)
+        # A KYC result or review names a verification, whose customer is not known before the
+        # write: its payload's personal fields are shown by the resolvers, or refused by them.
+        subject = given.get("externalCustomerId")
+        if needs.personal and not shows_personal_data(self.principal, subject):
+            raise Unsupported("personal data this principal may not see, maybe")
+        path, now, ttl = self.path, self.now, self.ttl
+        writer = Writer(self.reads.db, self.principal, path.state.environment, now, ttl)
         if root.kind in _KYC_WRITES:
-            return await self.kyc_write(root.kind, given, build)
-        external_id, environment = given["externalCustomerId"], self.path.state.environment
+            if root.kind == "startKycVerification":
+                kind = KycType[given["type"]]
+                verified = await kyc_mutations.start(writer, given["externalCustomerId"], kind)
+            else:
+                if root.kind == "recordKycResult":
+                    target, actor = KycStatus[given["status"]], kyc.Actor.PROVIDER
+                else:
+                    target, actor = _DECISIONS[given["decision"]], kyc.Actor.REVIEWER
+                try:
+                    verified = await kyc_mutations.transition(
+                        writer, given["verificationId"], target, actor
+                    )
+                except GraphQLError:  # before anything is read
+                    raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
+            customer = None if verified.customer is None else CustomerRow(verified.customer)
+            return build(customer, verified.verification, verified.problems, [], now, ttl)
+        external_id = given["externalCustomerId"]
         if root.kind == "deleteCustomer":
-            async with self.reads.db.write() as session:
-                problems = await customers.delete_customer(
-                    session, external_id, now=self.now, who=self.actor
-                )
-            deleted = None if problems else external_id
-            return build(deleted, None, problems, [], self.now, self.ttl)
+            problems = await customer_mutations.delete(writer, external_id)
+            return build(None if problems else external_id, None, problems, [], now, ttl)
         data = given["data"]
         # Absent fields are left out: a patch keeps them, a new customer's default is null.
         fields = {name: data[camel] for camel, name in DATA_COLUMNS.items() if camel in data}
-        async with self.reads.db.write() as session:
-            if root.kind == "createCustomer":
-                values = {name: fields.get(name) for name in DATA_FIELDS}
-                outcome = await customers.create_customer(
-                    session, external_id, values, environment, now=self.now, who=self.actor
-                )
-            else:
-                outcome = await customers.update_customer(
-                    session, external_id, fields, environment, now=self.now, who=self.actor
-                )
-        written = None if outcome.customer is None else CustomerRow(outcome.customer)
-        return build(written, None, outcome.problems, outcome.warnings, self.now, self.ttl)
-
-    async def kyc_write(
-        self, kind: str, given: Mapping[str, Any], build: Callable[..., Any]
-    ) -> Any:
-        """startKycVerification, recordKycResult or reviewKycVerification."""
-        db, now, ttl = self.reads.db, self.now, self.ttl
-        if kind == "startKycVerification":
-            async with db.write() as session:
-                outcome = await kyc.start_verification(
-                    session,
-                    given["externalCustomerId"],
-                    KycType[given["type"]],
-                    now,
-                    ttl,
-                    who=self.actor,
-                )
+        if root.kind == "createCustomer":
+            values = {name: fields.get(name) for name in DATA_FIELDS}
+            outcome = await customer_mutations.create(writer, external_id, values)
         else:
-            try:
-                key = ids.decode_as("KycVerification", given["verificationId"])
-            except GraphQLError:
-                raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
-            if key is None:
-                raise Unsupported("not a verification's id")  # NOT_FOUND, written by the resolver
-            if kind == "recordKycResult":
-                target, actor = KycStatus[given["status"]], kyc.Actor.PROVIDER
-            else:
-                target, actor = _DECISIONS[given["decision"]], kyc.Actor.REVIEWER
-            async with db.write() as session:
-                outcome = await kyc.move_verification(
-                    session, key, target, actor, now, ttl, who=self.actor
-                )
-        customer = None if outcome.customer is None else CustomerRow(outcome.customer)
-        return build(customer, outcome.verification, outcome.problems, [], now, ttl)
+            outcome = await customer_mutations.update(writer, external_id, fields)
+        written = None if outcome.customer is None else CustomerRow(outcome.customer)
+        return build(written, None, outcome.problems, outcome.warnings, now, ttl)
 
     async def customer(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         """`Query.customer`: null for another customer than a customers:self token's own."""
@@ -299,10 +269,14 @@ class _Run:
 
 
 def _first(node: Any, values: Mapping[str, Any]) -> int:
-    """The page size, as `Query.customers` reads `first`; Unsupported where it refuses it."""
+    """The page size, as `Query.customers` reads `first` (`page_sizes`); Unsupported where it
+    refuses it."""
     first = None if node is None else argument(node, values, int)
-    if first is None or first is MISSING:
-        return DEFAULT_PAGE
-    if not isinstance(first, int) or not 0 <= first <= MAX_PAGE:
-        raise Unsupported("a page size the field refuses")
-    return first
+    if first is MISSING:
+        first = None
+    if not isinstance(first, int | None):
+        raise Unsupported("a page size that is not an Int")
+    try:
+        return first_page_size(first)
+    except GraphQLError:
+        raise Unsupported("a page size the field refuses") from None

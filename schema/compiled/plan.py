@@ -19,6 +19,7 @@ plan and graphql-core answers (and reports) the request.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +46,11 @@ from strawberry.utils.str_converters import to_camel_case
 from db import kyc
 from db.rules import DATA_FIELDS
 from schema import ids
+from schema.access import PERSONAL_FIELDS
 from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
 from schema.scalars import serialize as datetime_text
-from schema.translate import input_path
+from schema.types import PROBLEM_FIELDS
 
 DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
 BUILDS = 16  # sets of condition values whose builders a plan keeps
@@ -252,7 +254,8 @@ _HELPERS: dict[str, Any] = {
     "_at": datetime_text,
     "_status": kyc.effective_status,
     "_updated": kyc.effective_updated_at,
-    "_path": input_path,
+    "_problem": PROBLEM_FIELDS,
+    "_json": lambda value: value.value if isinstance(value, enum.Enum) else value,
 }
 
 
@@ -314,6 +317,7 @@ class Needs:
     verifications: bool  # each customer's verifications
     cursors: bool  # the page's cursors
     total: bool  # the count of every match
+    personal: bool  # a customer's personal fields (access.PERSONAL_FIELDS)
 
 
 class _Code(Needs):
@@ -324,6 +328,7 @@ class _Code(Needs):
         self.verifications = False
         self.cursors = False
         self.total = False
+        self.personal = False
 
     def _object(
         self, type_name: str, fields: Fields, value_of: Callable[[str, list[FieldNode]], str | None]
@@ -333,6 +338,7 @@ class _Code(Needs):
         for key, nodes in fields.items():
             name = nodes[0].name.value
             value = repr(type_name) if name == "__typename" else value_of(name, nodes)
+            self.personal = self.personal or f"{type_name}.{name}" in PERSONAL_FIELDS
             if value is None:
                 raise Unsupported(f"{type_name}.{name}")
             entries.append(f"{key!r}: {value}")
@@ -420,8 +426,9 @@ class _Code(Needs):
         return self._object(type_name, fields, value_of)
 
 
-# A db.rules.Problem `p`, as schema.types.UserError (and UserWarning) shows it.
-_PROBLEM = {"field": "_path(p.field)", "message": "p.message", "code": "p.code.name"}
+# A db.rules.Problem `p`, as schema.types.UserError (and UserWarning) shows it: by its one
+# conversion (an enum's JSON value is its value).
+_PROBLEM = {name: f"_json(_problem[{name!r}](p))" for name in PROBLEM_FIELDS}
 _VERIFICATION = {
     "id": "_id('KycVerification', v.id)",
     "type": "v.type.name",
