@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,8 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from db.engine import Timeouts
+from db import events
+from db.engine import Database, Timeouts
 from db.faults import Fault
+from db.feed import FeedSignal
 from tests.conftest import operation
 from tests.databases import TEST_API_KEY, Databases
 from tests.pg_locks import dsn_of
@@ -270,3 +273,74 @@ def test_the_first_write_after_the_database_comes_back_succeeds(
         proxy.restore()
         response = create(client, 1000)
         assert created(response), response.text
+
+
+# -- the event listener after a half-open connection, or an outage ------------------------------
+
+FALLBACK = 3.0  # the listener's check of its connection, every so many seconds
+# Its check times out (the connect timeout), it reconnects (as long again), and reads the head.
+RECOVERED_WITHIN = FALLBACK + 3 * Timeouts.connect + 1.0
+
+
+async def advance_the_feed(postgres_url: str) -> int:
+    """What a write does to the feed's counter, and its NOTIFY, on a connection of its own."""
+    connection = await asyncpg.connect(dsn_of(postgres_url))
+    try:
+        async with connection.transaction():
+            last = await connection.fetchval(
+                "UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last"
+            )
+            await connection.execute("SELECT pg_notify($1, $2)", events.CHANNEL, str(last))
+        return int(last)
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def listening(url: str) -> AsyncIterator[FeedSignal]:
+    db = Database(url, timeouts=Timeouts())
+    feed = FeedSignal(db, fallback_seconds=FALLBACK)
+    try:
+        yield feed
+    finally:
+        await feed.close()
+        await db.dispose()
+
+
+async def test_a_half_open_listener_connection_recovers(
+    postgres_url: str, proxied_postgres: tuple[str, Proxy]
+) -> None:
+    proxied_url, proxy = proxied_postgres
+    async with listening(proxied_url) as feed:
+        first = await advance_the_feed(postgres_url)
+        assert await feed.wait_beyond(first - 1, BOUND) == first  # listening
+        proxy.freeze()  # its connection falls silent and stays open, as behind a dead route
+        second = await advance_the_feed(postgres_url)
+        assert await feed.wait_beyond(first, RECOVERED_WITHIN) == second
+        # Listening again: the next event is told at once, not at the next check.
+        third = await advance_the_feed(postgres_url)
+        assert await feed.wait_beyond(second, FALLBACK / 3) == third
+
+
+async def test_the_listener_backs_off_and_warns_once_per_outage(
+    postgres_url: str, proxied_postgres: tuple[str, Proxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    proxied_url, proxy = proxied_postgres
+    async with listening(proxied_url) as feed:
+        first = await advance_the_feed(postgres_url)
+        assert await feed.wait_beyond(first - 1, BOUND) == first
+        with caplog.at_level(logging.WARNING, logger="customer_api.feed"):
+            refused = proxy.accepted
+            proxy.cut()
+            async with asyncio.timeout(BOUND):
+                while True:  # until four attempts to reconnect were refused
+                    if proxy.accepted >= refused + 4:
+                        break
+                    await asyncio.sleep(0.01)  # polls a condition, bounded by the timeout
+            proxy.restore()
+            second = await advance_the_feed(postgres_url)
+            assert await feed.wait_beyond(first, RECOVERED_WITHIN) == second
+    messages = [r.getMessage() for r in caplog.records if r.name == "customer_api.feed"]
+    assert len(messages) == 2, messages
+    assert "lost its connection" in messages[0]
+    assert "connected again" in messages[1]
