@@ -64,6 +64,7 @@ from web.cors import Cors, parse_origins
 from web.edge import App
 from web.health import healthz, readyz_route
 from web.logs import configure_logging
+from web.stopping import accept_queued
 from web.timeouts import EdgeProtocol, edge_protocol
 from web.tokens import TokenSettings, TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
@@ -788,6 +789,10 @@ class GracefulServer(uvicorn.Server):
                 yield
             finally:
                 self._captured_signals.clear()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await accept_queued(self)  # their requests arrived before the signal: answered
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
