@@ -17,9 +17,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import func, make_url, select
 
 from db import events
+from db.driver import DriverStatement
 from db.engine import Database, Timeouts
 from db.faults import Fault
 from db.feed import FeedSignal
@@ -344,3 +345,31 @@ async def test_the_listener_backs_off_and_warns_once_per_outage(
     assert len(messages) == 2, messages
     assert "lost its connection" in messages[0]
     assert "connected again" in messages[1]
+
+
+# -- what every connection carries --------------------------------------------------------------
+
+SESSION_SETTINGS = (
+    "idle_in_transaction_session_timeout",
+    "lock_timeout",
+    "tcp_keepalives_idle",
+    "tcp_keepalives_interval",
+    "tcp_keepalives_count",
+    "tcp_user_timeout",
+)
+EXPECTED = ["2s", "2s", "5", "2", "3", "10000"]  # as current_setting() prints them
+
+
+async def test_the_pool_and_the_compiled_readers_end_a_dead_clients_session(
+    postgres_url: str,
+) -> None:
+    db = Database(postgres_url, timeouts=Timeouts())
+    settings = select(*(func.current_setting(name).label(name) for name in SESSION_SETTINGS))
+    try:
+        async with db.write() as session:
+            assert list((await session.execute(settings)).one()) == EXPECTED
+        statement = DriverStatement.compile(settings, db.engine.dialect)
+        [read] = await db.fetch(statement, {})
+        assert list(read) == EXPECTED
+    finally:
+        await db.dispose()
