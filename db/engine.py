@@ -30,6 +30,7 @@ from sqlalchemy.util import await_, greenlet_spawn
 
 from db.driver import OBSERVERS, ConnectionBudget, DriverStatement
 from db.faults import DatabaseUnreachable, Fault, fault_of
+from db.keepalive import KEEPALIVE_SETTINGS, keep_alive
 from db.postgres_readers import PostgresReaders
 from db.sqlite_readers import SQLiteReaders, pragmas
 
@@ -44,11 +45,27 @@ class Timeouts:
     Without them a black-holed PostgreSQL keeps a request waiting for the operating system's
     TCP timeouts (minutes). `statement` is enforced on both sides: the server cancels the
     statement, and the driver stops waiting for an answer that may never come.
+
+    The server also ends, by itself, what a client that went silent leaves behind. A write
+    holds row locks until it commits, and every write takes the event counter's one row
+    (db/events.py): a server cut off from PostgreSQL inside its commit window would otherwise
+    stop the writes of every server until PostgreSQL noticed the dead client (hours, with the
+    operating system's keepalive defaults). So a transaction idle for `idle_in_transaction`
+    seconds is ended (its connection closed, its locks released), and a write waits at most
+    `lock` seconds for a lock before it is told so (db.faults.Fault.LOCK_TIMEOUT): `lock` is
+    no shorter than `idle_in_transaction`, so a write queued behind a dead client goes through
+    once the holder is ended, and shorter than `statement`, so a write stuck behind a live
+    but slow one says it waited on a lock. (A write the compiled path gave up on is run again
+    by graphql-core, web/view.py: twice `lock` must stay within the 5 s a client waits.) TCP
+    keepalives (db/keepalive.py) end the sessions of clients whose host or route died.
     """
 
     connect: float = 1.5
     pool_checkout: float = 1.5
     statement: float | None = 3.0  # None: unbounded (migrations, commands)
+    # Both unset with `statement` None: a migration may work between statements for long.
+    idle_in_transaction: float = 2.0
+    lock: float = 2.0
 
     def engine_options(self, url: str) -> dict[str, Any]:
         # SQLite has no network to fail: its writers queue for the file's lock (up to the busy
@@ -57,10 +74,20 @@ class Timeouts:
         if make_url(url).get_backend_name() != "postgresql":
             return {}
         connect_args: dict[str, Any] = {"timeout": self.connect}
+        settings = dict(KEEPALIVE_SETTINGS)
         if self.statement is not None:
             connect_args["command_timeout"] = self.statement
-            connect_args["server_settings"] = {"statement_timeout": str(int(self.statement * 1000))}
+            settings.update(
+                statement_timeout=_ms(self.statement),
+                idle_in_transaction_session_timeout=_ms(self.idle_in_transaction),
+                lock_timeout=_ms(self.lock),
+            )
+        connect_args["server_settings"] = settings
         return {"pool_timeout": self.pool_checkout, "connect_args": connect_args}
+
+
+def _ms(seconds: float) -> str:
+    return str(int(seconds * 1000))
 
 
 @dataclass
@@ -172,6 +199,7 @@ class Database:
         echo: bool = False,
     ) -> None:
         self.url = url
+        self.timeouts = timeouts or Timeouts()  # also the event listener's (db/feed.py)
         options: dict[str, Any] = {"echo": echo}
         # The pool and the compiled reads' connections share one budget (ConnectionBudget).
         pool_size, max_overflow, readers = ConnectionBudget.share(pool_size, max_overflow)
@@ -196,7 +224,7 @@ class Database:
         # The driver's connections, for `close()` to terminate what is still open at the end.
         self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
         if self.engine.dialect.name == "postgresql":
-            _track_connections(self.engine, self._opened)
+            _track_and_keep_alive(self.engine, self._opened)
         self._write_turn: asyncio.Lock | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
@@ -228,7 +256,7 @@ class Database:
             self._postgres_readers = PostgresReaders(
                 make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
                 readers,
-                bound=(timeouts or Timeouts()).connect,
+                bound=self.timeouts.connect,
                 connect_args=timeouts.engine_options(url)["connect_args"] if timeouts else {},
                 check=latch.check,
                 failed=latch.trip,
@@ -325,7 +353,14 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     """A pre-ping that fails sets the latch, so the reconnect that follows it (and every other
     caller's) fails at once instead of waiting out a connect timeout too. On PostgreSQL the
     ping is bounded by the connect timeout, not the (longer) statement timeout: it is a
-    round trip, and a request queued behind it must still answer within 5 s."""
+    round trip, and a request queued behind it must still answer within 5 s.
+
+    The bounded ping runs on asyncpg itself, so its errors are translated into the DBAPI's
+    (as the dialect's own ping does): SQLAlchemy reconnects when the pre-ping fails with a
+    DBAPI error on a closed connection, and fails the checkout on anything else. A pooled
+    connection that died while PostgreSQL restarted is replaced, not handed to a request as
+    a 503. A ping that timed out is not retried: the reconnect would wait out another
+    timeout on a database that just failed to answer."""
     dialect = engine.sync_engine.dialect
     ping = dialect.do_ping
     bounded = timeouts is not None and dialect.name == "postgresql"
@@ -333,7 +368,7 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     def do_ping(dbapi_connection: DBAPIConnection) -> bool:
         try:
             if bounded and timeouts is not None:
-                await_(_round_trip(dbapi_connection.driver_connection, timeouts.connect))
+                await_(_round_trip(dbapi_connection, timeouts.connect))
                 return True
             return ping(dbapi_connection)
         except Exception as error:
@@ -352,18 +387,24 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
         latch.check()
 
 
-async def _round_trip(driver: Any, seconds: float) -> None:
+async def _round_trip(dbapi_connection: Any, seconds: float) -> None:
     # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose task is cancelled just as
     # the answer arrives returns the answer and drops the cancellation (CPython gh-86296), so
     # a background loop cancelled at shutdown went on checking out connections.
-    async with asyncio.timeout(seconds):
-        await driver.fetchrow(";")
+    try:
+        async with asyncio.timeout(seconds):
+            await dbapi_connection.driver_connection.fetchrow(";")
+    except TimeoutError:
+        raise
+    except Exception as error:
+        dbapi_connection._handle_exception(error)  # raises the DBAPI's error for asyncpg's
 
 
-def _track_connections(engine: AsyncEngine, opened: weakref.WeakSet[Any]) -> None:
+def _track_and_keep_alive(engine: AsyncEngine, opened: weakref.WeakSet[Any]) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def track(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         opened.add(dbapi_connection.driver_connection)
+        keep_alive(dbapi_connection.driver_connection)
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -30,6 +30,10 @@ class Fault(enum.Enum):
     """Why the database could not do the work, in words a client can act on."""
 
     UNAVAILABLE = "The database is unavailable right now; try again shortly."
+    LOCK_TIMEOUT = (
+        "The write waited too long for a lock that another write holds (the database itself "
+        "is fine); try again shortly."
+    )
     STORAGE_FULL = "The database's storage is full, so nothing can be written; reads still work."
 
 
@@ -48,6 +52,8 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 def fault_of(error: BaseException) -> Fault | None:
     """The fault behind `error` (looking through its causes), or None for anything else."""
     for cause in _chain(error):
+        if pg is not None and isinstance(cause, pg.LockNotAvailableError):
+            return Fault.LOCK_TIMEOUT  # lock_timeout: a holder slow to commit, or gone
         text = str(cause).lower() if isinstance(cause, sqlite3.Error) else ""
         if "database or disk is full" in text or "disk i/o error" in text:
             return Fault.STORAGE_FULL if "full" in text else Fault.UNAVAILABLE

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from db import events
 from db.engine import Database
+from db.keepalive import KEEPALIVE_SETTINGS, keep_alive
 from db.tasks import cancel_and_wait
 
 logger = logging.getLogger("customer_api.feed")
@@ -120,25 +121,29 @@ class FeedSignal:
             await asyncio.sleep(self.poll_seconds)
 
     async def _listen(self) -> None:
-        dsn = make_url(self.db.url).set(drivername="postgresql")
+        dsn = make_url(self.db.url).set(drivername="postgresql").render_as_string(False)
+        # Each step is bounded like the pre-ping (a round trip): a half-open connection (a
+        # peer that vanished without a word) would otherwise keep the check waiting forever,
+        # and subscribers on the idle poll. Retries back off up to the fallback interval.
+        bound = self.db.timeouts.connect
+        backoff = _Backoff(self.poll_seconds, self.fallback_seconds)
         while True:
             connection = None
             try:
-                connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-
-                def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
-                    if payload.isdigit():
-                        self._advance(int(payload))
-
-                await connection.add_listener(events.CHANNEL, notified)
-                while True:  # the safety net, and a check that the connection is alive
-                    self._advance(
-                        await connection.fetchval("SELECT last FROM event_counter WHERE id = 1")
+                async with asyncio.timeout(bound):
+                    connection = await asyncpg.connect(
+                        dsn, timeout=bound, server_settings=dict(KEEPALIVE_SETTINGS)
                     )
+                    keep_alive(connection)
+                    await connection.add_listener(events.CHANNEL, self._notified)
+                while True:  # the safety net, and a check that the connection is alive
+                    async with asyncio.timeout(bound):
+                        last = await connection.fetchval(_HEAD)
+                    self._advance(last)
+                    backoff.succeeded()
                     await asyncio.sleep(self.fallback_seconds)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                logger.warning("the event listener lost its connection; reconnecting")
-                await asyncio.sleep(self.poll_seconds)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                await asyncio.sleep(backoff.failed(error))
             finally:
                 if connection is not None:
                     # A close that does not end in time (or is cancelled) aborts the socket.
@@ -147,3 +152,41 @@ class FeedSignal:
                             await connection.close()
                     if not connection.is_closed():
                         connection.terminate()
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.isdigit():
+            self._advance(int(payload))
+
+
+_HEAD = "SELECT last FROM event_counter WHERE id = 1"
+
+
+class _Backoff:
+    """The listener's retry delays, doubling from `first` up to `most`; a WARNING when it
+    starts failing and one when it is back, not one per attempt (an outage would repeat it
+    twenty times a second)."""
+
+    def __init__(self, first: float, most: float) -> None:
+        self.first = first
+        self.most = most
+        self.delay = first
+        self.failures = 0
+
+    def failed(self, error: BaseException) -> float:
+        """The seconds to wait before the next attempt."""
+        if not self.failures:
+            logger.warning(
+                "the event listener lost its connection (%s); retrying every %g s at most "
+                "(subscribers meanwhile see new events at the idle poll)",
+                type(error).__name__,
+                self.most,
+            )
+        self.failures += 1
+        delay, self.delay = self.delay, min(self.delay * 2, self.most)
+        return delay
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logger.warning("the event listener is connected again after %d attempts", self.failures)
+        self.failures = 0
+        self.delay = self.first

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from db.faults import Fault, fault_of
+from db.keepalive import keep_alive
 
 
 class PostgresReaders:
@@ -77,6 +78,7 @@ class PostgresReaders:
                     max_size=self.size,
                     reset=_nothing,
                     max_inactive_connection_lifetime=0,
+                    init=_keep_alive,
                     **options,
                 )
         return self._pool
@@ -89,6 +91,10 @@ class PostgresReaders:
         """Drop every connection at once (a stop that could not close them in time)."""
         if self._pool is not None:
             self._pool.terminate()
+
+
+async def _keep_alive(connection: asyncpg.Connection) -> None:
+    keep_alive(connection)
 
 
 async def _nothing(_connection: asyncpg.Connection) -> None:

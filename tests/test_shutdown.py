@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -254,3 +255,49 @@ async def test_a_stop_is_bounded_and_terminates_the_connections_of_work_that_ign
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+# -- SIGTERM answers the requests that have arrived, parsed or not ----------------------------
+
+
+def raw_request(body: bytes) -> bytes:
+    head = (
+        "POST /graphql HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        f"authorization: Bearer {TEST_API_KEY}\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection (b"" for a reset)."""
+    sock.settimeout(30)
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        return b""
+    return answer
+
+
+@pytest.mark.parametrize("run", range(10))
+def test_sigterm_answers_every_request_that_has_arrived(sqlite_url: str, run: int) -> None:
+    request = raw_request(json.dumps({"query": operation("customers")}).encode())
+    with running_server(sqlite_url) as server:
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        connections = [socket.create_connection((host, int(port))) for _ in range(IN_FLIGHT)]
+        try:
+            for sock in connections:
+                sock.sendall(request)  # returned: the request is in the server's socket buffer
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            server.stopped = True
+            answers = [read_answer(sock) for sock in connections]
+        finally:
+            for sock in connections:
+                sock.close()
+        assert server.process.wait(timeout=30) == 0
+    # Each answered once, and then closed by the server (the read ended): with `Connection:
+    # close`, unless its answer was under way when the signal came (its head already sent).
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.1 200 OK"] * IN_FLIGHT
+    assert all(answer.count(b"HTTP/1.1 ") == 1 for answer in answers)

@@ -21,6 +21,7 @@ from web import metrics
 from web.app import create_app
 from web.logs import configure_logging
 from web.settings import Settings
+from web.stopping import accept_queued
 from web.timeouts import EdgeProtocol, edge_protocol
 
 logger = logging.getLogger("customer_api")
@@ -42,6 +43,10 @@ class GracefulServer(uvicorn.Server):
                 yield
             finally:
                 self._captured_signals.clear()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await accept_queued(self)  # their requests arrived before the signal: answered
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

@@ -15,6 +15,12 @@ its keep-alive timer with every byte. This protocol adds all three:
 
 The body's own deadline, while the app reads it, is the view's (web/view.py).
 
+At a stop (SIGTERM), uvicorn closes every connection with no request in progress. One whose
+request has arrived but is not parsed yet (its bytes still in the socket's buffer, or its head
+half read) would be reset with the request unanswered; this protocol answers it, with
+`Connection: close`, and closes the connection after. Only a connection with nothing begun
+and nothing waiting is closed at once: a request sent after that is a new one, refused.
+
 httptools says where it is through callbacks only, so the protocol follows them: between
 requests, in a head (`on_message_begin` to `on_headers_complete`), or in a body (to
 `on_message_complete`). A head that arrives in one read, as nearly all do, sets no timer. The
@@ -25,8 +31,11 @@ one read (256 KB with uvloop) more before its 400.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import enum
+import fcntl
+import termios
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -51,6 +60,28 @@ class EdgeProtocol(HttpToolsProtocol):
     _phase: Phase = BETWEEN
     _head_bytes: int = 0  # bytes received since the unfinished head began (bounded above)
     _head_deadline: asyncio.TimerHandle | None = None
+    _stopping: bool = False  # the server stops: the request that has arrived is the last
+
+    def shutdown(self) -> None:
+        """The server stops: answer the request that reached this connection, then close it."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            super().shutdown()  # answered, with Connection: close (uvicorn's own)
+        elif self._phase is BETWEEN and not self._bytes_waiting():
+            self.transport.close()  # idle: whatever comes next is a new request
+        else:
+            self._stopping = True  # its head is arriving, or is in the socket's buffer
+
+    def _bytes_waiting(self) -> bool:
+        """Whether bytes wait in the socket's receive buffer, not yet read by the loop."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, count)
+        except OSError:
+            return False
+        return count[0] > 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -118,6 +149,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_arrived()
         super().on_headers_complete()
+        if self._stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # the last request: Connection: close
 
     def on_message_complete(self) -> None:
         self._phase = BETWEEN
