@@ -34,7 +34,7 @@ from web.app import STOP_SECONDS, create_app, cursor_secret
 from web.jobs import expire_kyc, prune_events
 from web.logs import configure_logging
 from web.serving import WORKER_PROTOCOL, parser, serve
-from web.settings import Settings, open_database
+from web.settings import ENV_FILE, Settings, load_settings, open_database
 from web.startup import StartupProblem, guarded, prepare
 
 __all__ = [
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(schema.as_str() + "\n")
         return 0
     try:
-        settings = load_settings(args)
+        settings = settings_of(args)
         return run(args, settings)
     except StartupProblem as problem:
         print(f"customer-api: {problem}", file=sys.stderr)
@@ -178,18 +178,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def load_settings(args: argparse.Namespace) -> Settings:
+def settings_of(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
-        return Settings(**overrides)
+        return load_settings(**overrides)
     except ValidationError as error:
-        lines = [setting_problem(e["loc"], e["msg"]) for e in error.errors()]
+        lines = [setting_problem(e["loc"], e["msg"], e["type"]) for e in error.errors()]
         raise StartupProblem("cannot start, a setting is wrong:\n  " + "\n  ".join(lines)) from None
 
 
-def setting_problem(location: tuple[int | str, ...], message: str) -> str:
+def setting_problem(location: tuple[int | str, ...], message: str, kind: str) -> str:
     """One wrong setting, by its environment name: never its value, which may be a secret."""
     message = message.removeprefix("Value error, ")
+    if kind == "extra_forbidden":  # a line of ENV_FILE that names no setting (a typo?)
+        message = f"not a setting of this server (in {ENV_FILE}; docs/settings.md lists them)"
     if not location:
         return message  # a rule over several settings: the message names them
     return f"{'.'.join(str(part) for part in location).upper()}: {message}"
