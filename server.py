@@ -35,6 +35,7 @@ from web.jobs import expire_kyc, prune_events
 from web.logs import configure_logging
 from web.serving import WORKER_PROTOCOL, parser, serve
 from web.settings import ENV_FILE, Settings, load_settings, open_database
+from web.settings_doc import reference
 from web.startup import StartupProblem, guarded, prepare
 
 __all__ = [
@@ -126,6 +127,9 @@ def command_line() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="serve the API (the default)", parents=[verbose])
     commands.add_parser("export-schema", help="print the schema's SDL")
     commands.add_parser(
+        "settings-reference", help="print docs/settings.md, the settings' reference, from the code"
+    )
+    commands.add_parser(
         "expire-kyc", help="expire stale PENDING verifications once, then exit", parents=[verbose]
     )
     commands.add_parser(
@@ -167,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = command_line().parse_args(argv)
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
+        return 0
+    if args.command == "settings-reference":
+        sys.stdout.write(reference())
         return 0
     try:
         settings = settings_of(args)
