@@ -1,10 +1,12 @@
-"""The customer API server's entry point and command line.
+"""The customer API server's entry point and command line: `customer-api` (.venv/bin after
+`make env`), or `python server.py`.
 
-python server.py [--host H] [--port P]     serve the API at http://H:P/graphql
-python server.py export-schema             print the SDL (what graphql/schema.graphql holds)
-python server.py expire-kyc                expire stale PENDING verifications once
-python server.py migrate                   bring the database to the latest schema
-python server.py keys create|list|revoke   manage API keys (see --help)
+customer-api [--host H] [--port P]     serve the API at http://H:P/graphql
+customer-api export-schema             print the SDL (what graphql/schema.graphql holds)
+customer-api settings-reference        print docs/settings.md (what `make docs` writes)
+customer-api expire-kyc                expire stale PENDING verifications once
+customer-api migrate                   bring the database to the latest schema
+customer-api keys create|list|revoke   manage API keys (see --help)
 
 The server itself lives in web/: its settings (web/settings.py), the app and its lifespan
 (web/app.py), the background jobs (web/jobs.py), start-up checks (web/startup.py) and the
