@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 CODE := server.py web schema db tests bench
 
-.PHONY: run dev-idp test lint typecheck pytest schema env clean
+.PHONY: run dev-idp test lint typecheck pytest schema docs env clean
 
 # Serving needs the runtime packages only: no dev tools, no Node.
 run: .venv/.synced-server
@@ -63,6 +63,10 @@ pytest: env
 # Regenerate the committed SDL after changing the schema (a test fails while they differ).
 schema: env
 	$(PY) server.py export-schema > graphql/schema.graphql
+
+# Regenerate the settings reference after changing Settings (a test fails while they differ).
+docs: .venv/.synced-server
+	$(PY) server.py settings-reference > docs/settings.md
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,10 +1,12 @@
-"""The customer API server's entry point and command line.
+"""The customer API server's entry point and command line: `customer-api` (.venv/bin after
+`make env`), or `python server.py`.
 
-python server.py [--host H] [--port P]     serve the API at http://H:P/graphql
-python server.py export-schema             print the SDL (what graphql/schema.graphql holds)
-python server.py expire-kyc                expire stale PENDING verifications once
-python server.py migrate                   bring the database to the latest schema
-python server.py keys create|list|revoke   manage API keys (see --help)
+customer-api [--host H] [--port P]     serve the API at http://H:P/graphql
+customer-api export-schema             print the SDL (what graphql/schema.graphql holds)
+customer-api settings-reference        print docs/settings.md (what `make docs` writes)
+customer-api expire-kyc                expire stale PENDING verifications once
+customer-api migrate                   bring the database to the latest schema
+customer-api keys create|list|revoke   manage API keys (see --help)
 
 The server itself lives in web/: its settings (web/settings.py), the app and its lifespan
 (web/app.py), the background jobs (web/jobs.py), start-up checks (web/startup.py) and the
@@ -35,7 +37,8 @@ from web.app import STOP_SECONDS, create_app, cursor_secret
 from web.jobs import expire_kyc, prune_events
 from web.logs import configure_logging
 from web.serving import WORKER_PROTOCOL, parser, serve
-from web.settings import Settings, open_database
+from web.settings import ENV_FILE, Settings, load_settings, open_database
+from web.settings_doc import reference
 from web.startup import StartupProblem, guarded, prepare
 
 __all__ = [
@@ -127,6 +130,9 @@ def command_line() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="serve the API (the default)", parents=[verbose])
     commands.add_parser("export-schema", help="print the schema's SDL")
     commands.add_parser(
+        "settings-reference", help="print docs/settings.md, the settings' reference, from the code"
+    )
+    commands.add_parser(
         "expire-kyc", help="expire stale PENDING verifications once, then exit", parents=[verbose]
     )
     commands.add_parser(
@@ -172,8 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export-schema":
         sys.stdout.write(schema.as_str() + "\n")
         return 0
+    if args.command == "settings-reference":
+        sys.stdout.write(reference())
+        return 0
     try:
-        settings = load_settings(args)
+        settings = settings_of(args)
         return run(args, settings)
     except StartupProblem as problem:
         print(f"customer-api: {problem}", file=sys.stderr)
@@ -182,18 +191,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def load_settings(args: argparse.Namespace) -> Settings:
+def settings_of(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
-        return Settings(**overrides)
+        return load_settings(**overrides)
     except ValidationError as error:
-        lines = [setting_problem(e["loc"], e["msg"]) for e in error.errors()]
+        lines = [setting_problem(e["loc"], e["msg"], e["type"]) for e in error.errors()]
         raise StartupProblem("cannot start, a setting is wrong:\n  " + "\n  ".join(lines)) from None
 
 
-def setting_problem(location: tuple[int | str, ...], message: str) -> str:
+def setting_problem(location: tuple[int | str, ...], message: str, kind: str) -> str:
     """One wrong setting, by its environment name: never its value, which may be a secret."""
     message = message.removeprefix("Value error, ")
+    if kind == "extra_forbidden":  # a line of ENV_FILE that names no setting (a typo?)
+        message = f"not a setting of this server (in {ENV_FILE}; docs/settings.md lists them)"
     if not location:
         return message  # a rule over several settings: the message names them
     return f"{'.'.join(str(part) for part in location).upper()}: {message}"

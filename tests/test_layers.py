@@ -57,3 +57,11 @@ def test_the_edge_never_imports_the_server(path: Path) -> None:
 
 def test_graphql_folder_holds_no_python() -> None:
     assert list((ROOT / "graphql").rglob("*.py")) == []
+
+
+def test_server_py_holds_the_command_line_only() -> None:
+    """Settings, the app, start-up and the runtime live in web/; server.py stays small."""
+    source = (ROOT / "server.py").read_text()
+    tree = ast.parse(source)
+    assert [node.name for node in tree.body if isinstance(node, ast.ClassDef)] == []
+    assert len(source.splitlines()) <= 250

@@ -539,10 +539,10 @@ async def test_a_token_to_a_server_without_token_settings_is_refused(
 @pytest.mark.parametrize(
     ("given", "message"),
     [
-        ({"jwt_issuer": "https://id.example/"}, "JWT_AUDIENCE, JWT_JWKS_URL missing"),
+        ({"jwt_issuer": "https://id.example/"}, "need JWT_AUDIENCE and JWT_JWKS_URL as well"),
         (
             {"jwt_issuer": "i", "jwt_audience": "a", "jwt_jwks_url": "file:///etc/keys"},
-            "is not an http(s) URL",
+            "must be an http(s) URL",
         ),
     ],
 )

@@ -20,7 +20,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from web import metrics
 from web.app import create_app
 from web.logs import configure_logging
-from web.settings import Settings
+from web.settings import Settings, load_settings
 from web.stopping import accept_queued
 from web.timeouts import EdgeProtocol, edge_protocol
 
@@ -70,7 +70,7 @@ def parser(protocol: object) -> str:
 
 def worker_app() -> Starlette:
     """The app of one worker process (WORKERS > 1): settings from the environment."""
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     EdgeProtocol.header_timeout = settings.header_timeout_seconds
     EdgeProtocol.max_head_bytes = settings.max_header_bytes

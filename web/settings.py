@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,9 +18,15 @@ from schema.limits import Limits
 from web.cors import parse_origins
 from web.tokens import TokenSettings
 
+# The file of settings the command line reads (KEY=value lines), in the directory it starts in;
+# the environment wins over it. Settings() alone reads the environment only: tests build
+# settings directly, and a developer's .env must not change them.
+ENV_FILE = Path(".env")
+
 
 class Settings(BaseSettings):
-    """Every setting of the server, read from the environment (names in upper case) once."""
+    """Every setting of the server, read from the environment (names in upper case) once, and
+    by the command line from ENV_FILE too."""
 
     model_config = SettingsConfigDict(frozen=True)
 
@@ -33,8 +39,10 @@ class Settings(BaseSettings):
         description="production enforces every rule; sandbox accepts disposable and +suffix "
         "e-mails with a warning.",
     )
-    host: str = Field(default="127.0.0.1", description="Address to listen on.")
-    port: int = Field(default=8000, description="Port to listen on.")
+    host: str = Field(default="127.0.0.1", description="Address to listen on (--host overrides).")
+    port: int = Field(
+        default=8000, description="Port to listen on (--port overrides; 0 picks a free one)."
+    )
     db_pool_size: int = Field(default=5, ge=1, description="Connections kept open in the pool.")
     db_max_overflow: int = Field(
         default=10, ge=0, description="Extra connections opened under load beyond the pool."
@@ -43,13 +51,25 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="How long a SQLite writer waits for the write lock."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
-    max_query_depth: int = Field(default=Limits.max_depth, ge=1, description="Deepest nesting.")
-    max_aliases: int = Field(default=Limits.max_aliases, ge=0, description="Aliases a document.")
-    max_directives: int = Field(
-        default=Limits.max_directives, ge=0, description="Directive uses a document."
+    max_query_depth: int = Field(
+        default=Limits.max_depth, ge=1, description="Deepest field nesting a document may have."
     )
-    max_tokens: int = Field(default=Limits.max_tokens, ge=1, description="Tokens a document.")
-    max_cost: int = Field(default=Limits.max_cost, ge=1, description="Estimated cost a request.")
+    max_aliases: int = Field(
+        default=Limits.max_aliases, ge=0, description="Aliases a document may use."
+    )
+    max_directives: int = Field(
+        default=Limits.max_directives, ge=0, description="Directive uses a document may have."
+    )
+    max_tokens: int = Field(
+        default=Limits.max_tokens,
+        ge=1,
+        description="Tokens a document may have (bounds the parser's work).",
+    )
+    max_cost: int = Field(
+        default=Limits.max_cost,
+        ge=1,
+        description="Estimated cost a request may have (docs/security.md).",
+    )
     max_field_comparisons: int = Field(
         default=Limits.max_comparisons,
         ge=1,
@@ -82,7 +102,7 @@ class Settings(BaseSettings):
     introspection: bool = Field(
         default=True,
         description="Allow introspection (GraphiQL and codegen need it); off also hides "
-        "'Did you mean' suggestions.",
+        "'Did you mean' suggestions and refuses Federation's _service.",
     )
     cursor_secret: SecretStr | None = Field(
         default=None,
@@ -109,7 +129,9 @@ class Settings(BaseSettings):
         "it off.",
     )
     event_retention_days: float = Field(
-        default=30, gt=0, description="How long events are kept before they are pruned."
+        default=30,
+        gt=0,
+        description="How long events are kept; older ones are pruned by the sweep.",
     )
     event_poll_seconds: float = Field(
         default=0.05,
@@ -161,8 +183,8 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = Field(
         default=",".join(f"{d:g}" for d in webhooks.RETRY_SCHEDULE),
         pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$",
-        description="Seconds before each retry of a failed delivery (comma-separated); after "
-        "the last, the delivery fails.",
+        description="Seconds before each retry of a failed delivery (comma-separated, each with "
+        "±20% jitter); after the last, the delivery fails.",
     )
     webhook_timeout_seconds: float = Field(
         default=10, gt=0, description="How long an endpoint has to answer an attempt."
@@ -173,7 +195,9 @@ class Settings(BaseSettings):
     webhook_worker: bool = Field(
         default=True, description="Run the webhook delivery worker in this process."
     )
-    workers: int = Field(default=1, ge=1, description="Server processes (one per core).")
+    workers: int = Field(
+        default=1, ge=1, description="Server processes on the one port (one per core)."
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="text, or json: one JSON object per line."
     )
@@ -181,13 +205,21 @@ class Settings(BaseSettings):
         default=None, min_length=16, description="Bearer token of GET /metrics; unset: 404."
     )
     db_connect_timeout_seconds: float = Field(
-        default=Timeouts.connect, gt=0, description="Longest wait to open a database connection."
+        default=Timeouts.connect,
+        gt=0,
+        description="Longest wait to open a PostgreSQL connection; also bounds the pre-ping and "
+        "each compiled read.",
     )
     db_pool_timeout_seconds: float = Field(
-        default=Timeouts.pool_checkout, gt=0, description="Longest wait for a pooled connection."
+        default=Timeouts.pool_checkout,
+        gt=0,
+        description="Longest wait for a free pooled PostgreSQL connection (SQLite writers queue "
+        "for the file's lock instead, up to SQLITE_BUSY_TIMEOUT_MS).",
     )
     db_statement_timeout_seconds: float = Field(
-        default=3.0, gt=0, description="Longest a statement may run (PostgreSQL)."
+        default=3.0,
+        gt=0,
+        description="Longest a statement may run on PostgreSQL (server and driver side).",
     )
     ready_timeout_seconds: float = Field(
         default=2, gt=0, description="How long /readyz waits for the database."
@@ -196,7 +228,10 @@ class Settings(BaseSettings):
         default=20, ge=0, description="How long a stopping server lets requests finish."
     )
     key_cache_seconds: float = Field(
-        default=5, ge=0, description="How long a key's principal is reused before it is re-read."
+        default=5,
+        ge=0,
+        description="How long a key's principal is reused before it is re-read: the bound on "
+        "honouring a revocation.",
     )
     compiled_path: bool = Field(
         default=True,
@@ -211,11 +246,14 @@ class Settings(BaseSettings):
         "may call the API; empty allows none.",
     )
     jwt_issuer: str = Field(
-        default="", description="The identity provider whose tokens are accepted ('iss')."
+        default="",
+        description="The identity provider whose tokens are accepted ('iss'). Set JWT_ISSUER, "
+        "JWT_AUDIENCE and JWT_JWKS_URL together, or none.",
     )
     jwt_audience: str = Field(default="", description="This API's name in those tokens ('aud').")
     jwt_jwks_url: str = Field(
-        default="", description="Where the provider publishes its signing keys (a JWKS)."
+        default="",
+        description="Where the provider publishes its signing keys (a JWKS); empty: API keys only.",
     )
     jwt_leeway_seconds: float = Field(
         default=30, ge=0, le=300, description="Clock difference allowed for exp, nbf and iat."
@@ -307,6 +345,12 @@ class Settings(BaseSettings):
         box = None if self.webhook_secret_key is None else SecretBox(self.webhook_secret_key)
         schedule = tuple(float(d) for d in self.webhook_retry_schedule.split(","))
         return webhooks.Settings(box, self.webhook_allow_private_targets, schedule)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings of a server the command line starts: `overrides`, then the environment,
+    then ENV_FILE when it exists."""
+    return Settings(_env_file=ENV_FILE, **overrides)
 
 
 def open_database(settings: Settings, serving: bool = True) -> Database:
