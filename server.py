@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from db import keys, migrate
 from db.engine import Database
 from db.models import utc_now
+from db.rules import Problem
 from schema import schema
 from schema.scalars import serialize
 from web import dev_idp
@@ -66,7 +67,7 @@ async def run_command(settings: Settings, action: Callable[[Database], Awaitable
 async def create_key_command(db: Database, name: str, scopes: Sequence[keys.Scope]) -> int:
     async with db.write() as session:
         try:
-            key = await keys.create_key(session, name, scopes, utc_now())
+            key = await keys.create_key(session, name, scopes, utc_now(), created_by=keys.CLI)
         except keys.KeyProblem as problem:
             print(problem, file=sys.stderr)
             return 1
@@ -89,11 +90,10 @@ async def list_keys_command(db: Database) -> int:
 
 async def revoke_key_command(db: Database, name: str) -> int:
     async with db.write() as session:
-        try:
-            await keys.revoke_key(session, name, utc_now())
-        except keys.KeyProblem as problem:
-            print(problem, file=sys.stderr)
-            return 1
+        revoked = await keys.revoke_key(session, name, utc_now(), revoked_by=keys.CLI)
+    if isinstance(revoked, Problem):
+        print(revoked.message, file=sys.stderr)
+        return 1
     print(f"Revoked the key {name!r}: requests with it now get 401.")
     return 0
 
