@@ -4,6 +4,10 @@ holds, and a revoked key is refused by every server within KEY_CACHE_SECONDS."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,6 +28,7 @@ from server import create_key_command, revoke_key_command
 from tests.support.clock import Clock
 from tests.support.databases import add_key
 from tests.support.graphql_client import GraphQLClient, operation
+from tests.support.paths import ROOT
 from web.app import create_app
 from web.settings import Settings
 
@@ -250,6 +255,29 @@ async def test_the_command_line_records_itself_as_the_actor(
         "system:cli",
         "system:cli",
     )
+
+
+@pytest.mark.sqlite_only
+async def test_an_operator_bootstraps_key_management_from_the_command_line(
+    app: Starlette, database_url: str
+) -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "server.py", "keys", "create", "--name", "ops", "--scope", "keys:manage"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    secret = done.stdout.splitlines()[-1]  # printed once, last
+    async with client_with(app, secret) as operator:
+        made = await create(operator, "rotated", "keys:manage")
+        assert made["userErrors"] == []
+        assert made["apiKey"]["createdBy"] == "key:ops"
+        [_, ops, _] = (await listed(operator))["nodes"]
+    assert (ops["name"], ops["scopes"], ops["createdBy"]) == ("ops", ["keys:manage"], "system:cli")
 
 
 @pytest.fixture
