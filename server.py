@@ -79,12 +79,14 @@ async def create_key_command(db: Database, name: str, scopes: Sequence[keys.Scop
 async def list_keys_command(db: Database) -> int:
     async with db.read() as session:
         rows = await keys.list_keys(session)
-    print(f"{'name':<24} {'prefix':<14} {'created':<25} {'last used':<25} {'revoked':<25} scopes")
+    print(f"{'name':<24} {'prefix':<14} {'created':<25} {'last used':<25} {'revoked':<25} "
+          f"scopes; made by; revoked by")  # fmt: skip
     for row in rows:
         dates = [row.created_at, row.last_used_at, row.revoked_at]
         shown = [serialize(d) if d else "-" for d in dates]
+        actors = f"{row.created_by or '-'}; {row.revoked_by or '-'}"
         print(f"{row.name:<24} {row.prefix + '…':<14} {shown[0]:<25} {shown[1]:<25} "
-              f"{shown[2]:<25} {row.scopes}")  # fmt: skip
+              f"{shown[2]:<25} {row.scopes}; {actors}")  # fmt: skip
     return 0
 
 

@@ -24,7 +24,7 @@ from db.engine import Database
 from db.keys import Scope
 from db.models import ApiKey
 from schema.scalars import serialize
-from server import create_key_command, revoke_key_command
+from server import create_key_command, list_keys_command, revoke_key_command
 from tests.support.clock import Clock
 from tests.support.databases import add_key
 from tests.support.graphql_client import GraphQLClient, operation
@@ -244,11 +244,14 @@ async def test_a_key_without_keys_manage_is_forbidden(
 
 
 async def test_the_command_line_records_itself_as_the_actor(
-    gql: GraphQLClient, db: Database
+    gql: GraphQLClient, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert await create_key_command(db, "from-shell", [Scope.KEYS_MANAGE]) == 0
     assert await revoke_key_command(db, "from-shell") == 0
     assert await revoke_key_command(db, "from-shell") == 1  # no active key of that name
+    await list_keys_command(db)
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("from-shell")]
+    assert row.endswith("keys:manage; system:cli; system:cli")
     [_, made] = (await listed(gql))["nodes"]
     assert (made["name"], made["createdBy"], made["revokedBy"]) == (
         "from-shell",
