@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse, Response
 
 from db import keys
 from db.engine import Database
-from db.models import utc_now
 from web.tokens import TokenRefused, TokenVerifier, looks_like_jwt
 
 logger = logging.getLogger("customer_api.auth")
@@ -60,8 +59,6 @@ class ApiKeys:
 
     A principal is reused for at most `cache_seconds`, then its key is read again: that is
     how long a revocation (from any process, on any replica) can take to be honoured. The
-    bound is kept on the monotonic clock; with an app clock other than the real one (a
-    test's, moved by hand) it is kept on that clock, so that moving it passes the bound. The
     last-used stamp is written in the background, at most once a minute per key: a stamp that
     fails or waits (a full disk, a held write lock, a read-only replica) never touches the
     request.
@@ -72,14 +69,12 @@ class ApiKeys:
         db: Database,
         clock: Callable[[], datetime],
         cache_seconds: float = 5.0,
-        monotonic: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
         size: int = 10_000,
     ) -> None:
         self.db = db
         self.clock = clock
         self.cache_seconds = cache_seconds
-        if monotonic is None:
-            monotonic = time.monotonic if clock is utc_now else lambda: clock().timestamp()
         self.monotonic = monotonic
         self.size = size
         self.cache: dict[str, _Cached] = {}  # by the key's hash, never the key itself
