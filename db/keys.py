@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from db import events
 from db.models import ApiKey
 from db.pages import Direction, Ordering, Page, fetch_page
-from db.rules import Code, Problem, unstorable
+from db.rules import Code, Problem
 
 KEY_PREFIX = "cak_"  # "customer API key": makes a leaked key easy to recognise and search for
 SHOWN_CHARACTERS = 12
@@ -102,8 +102,6 @@ def key_problems(
         problems.append(
             Problem("name", Code.TOO_LONG, f"Use at most {NAME_CHARACTERS} characters.")
         )
-    elif unstorable(name) is not None:
-        problems.append(Problem("name", Code.INVALID, "The name holds a character not allowed."))
     if not scopes:
         problems.append(Problem("scopes", Code.REQUIRED, "Give the key at least one scope."))
     for scope in dict.fromkeys(scopes):
