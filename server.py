@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from db import keys, migrate
 from db.engine import Database
 from db.models import utc_now
+from db.rules import Problem
 from schema import schema
 from schema.scalars import serialize
 from web import dev_idp
@@ -69,7 +70,7 @@ async def run_command(settings: Settings, action: Callable[[Database], Awaitable
 async def create_key_command(db: Database, name: str, scopes: Sequence[keys.Scope]) -> int:
     async with db.write() as session:
         try:
-            key = await keys.create_key(session, name, scopes, utc_now())
+            key = await keys.create_key(session, name, scopes, utc_now(), created_by=keys.CLI)
         except keys.KeyProblem as problem:
             print(problem, file=sys.stderr)
             return 1
@@ -81,22 +82,23 @@ async def create_key_command(db: Database, name: str, scopes: Sequence[keys.Scop
 async def list_keys_command(db: Database) -> int:
     async with db.read() as session:
         rows = await keys.list_keys(session)
-    print(f"{'name':<24} {'prefix':<14} {'created':<25} {'last used':<25} {'revoked':<25} scopes")
+    print(f"{'name':<24} {'prefix':<14} {'created':<25} {'last used':<25} {'revoked':<25} "
+          f"scopes; made by; revoked by")  # fmt: skip
     for row in rows:
         dates = [row.created_at, row.last_used_at, row.revoked_at]
         shown = [serialize(d) if d else "-" for d in dates]
+        actors = f"{row.created_by or '-'}; {row.revoked_by or '-'}"
         print(f"{row.name:<24} {row.prefix + '…':<14} {shown[0]:<25} {shown[1]:<25} "
-              f"{shown[2]:<25} {row.scopes}")  # fmt: skip
+              f"{shown[2]:<25} {row.scopes}; {actors}")  # fmt: skip
     return 0
 
 
 async def revoke_key_command(db: Database, name: str) -> int:
     async with db.write() as session:
-        try:
-            await keys.revoke_key(session, name, utc_now())
-        except keys.KeyProblem as problem:
-            print(problem, file=sys.stderr)
-            return 1
+        revoked = await keys.revoke_key(session, name, utc_now(), revoked_by=keys.CLI)
+    if isinstance(revoked, Problem):
+        print(revoked.message, file=sys.stderr)
+        return 1
     print(f"Revoked the key {name!r}: requests with it now get 401.")
     return 0
 

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,8 @@ from sqlmodel import col, select
 
 from db import events
 from db.models import ApiKey
+from db.pages import Direction, Ordering, Page, fetch_page
+from db.rules import Code, Problem
 
 KEY_PREFIX = "cak_"  # "customer API key": makes a leaked key easy to recognise and search for
 SHOWN_CHARACTERS = 12
@@ -35,14 +38,29 @@ class Scope(enum.StrEnum):
     # Only in an identity provider's token that names the customer: that customer alone.
     CUSTOMERS_SELF = "customers:self"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    KEYS_MANAGE = "keys:manage"
 
 
 # Every scope a key can hold (customers:self needs a customer, which only a token names).
 ALL_SCOPES = frozenset(Scope) - {Scope.CUSTOMERS_SELF}
 
 
+# The actors of keys made and revoked from the server's own command line and at first start.
+CLI = events.actor(events.ActorKind.SYSTEM, "cli")
+BOOTSTRAP = events.actor(events.ActorKind.SYSTEM, "bootstrap")
+NAME_CHARACTERS = 100  # the column's length
+
+
 class KeyProblem(ValueError):
     """A key operation that cannot be done (the name is taken, no such key); says why."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: its row, and the secret, which exists nowhere else from now on."""
+
+    row: ApiKey
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -72,44 +90,115 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_key(
-    session: AsyncSession, name: str, scopes: Iterable[Scope], now: datetime
-) -> str:
-    """Store a new key and return it: the only time it exists outside the caller's hands."""
+def key_problems(
+    name: str, scopes: Sequence[str], granter: frozenset[Scope] | None
+) -> list[Problem]:
+    """What is wrong with a new key's name and scopes: a blank or overlong name, no scope, a
+    scope no key can hold, or one that its maker (`granter`; None for the CLI) lacks."""
+    problems = []
     if not name.strip():
-        raise KeyProblem("Give the key a name.")
-    chosen = sorted(set(scopes))
-    if not chosen:
-        raise KeyProblem("Give the key at least one scope.")
+        problems.append(Problem("name", Code.REQUIRED, "Give the key a name."))
+    elif len(name.strip()) > NAME_CHARACTERS:
+        problems.append(
+            Problem("name", Code.TOO_LONG, f"Use at most {NAME_CHARACTERS} characters.")
+        )
+    if not scopes:
+        problems.append(Problem("scopes", Code.REQUIRED, "Give the key at least one scope."))
+    for scope in dict.fromkeys(scopes):
+        if scope not in ALL_SCOPES:
+            known = ", ".join(sorted(ALL_SCOPES))
+            problems.append(
+                Problem("scopes", Code.INVALID, f"{scope!r} is not a key's scope; use {known}.")
+            )
+        elif granter is not None and scope not in granter:
+            problems.append(
+                Problem(
+                    "scopes",
+                    Code.INVALID,
+                    f"You may not grant {scope}: a key can hold only scopes its maker holds.",
+                )
+            )
+    return problems
+
+
+async def make_key(
+    session: AsyncSession,
+    name: str,
+    scopes: Sequence[str],
+    now: datetime,
+    *,
+    created_by: str,
+    granter: frozenset[Scope] | None = None,
+) -> NewKey | list[Problem]:
+    """Store a new key made by `created_by`, who holds `granter` (None: any scope), and
+    return it with its secret; or the problems with its name and scopes (TAKEN for a name
+    in use, revoked keys' names included)."""
+    problems = key_problems(name, scopes, granter)
+    if problems:
+        return problems
     key = new_key()
     row = ApiKey(
         name=name.strip(),
         prefix=key[:SHOWN_CHARACTERS],
         key_hash=hash_key(key),
-        scopes=" ".join(chosen),
+        scopes=" ".join(sorted(set(scopes))),
         created_at=now,
+        created_by=created_by,
     )
     try:
         async with session.begin_nested():
             session.add(row)
             await session.flush()
-    except IntegrityError:
-        raise KeyProblem(f"A key named {name!r} exists already.") from None
-    return key
+    except IntegrityError:  # the unique name: race-safe where a look-up first would not be
+        return [Problem("name", Code.TAKEN, f"A key named {name.strip()!r} exists already.")]
+    return NewKey(row, key)
+
+
+async def create_key(
+    session: AsyncSession,
+    name: str,
+    scopes: Iterable[Scope],
+    now: datetime,
+    created_by: str = CLI,
+) -> str:
+    """Store a new key with any scopes and return it (KeyProblem saying why it cannot be):
+    `make_key` for the command line, the first start and scripts."""
+    made = await make_key(session, name, list(scopes), now, created_by=created_by)
+    if isinstance(made, list):
+        raise KeyProblem(" ".join(problem.message for problem in made))
+    return made.secret
 
 
 async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:
     return (await session.scalars(select(ApiKey).order_by(col(ApiKey.created_at)))).all()
 
 
-async def revoke_key(session: AsyncSession, name: str, now: datetime) -> None:
-    result = await session.execute(
+_BY_ID: tuple[Any, ...] = (col(ApiKey.id),)
+OLDEST_FIRST = Ordering("API_KEYS", _BY_ID, Direction.ASC)
+
+
+async def page_keys(
+    session: AsyncSession, *, first: int, after: str | None, secret: bytes
+) -> Page[ApiKey]:
+    """A page of every key, revoked ones included, oldest first; PageError for a bad cursor."""
+    every = select(ApiKey)
+    return await fetch_page(session, every, OLDEST_FIRST, first=first, after=after, secret=secret)
+
+
+async def revoke_key(
+    session: AsyncSession, name: str, now: datetime, revoked_by: str = CLI
+) -> ApiKey | Problem:
+    """Revoke the active key of this name, recording who did; the key as it is now, or
+    NOT_FOUND when no active key has the name (one of two racing revocations gets it)."""
+    row: ApiKey | None = await session.scalar(
         update(ApiKey)
-        .where(col(ApiKey.name) == name, col(ApiKey.revoked_at).is_(None))
-        .values(revoked_at=now)
+        .where(col(ApiKey.name) == name.strip(), col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=now, revoked_by=revoked_by)
+        .returning(ApiKey)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        raise KeyProblem(f"There is no active key named {name!r}.")
+    if row is None:
+        return Problem("name", Code.NOT_FOUND, f"There is no active key named {name!r}.")
+    return row
 
 
 async def count_keys(session: AsyncSession) -> int:

@@ -178,6 +178,10 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    # Who made and who revoked the key, as events name actors (`key:<name>`, `system:cli`);
+    # NULL for keys made before these were recorded.
+    created_by: str | None = Field(default=None, sa_column=Column(String(255)))
+    revoked_by: str | None = Field(default=None, sa_column=Column(String(255)))
 
 
 class ServerSecret(SQLModel, table=True):

@@ -79,6 +79,10 @@ FIELD_SCOPES: Mapping[str, frozenset[Scope]] = {
     "Mutation.createWebhookEndpoint": frozenset({Scope.WEBHOOKS_MANAGE}),
     "Mutation.updateWebhookEndpoint": frozenset({Scope.WEBHOOKS_MANAGE}),
     "Mutation.deleteWebhookEndpoint": frozenset({Scope.WEBHOOKS_MANAGE}),
+    # API keys: a key made here holds only scopes its maker holds (db/keys.py).
+    "Query.apiKeys": frozenset({Scope.KEYS_MANAGE}),
+    "Mutation.createApiKey": frozenset({Scope.KEYS_MANAGE}),
+    "Mutation.revokeApiKey": frozenset({Scope.KEYS_MANAGE}),
     # Personal data, wherever a customer shows up (a mutation's payload included).
     **dict.fromkeys(PERSONAL_FIELDS, READ_OR_SELF),
 }
@@ -172,6 +176,31 @@ OPEN_FIELDS = frozenset(
         "WebhookEndpointPayload.userErrors",
         "DeleteWebhookEndpointPayload.deletedId",
         "DeleteWebhookEndpointPayload.userErrors",
+        # API keys are reachable only through keys:manage roots; no field holds a secret but
+        # createApiKey's payload, which only its maker sees.
+        *(
+            f"ApiKey.{name}"
+            for name in (
+                "name",
+                "prefix",
+                "scopes",
+                "createdAt",
+                "createdBy",
+                "lastUsedAt",
+                "revokedAt",
+                "revokedBy",
+            )
+        ),
+        "ApiKeyEdge.cursor",
+        "ApiKeyEdge.node",
+        "ApiKeyConnection.edges",
+        "ApiKeyConnection.nodes",
+        "ApiKeyConnection.pageInfo",
+        "CreateApiKeyPayload.apiKey",
+        "CreateApiKeyPayload.secret",
+        "CreateApiKeyPayload.userErrors",
+        "RevokeApiKeyPayload.apiKey",
+        "RevokeApiKeyPayload.userErrors",
     }
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import strawberry
 
+from schema.api_keys import ApiKeyMutation, ApiKeyQuery
 from schema.customer_list import CustomerListQuery
 from schema.customer_mutations import CustomerMutation
 from schema.events import EventQuery, EventSubscription
@@ -18,13 +19,15 @@ from schema.query import CustomerQuery
 from schema.webhooks import WebhookMutation, WebhookQuery
 
 
-@strawberry.type(description="Reads of customers, their verifications and their events.")
-class Query(CustomerListQuery, CustomerQuery, EventQuery, WebhookQuery):
+@strawberry.type(
+    description="Reads of customers, their verifications and their events, webhooks and API keys."
+)
+class Query(CustomerListQuery, CustomerQuery, EventQuery, WebhookQuery, ApiKeyQuery):
     pass
 
 
-@strawberry.type(description="Changes to customers, their verifications and webhooks.")
-class Mutation(CustomerMutation, KycMutation, WebhookMutation):
+@strawberry.type(description="Changes to customers, their verifications, webhooks and API keys.")
+class Mutation(CustomerMutation, KycMutation, WebhookMutation, ApiKeyMutation):
     pass
 
 

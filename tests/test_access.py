@@ -65,6 +65,9 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "delete_webhook_endpoint",
         {"input": {"id": "V2ViaG9va0VuZHBvaW50OjE"}},
     ),
+    "apiKeys": ("api_keys", {}),
+    "createApiKey": ("create_api_key", {"input": {"name": "made", "scopes": ["keys:manage"]}}),
+    "revokeApiKey": ("revoke_api_key", {"input": {"name": "no-such-key"}}),
 }
 
 

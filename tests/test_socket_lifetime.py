@@ -6,9 +6,6 @@ MAX_SUBSCRIPTIONS_PER_PRINCIPAL of a process's subscriptions. On SQLite and Post
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +19,7 @@ from tests.support.clock import Clock
 from tests.support.databases import TEST_API_KEY, add_key
 from tests.support.graphql_client import operation
 from tests.support.identity import IdentityProvider
-from tests.support.paths import ROOT
+from tests.support.servers import run_cli
 from tests.support.sockets import Socket, serving, socket
 from tests.test_subscriptions import create, feed_end
 
@@ -73,14 +70,7 @@ async def live_subscription(ws: Socket, http: httpx.AsyncClient, id: str) -> Non
 
 def revoke_in_another_process(database_url: str, name: str) -> None:
     """`python server.py keys revoke NAME`: a process of its own, as an operator would."""
-    done = subprocess.run(
-        [sys.executable, "server.py", "keys", "revoke", name],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(database_url, "keys", "revoke", name)
     assert done.returncode == 0, done.stderr
 
 

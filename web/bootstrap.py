@@ -35,7 +35,9 @@ async def bootstrap_key(db: Database, clock: Clock, path: Path) -> Path | None:
         if await keys.count_keys(session):
             return None
         try:
-            key = await keys.create_key(session, "bootstrap", keys.ALL_SCOPES, clock())
+            key = await keys.create_key(
+                session, "bootstrap", keys.ALL_SCOPES, clock(), created_by=keys.BOOTSTRAP
+            )
         except keys.KeyProblem:
             return None
         # Before the commit: no key is made that nobody has.

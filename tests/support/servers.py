@@ -99,3 +99,15 @@ def running_server(
             append(server.log)  # scanned for personal data when the run ends
             if process.returncode == 0:
                 assert "Application shutdown complete." in "".join(server.log)
+
+
+def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python server.py ARGS` on this database: a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "server.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
