@@ -1,6 +1,7 @@
 """A WebSocket's credential stays checked while the socket is open: a key revoked by another
-process ends its subscriptions with 4403 within WS_CREDENTIAL_CHECK_SECONDS plus
-KEY_CACHE_SECONDS; a token ends them with 4401 once it expires. One principal holds at most
+process (the command line, or another server's API) ends its subscriptions with 4403 within
+WS_CREDENTIAL_CHECK_SECONDS plus KEY_CACHE_SECONDS; a token ends them with 4401 once it
+expires. One principal holds at most
 MAX_SUBSCRIPTIONS_PER_PRINCIPAL of a process's subscriptions. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.support.clock import Clock
 from tests.support.databases import TEST_API_KEY, add_key
 from tests.support.graphql_client import operation
 from tests.support.identity import IdentityProvider
-from tests.support.servers import run_cli
+from tests.support.servers import run_cli, running_server
 from tests.support.sockets import Socket, serving, socket
 from tests.test_subscriptions import create, feed_end
 
@@ -85,6 +86,32 @@ async def test_a_key_revoked_by_another_process_ends_its_subscription_within_the
             4403,
             "Forbidden: This API key is unknown or revoked.",
         )
+
+
+async def test_a_key_revoked_through_another_server_ends_its_subscription_within_the_bound(
+    url: str, http: httpx.AsyncClient, database_url: str
+) -> None:
+    """The revocation an operator makes through the API of another server process, sharing
+    only the database with the one that holds the socket."""
+    async with socket(url) as ws:
+        assert (await ws.init(DOOMED_KEY))["type"] == "connection_ack"
+        await live_subscription(ws, http, "1")
+        with running_server(database_url) as other:
+            async with httpx.AsyncClient(base_url=other.url, timeout=30) as client:
+                answer = await client.post(
+                    "/graphql",
+                    json={
+                        "query": operation("revoke_api_key"),
+                        "variables": {"input": {"name": "doomed"}},
+                    },
+                    headers={"authorization": f"Bearer {TEST_API_KEY}"},
+                )
+            revoked = answer.json()["data"]["revokeApiKey"]
+            assert (revoked["userErrors"], revoked["apiKey"]["name"]) == ([], "doomed")
+            assert await ws.closed(within=BOUND + SLACK) == (
+                4403,
+                "Forbidden: This API key is unknown or revoked.",
+            )
 
 
 async def test_an_expired_token_ends_its_subscription_when_it_expires(
