@@ -17,8 +17,9 @@ outcome.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
-coerce, a bad cursor, a page size out of range, a sick database): the view then runs the
-request through Strawberry as usual, so every error is graphql-core's. The same
+coerce, a bad cursor, a page size out of range), and raises on a sick database: the gate
+(gate.py, the view's one call) then has Strawberry run the request as usual, so every error
+is graphql-core's. The same
 cached analysis (schema/analysis.py) gives both paths their validation, limits, scopes and
 cost.
 
@@ -50,6 +51,7 @@ from schema.analysis import Analyser, Analysis
 from schema.compiled.plan import (
     DATA_COLUMNS,
     MISSING,
+    NULL_ONLY_ARGUMENTS,
     Needs,
     Plan,
     Root,
@@ -247,7 +249,7 @@ class _Run:
         if self.own is not None:
             raise Unsupported("a list without customers:read (FORBIDDEN)")
         values = self.values
-        for name in ("last", "before", "filter", "orderBy"):
+        for name in NULL_ONLY_ARGUMENTS["customers"]:
             if name in root.arguments and argument(root.arguments[name], values, None) not in (
                 None,
                 MISSING,
