@@ -279,6 +279,28 @@ async def test_a_compiled_read_that_fails_is_answered_by_graphql_core(
     assert "statement failed" not in logged
 
 
+@pytest.mark.one_executor("about the compiled path itself")
+async def test_an_accept_that_offers_streaming_media_types_is_still_compiled(
+    gql: GraphQLClient, http: httpx.AsyncClient, app: Starlette
+) -> None:
+    """The gate declines a request that wants one of Strawberry's HTTP streaming transports;
+    this server enables none (subscriptions go over graphql-transport-ws), so an Accept that
+    offers their media types (Apollo Client offers multipart/mixed on every query) is
+    answered by the compiled path, with the same bytes."""
+    await gql.create("c-1", email="c1@example.com")
+    body = {"query": operation("customer"), "variables": {"externalCustomerId": "c-1"}}
+    expected = await http.post("/graphql", json=body)
+    for accept in (
+        "multipart/mixed;deferSpec=20220824, application/json",
+        "multipart/mixed;subscriptionSpec=1.0, application/json",
+        "text/event-stream, application/json",
+    ):
+        answered = app.state.view.compiled_answers
+        response = await http.post("/graphql", json=body, headers={"accept": accept})
+        assert (response.status_code, response.content) == (200, expected.content), accept
+        assert app.state.view.compiled_answers == answered + 1, accept
+
+
 async def test_get_takes_null_variables_and_names_a_bad_parameter(http: httpx.AsyncClient) -> None:
     query = '{ customer(externalCustomerId: "x") { id } }'
     response = await http.get("/graphql", params={"query": query, "variables": "null"})

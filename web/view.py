@@ -271,12 +271,19 @@ class GraphQLView(GraphQL[Context, None]):
         if self.compiled is None:
             return None
         headers = request.headers
-        # The media type as Strawberry reads it (lower case already: with_lowercase_media_type).
+        # Which streaming transport a request wants is Strawberry's to say (Apollo Client asks
+        # for multipart/mixed with deferSpec, no transport, on every query); the two media
+        # types a transport takes are looked for first.
+        accept = headers.get("accept", "").lower()
+        streams = ("multipart/mixed" in accept or "text/event-stream" in accept) and (
+            self._get_stream_transport_from_headers(headers) is not None
+        )
         answered = await self.compiled.try_answer(
             Inbound(
                 method=request.method,
+                # As Strawberry reads it (lower case already: with_lowercase_media_type).
                 media_type=headers.get("content-type", "").partition(";")[0],
-                accept=headers.get("accept", "").lower(),
+                streams=streams,
                 body=request.state.body,
                 principal=getattr(request.state, "principal", None),
             )

@@ -102,20 +102,10 @@ class CompiledPath:
         return plan
 
     async def answer(
-        self, request: Mapping[str, Any], principal: Principal | None
+        self, text: str, name: str | None, given: dict[str, Any] | None, principal: Principal
     ) -> Answer | None:
-        """The answer to a GraphQL request (the parsed JSON body) the compiled path covers;
-        None for graphql-core to answer it."""
-        text, name = request.get("query"), request.get("operationName")
-        given = request.get("variables")
-        if (
-            not isinstance(text, str)
-            or not isinstance(name, str | None)
-            or not isinstance(given, dict | None)
-            or request.get("extensions") is not None
-            or principal is None
-        ):
-            return None
+        """The answer to the operation `name` of the document `text` with the variables
+        `given`, when the compiled path covers it; None for graphql-core to answer it."""
         analysis = self.analyser.analyse(text, name)
         if analysis.document is None:
             return None

@@ -4,10 +4,11 @@ The view (web/view.py) hands it the request as plain values (`Inbound`) and gets
 compiled path's `Answer`, or None: then graphql-core answers, as it would have without the
 compiled path. Every reason to decline is here, in the order it is checked:
 
-- the envelope: a POST of JSON (the media type as Strawberry reads it) that asks for no
-  streaming transport (multipart/mixed or text/event-stream in Accept: those are Strawberry's);
+- the envelope: a POST of JSON (the media type as Strawberry reads it) that wants none of
+  Strawberry's HTTP streaming transports (the view asks Strawberry, which alone knows which
+  it enables: none here, so an Accept that merely offers multipart/mixed is still ours);
 - the body: JSON (as strictly as Strawberry's parse reads it: `Inbound.body.json()`, parsed
-  once whichever path answers), an object, one plain request (`CompiledPath.answer`);
+  once whichever path answers), one plain request (no batch, no extensions) from a principal;
 - the document: what `CompiledPath.answer` covers (the plan, schema/compiled/plan.py), and
   nothing graphql-core would answer with an error;
 - a failure: graphql-core runs the request again. A database failure it meets too, and
@@ -29,8 +30,6 @@ from schema.errors import raised_at
 
 logger = logging.getLogger("customer_api.errors")
 
-_STREAMING = ("multipart/mixed", "text/event-stream")
-
 
 class JSONBody(Protocol):
     """A request body that parses itself as JSON at most once (web/body.py's `Body`)."""
@@ -45,7 +44,7 @@ class Inbound:
 
     method: str
     media_type: str  # the Content-Type's, lower case, without parameters
-    accept: str  # the Accept header, lower case
+    streams: bool  # whether it asks for a streaming transport (Strawberry's to answer)
     body: JSONBody
     principal: Principal | None
 
@@ -62,7 +61,7 @@ class Gate:
         if (
             request.method != "POST"
             or "application/json" not in request.media_type
-            or any(media in request.accept for media in _STREAMING)
+            or request.streams
         ):
             return None
         try:
@@ -71,8 +70,21 @@ class Gate:
             return None  # graphql-core refuses it, saying what is wrong
         if not isinstance(parsed, dict):
             return None  # a batch, or a refusal of graphql-core's
+        text, name, given = (
+            parsed.get("query"),
+            parsed.get("operationName"),
+            parsed.get("variables"),
+        )
+        if (
+            not isinstance(text, str)
+            or not isinstance(name, str | None)
+            or not isinstance(given, dict | None)
+            or parsed.get("extensions") is not None  # a persisted query, say
+            or request.principal is None  # none authenticated: never so for a POST
+        ):
+            return None  # graphql-core's refusal, or its to answer
         try:
-            answered = await self.path.answer(parsed, request.principal)
+            answered = await self.path.answer(text, name, given, request.principal)
         except Exception as error:
             if fault_of(error) is None:
                 logger.warning(
