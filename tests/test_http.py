@@ -10,6 +10,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+import web.body
 import web.view
 from db import customers
 from db.customer_rows import CustomerReads
@@ -256,7 +257,10 @@ async def test_an_operation_name_that_is_not_a_string_is_400(
 
 @pytest.mark.one_executor("about the compiled path itself")
 async def test_a_compiled_read_that_fails_is_answered_by_graphql_core(
-    gql: GraphQLClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
+    gql: GraphQLClient,
+    app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await gql.create("c-1", email="c1@example.com")
     expected = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
@@ -269,6 +273,32 @@ async def test_a_compiled_read_that_fails_is_answered_by_graphql_core(
     response = await gql.post(operation("customer"), {"externalCustomerId": "c-1"})
     assert response.content == expected.content
     assert app.state.view.compiled_answers == answered  # graphql-core answered it
+    # The gate logs the fault the fallback hides: its type and place, never its message.
+    (logged,) = [r.getMessage() for r in caplog.records if "compiled path failed" in r.getMessage()]
+    assert logged.startswith("the compiled path failed (RuntimeError at ")
+    assert "statement failed" not in logged
+
+
+@pytest.mark.one_executor("about the compiled path itself")
+async def test_an_accept_that_offers_streaming_media_types_is_still_compiled(
+    gql: GraphQLClient, http: httpx.AsyncClient, app: Starlette
+) -> None:
+    """The gate declines a request that wants one of Strawberry's HTTP streaming transports;
+    this server enables none (subscriptions go over graphql-transport-ws), so an Accept that
+    offers their media types (Apollo Client offers multipart/mixed on every query) is
+    answered by the compiled path, with the same bytes."""
+    await gql.create("c-1", email="c1@example.com")
+    body = {"query": operation("customer"), "variables": {"externalCustomerId": "c-1"}}
+    expected = await http.post("/graphql", json=body)
+    for accept in (
+        "multipart/mixed;deferSpec=20220824, application/json",
+        "multipart/mixed;subscriptionSpec=1.0, application/json",
+        "text/event-stream, application/json",
+    ):
+        answered = app.state.view.compiled_answers
+        response = await http.post("/graphql", json=body, headers={"accept": accept})
+        assert (response.status_code, response.content) == (200, expected.content), accept
+        assert app.state.view.compiled_answers == answered + 1, accept
 
 
 async def test_get_takes_null_variables_and_names_a_bad_parameter(http: httpx.AsyncClient) -> None:
@@ -295,6 +325,8 @@ async def test_a_body_is_parsed_once_whichever_path_answers(
         parses.append(data)
         return parse_json(data)
 
+    # The body's own parse (web.body.Body.json) and any other of the view's.
+    monkeypatch.setattr(web.body, "parse_json", counting)
     monkeypatch.setattr(web.view, "parse_json", counting)
     events = await gql.post("{ customerEvents(first: 1) { nodes { id } } }")  # graphql-core's
     assert events.status_code == 200

@@ -26,6 +26,7 @@ from db.feed import FeedSignal
 from db.models import utc_now
 from schema import build_schema
 from schema.compiled import CompiledPath
+from schema.compiled.gate import Gate
 from schema.context import AppState, Clock
 from schema.limits import Limits
 from web import metrics
@@ -92,7 +93,7 @@ def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
     schema = build_schema(limits, introspection=settings.introspection)
     compiled = None
     if settings.compiled_path:
-        compiled = CompiledPath(schema.analyser, schema._schema, state)
+        compiled = Gate(CompiledPath(schema.analyser, schema._schema, state))
     return GraphQLView(
         schema,
         state,

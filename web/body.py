@@ -90,11 +90,33 @@ class BadJSON(ValueError):
     """A body (or a `variables` parameter) that is not UTF-8 JSON within the limits."""
 
 
-async def read_body(request: Request, seconds: float) -> bytes:
+class Body(bytes):
+    """A request body that parses itself as JSON (`parse_json`) at most once, for whichever
+    path reads it: the compiled path's gate, to see whether the request is its to answer,
+    then Strawberry, when graphql-core answers."""
+
+    _parsed: Any  # the JSON value, or the BadJSON that parsing raised
+
+    def json(self) -> Any:
+        """The body's JSON value; BadJSON, saying what is wrong, for anything else."""
+        try:
+            parsed = self._parsed
+        except AttributeError:
+            try:
+                parsed = parse_json(self)
+            except BadJSON as error:
+                parsed = error
+            self._parsed = parsed
+        if isinstance(parsed, BadJSON):
+            raise BadJSON(str(parsed))
+        return parsed
+
+
+async def read_body(request: Request, seconds: float) -> Body:
     """The whole body; BodyTimeout when it is not complete within `seconds`."""
     try:
         async with asyncio.timeout(seconds):
-            return await request.body()
+            return Body(await request.body())
     except TimeoutError:
         raise BodyTimeout(f"The request body did not arrive within {seconds:g} seconds.") from None
 

@@ -4,14 +4,12 @@ HTTP's status codes for clients that ask for application/graphql-response+json."
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import orjson
-from cross_web import HTTPException
+from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -23,13 +21,12 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from db.faults import fault_of
 from db.keys import Principal
-from schema.compiled import CompiledPath
+from schema.compiled.gate import Gate, Inbound
 from schema.context import AppState, Context
-from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE, raised_at
+from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
-from web.body import BadJSON, BodyTimeout, parse_json, read_body
+from web.body import BadJSON, Body, BodyTimeout, parse_json, read_body
 from web.refusals import (
     GRAPHQL_RESPONSE,
     PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
@@ -40,8 +37,6 @@ from web.refusals import (
 from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
 from web.websocket import TextFrames, TransportWSHandler
-
-logger = logging.getLogger("customer_api.errors")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 # The page's scripts and styles, served as files. The page itself lies outside it: it is served
@@ -96,9 +91,17 @@ def outcome_of_data(data: dict[str, Any] | None) -> str:
     return "ok"
 
 
-# The body answer_compiled parsed, for the view's parse_json to reuse (this request's own:
-# each request runs in a task, with a context, of its own).
-_parsed_body: ContextVar[tuple[bytes, Any] | None] = ContextVar("parsed_body", default=None)
+class ReadRequest(StarletteRequestAdapter):
+    """A request as Strawberry reads it, with the body the view read (a `Body`, which keeps
+    its JSON value once the compiled path's gate parsed it)."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.starlette = request
+
+    async def get_body(self) -> bytes:
+        body: bytes | None = getattr(self.starlette.state, "body", None)
+        return await super().get_body() if body is None else body
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -115,7 +118,7 @@ class GraphQLView(GraphQL[Context, None]):
         heartbeat_seconds: float = 15,
         credential_check_seconds: float = 5,
         max_subscriptions_per_connection: int = 10,
-        compiled: CompiledPath | None = None,
+        compiled: Gate | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -137,7 +140,13 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
-        self.compiled_answers = 0  # requests answered by the compiled path (for tests, metrics)
+
+    request_adapter_class = ReadRequest
+
+    @property
+    def compiled_answers(self) -> int:
+        """The requests the compiled path answered (for tests and metrics)."""
+        return 0 if self.compiled is None else self.compiled.answers
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the pinned copies in static/graphiql: no CDN, no other host."""
@@ -231,11 +240,10 @@ class GraphQLView(GraphQL[Context, None]):
                 request.state.principal = principal
                 if info := request_info():
                     info.principal = principal.name
-            body = await read_body(request, self.body_timeout)  # kept by the request for the view
-            response = await self.answer_compiled(request, body)
+            request.state.body = await read_body(request, self.body_timeout)
+            response = await self.answer_compiled(request)
             if response is None:
                 response = await self.run(request)
-            _parsed_body.set(None)  # an in-process caller may send the next one in this task
         except Unauthenticated as error:
             response = unauthenticated(str(error))
             if info := request_info():
@@ -257,56 +265,36 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
         return None
 
-    async def answer_compiled(self, request: Request, body: bytes) -> Response | None:
-        """The compiled path's answer (schema/compiled/), or None for Strawberry to answer.
-
-        Only a POST of JSON that Strawberry would read as one plain request gets here; the
-        body is parsed as `parse_json` below parses it, so a body Strawberry refuses is
-        refused the same way by the general path."""
+    async def answer_compiled(self, request: Request) -> Response | None:
+        """The compiled path's answer, or None for Strawberry to answer: the gate
+        (schema/compiled/gate.py) decides, from the request as plain values."""
+        if self.compiled is None:
+            return None
         headers = request.headers
-        # The media type as Strawberry reads it (lower case already: with_lowercase_media_type);
-        # a streaming transport wants one of two media types in Accept, looked for first.
+        # Which streaming transport a request wants is Strawberry's to say (Apollo Client asks
+        # for multipart/mixed with deferSpec, no transport, on every query); the two media
+        # types a transport takes are looked for first.
         accept = headers.get("accept", "").lower()
-        if (
-            self.compiled is None
-            or request.method != "POST"
-            or "application/json" not in headers.get("content-type", "").partition(";")[0]
-            or (
-                ("multipart/mixed" in accept or "text/event-stream" in accept)
-                and self._get_stream_transport_from_headers(headers) is not None
+        streams = ("multipart/mixed" in accept or "text/event-stream" in accept) and (
+            self._get_stream_transport_from_headers(headers) is not None
+        )
+        answered = await self.compiled.try_answer(
+            Inbound(
+                method=request.method,
+                # As Strawberry reads it (lower case already: with_lowercase_media_type).
+                media_type=headers.get("content-type", "").partition(";")[0],
+                streams=streams,
+                body=request.state.body,
+                principal=getattr(request.state, "principal", None),
             )
-        ):
-            return None
-        try:
-            parsed = parse_json(body)
-        except BadJSON:
-            return None
-        if not isinstance(parsed, dict):
-            return None
-        # Strawberry reads the same bytes again when graphql-core answers: parsed once.
-        _parsed_body.set((body, parsed))
-        try:
-            answered = await self.compiled.answer(parsed, getattr(request.state, "principal", None))
-        except Exception as error:
-            # graphql-core runs the request again: a database failure it meets too, and
-            # reports (and masks) as any other. Anything else is a fault of the compiled
-            # path that the fallback would hide: its type and place are logged (never its
-            # message, which may quote data), apart from graphql-core's error reports.
-            if fault_of(error) is None:
-                logger.warning(
-                    "the compiled path failed (%s at %s:%d); graphql-core answered",
-                    type(error).__name__,
-                    *raised_at(error),
-                )
-            return None
+        )
         if answered is None:
             return None
-        self.compiled_answers += 1
         if info := request_info():
             info.operation_type, info.operation_name = answered[1:]
             info.outcome = outcome_of_data(answered.payload["data"])
         response = Response(self.encode_json(answered.payload), media_type="application/json")
-        if accepts_graphql_response(request.headers):
+        if accepts_graphql_response(headers):
             response.headers["content-type"] = GRAPHQL_RESPONSE
         return response
 
@@ -339,11 +327,9 @@ class GraphQLView(GraphQL[Context, None]):
         return parsed
 
     def parse_json(self, data: str | bytes) -> Any:
-        stashed = _parsed_body.get()
-        if stashed is not None and stashed[0] is data:
-            return stashed[1]  # the body answer_compiled parsed (an object: checked there)
         try:
-            parsed = parse_json(data)
+            # A body the gate parsed is not parsed again (ReadRequest hands Strawberry it).
+            parsed = data.json() if isinstance(data, Body) else parse_json(data)
         except BadJSON as error:
             raise HTTPException(400, str(error)) from None
         # Strawberry reads fields off whatever the JSON was; anything but an object (or a

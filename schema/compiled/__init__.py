@@ -17,8 +17,9 @@ outcome.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
-coerce, a bad cursor, a page size out of range, a sick database): the view then runs the
-request through Strawberry as usual, so every error is graphql-core's. The same
+coerce, a bad cursor, a page size out of range), and raises on a sick database: the gate
+(gate.py, the view's one call) then has Strawberry run the request as usual, so every error
+is graphql-core's. The same
 cached analysis (schema/analysis.py) gives both paths their validation, limits, scopes and
 cost.
 
@@ -50,6 +51,7 @@ from schema.analysis import Analyser, Analysis
 from schema.compiled.plan import (
     DATA_COLUMNS,
     MISSING,
+    NULL_ONLY_ARGUMENTS,
     Needs,
     Plan,
     Root,
@@ -100,20 +102,10 @@ class CompiledPath:
         return plan
 
     async def answer(
-        self, request: Mapping[str, Any], principal: Principal | None
+        self, text: str, name: str | None, given: dict[str, Any] | None, principal: Principal
     ) -> Answer | None:
-        """The answer to a GraphQL request (the parsed JSON body) the compiled path covers;
-        None for graphql-core to answer it."""
-        text, name = request.get("query"), request.get("operationName")
-        given = request.get("variables")
-        if (
-            not isinstance(text, str)
-            or not isinstance(name, str | None)
-            or not isinstance(given, dict | None)
-            or request.get("extensions") is not None
-            or principal is None
-        ):
-            return None
+        """The answer to the operation `name` of the document `text` with the variables
+        `given`, when the compiled path covers it; None for graphql-core to answer it."""
         analysis = self.analyser.analyse(text, name)
         if analysis.document is None:
             return None
@@ -247,7 +239,7 @@ class _Run:
         if self.own is not None:
             raise Unsupported("a list without customers:read (FORBIDDEN)")
         values = self.values
-        for name in ("last", "before", "filter", "orderBy"):
+        for name in NULL_ONLY_ARGUMENTS["customers"]:
             if name in root.arguments and argument(root.arguments[name], values, None) not in (
                 None,
                 MISSING,

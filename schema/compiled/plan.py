@@ -242,13 +242,15 @@ _WRITES = {
     "reviewKycVerification": ("ReviewKycVerificationInput", "KycVerificationPayload"),
 }
 _INPUTS = {input_type for input_type, _ in _WRITES.values()}
-_ROOT_ARGUMENTS = {
+ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
-    # last, before, filter and orderBy only as null (or a variable that is null or absent).
     "customers": {"first", "after", "last", "before", "filter", "orderBy"},
     "node": {"id"},
     **{mutation: {"input"} for mutation in _WRITES},
 }
+# Root arguments taken only as null (or a variable that is null or absent): the compiled
+# `customers` reads the default order, forwards, unfiltered.
+NULL_ONLY_ARGUMENTS = {"customers": ("last", "before", "filter", "orderBy")}
 _HELPERS: dict[str, Any] = {
     "_id": ids.encode,
     "_at": datetime_text,
@@ -274,10 +276,10 @@ def _build(plan: Plan, collector: Collector) -> Built:
             root = Root(key, name, {})
             roots.append((root, _constant(root_type), _Code(collector)))
             continue
-        if name not in _ROOT_ARGUMENTS or (name in _WRITES) is not plan.writes:
+        if name not in ROOT_ARGUMENTS or (name in _WRITES) is not plan.writes:
             raise Unsupported(f"the root field {name}")
         arguments = {a.name.value: a.value for a in nodes[0].arguments or ()}
-        if not set(arguments) <= _ROOT_ARGUMENTS[name]:
+        if not set(arguments) <= ROOT_ARGUMENTS[name]:
             raise Unsupported("arguments the plan does not take")
         code = _Code(collector)
         if name == "customer":
@@ -337,7 +339,12 @@ class _Code(Needs):
         entries = []
         for key, nodes in fields.items():
             name = nodes[0].name.value
-            value = repr(type_name) if name == "__typename" else value_of(name, nodes)
+            if name == "__typename":
+                value: str | None = repr(type_name)
+            elif name in COVERED[type_name]:
+                value = value_of(name, nodes)
+            else:
+                value = None
             self.personal = self.personal or f"{type_name}.{name}" in PERSONAL_FIELDS
             if value is None:
                 raise Unsupported(f"{type_name}.{name}")
@@ -355,14 +362,8 @@ class _Code(Needs):
                 self.verifications = True
                 item = self.verification(self._sub("KycVerification", nodes))
                 return f"[{item} for v in {c}.verifications]"
-            return {
-                "id": f"_id('Customer', {c}.row.id)",
-                "externalCustomerId": f"{c}.row.external_customer_id",
-                "createdAt": f"_at({c}.row.created_at)",
-                "updatedAt": f"_at({c}.row.updated_at)",
-                "kycStatus": f"(None if {c}.row.kyc_status is None else "
-                f"_status({c}.row.kyc_status, {c}.row.kyc_started_at, now, ttl).name)",
-            }.get(name)
+            column = _CUSTOMER.get(name)
+            return None if column is None else column.format(c=c)
 
         def data(name: str, _nodes: list[FieldNode]) -> str | None:
             return f"{c}.row.{DATA_COLUMNS[name]}" if name in DATA_COLUMNS else None
@@ -426,6 +427,16 @@ class _Code(Needs):
         return self._object(type_name, fields, value_of)
 
 
+# A customer `{c}` (a CustomerRow)'s own fields; `data` and `kycVerifications` are built in
+# `_Code.customer`.
+_CUSTOMER = {
+    "id": "_id('Customer', {c}.row.id)",
+    "externalCustomerId": "{c}.row.external_customer_id",
+    "createdAt": "_at({c}.row.created_at)",
+    "updatedAt": "_at({c}.row.updated_at)",
+    "kycStatus": "(None if {c}.row.kyc_status is None else "
+    "_status({c}.row.kyc_status, {c}.row.kyc_started_at, now, ttl).name)",
+}
 # A db.rules.Problem `p`, as schema.types.UserError (and UserWarning) shows it: by its one
 # conversion (an enum's JSON value is its value).
 _PROBLEM = {name: f"_json(_problem[{name!r}](p))" for name in PROBLEM_FIELDS}
@@ -442,3 +453,36 @@ _PAGE_INFO = {
     "startCursor": "(cursors[0] if cursors else None)",
     "endCursor": "(cursors[-1] if cursors else None)",
 }
+
+
+# Every `Type.field` a plan builds, by type: `_Code._object` declines any other, and the
+# document falls back to graphql-core (tests/test_compiled_coverage.py writes them down).
+COVERED: dict[str, frozenset[str]] = {
+    "Query": frozenset(name for name in ROOT_ARGUMENTS if name not in _WRITES),
+    "Mutation": frozenset(_WRITES),
+    "Customer": frozenset({*_CUSTOMER, "data", "kycVerifications"}),
+    "CustomerData": frozenset(DATA_COLUMNS),
+    "KycVerification": frozenset(_VERIFICATION),
+    "CustomerConnection": frozenset({"nodes", "edges", "pageInfo", "totalCount"}),
+    "CustomerEdge": frozenset({"node", "cursor"}),
+    "PageInfo": frozenset(_PAGE_INFO),
+    "UserError": frozenset(_PROBLEM),
+    "UserWarning": frozenset(_PROBLEM),
+    # What `_Code.payload` builds, of whichever payload has it.
+    **{
+        payload: frozenset(
+            {"customer", "verification", "deletedExternalCustomerId", "userErrors", "warnings"}
+        )
+        for _input, payload in _WRITES.values()
+    },
+}
+
+
+def covered_fields(schema: GraphQLSchema) -> set[str]:
+    """The `Type.field`s of `schema` a plan builds."""
+    covered = set()
+    for type_name, names in COVERED.items():
+        graphql_type = schema.get_type(type_name)
+        fields = getattr(graphql_type, "fields", {})
+        covered |= {f"{type_name}.{name}" for name in names if name in fields}
+    return covered
