@@ -71,7 +71,7 @@ def test_key_commands_print_their_answer_only_unless_asked_for_more(tmp_path: Pa
 def test_a_scope_typo_lists_the_scopes_by_name() -> None:
     done = run("keys", "create", "--name", "x", "--scope", "customer:read")
     assert done.returncode == 2
-    assert "(choose from 'customers:read', 'customers:write', 'kyc:provider'" in done.stderr
+    assert "(choose from 'customers:read', 'customers:write', 'keys:manage'" in done.stderr
     assert "Scope." not in done.stderr
 
 

@@ -348,6 +348,7 @@ async def test_a_disabled_endpoint_and_types_it_does_not_want_get_nothing(
     assert off.received == []
 
 
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 @pytest.mark.parametrize("setting_overrides", [{**SETTINGS, "webhook_timeout_seconds": 3}])
 async def test_a_receiver_dripping_its_answer_delays_only_its_own_endpoint(
     gql: GraphQLClient, db: Database
