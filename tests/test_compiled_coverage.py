@@ -84,6 +84,9 @@ FALLS_BACK = {
     "Mutation.createWebhookEndpoint": "administration: rare",
     "Mutation.updateWebhookEndpoint": "administration: rare",
     "Mutation.deleteWebhookEndpoint": "administration: rare",
+    "Query.apiKeys": "administration: rare",
+    "Mutation.createApiKey": "administration: rare",
+    "Mutation.revokeApiKey": "administration: rare",
 }
 
 # Root arguments the compiled path takes only as null (or a variable null or absent).
