@@ -29,6 +29,15 @@ class Operation:
 Clock = Callable[[], datetime]
 
 
+def actor_of(principal: Principal | None) -> str:
+    """Who the events of a principal's changes name: one rule for every writer.
+
+    Only a request with a principal gets past the scope checks to change anything."""
+    if principal is None:
+        raise RuntimeError("a change was asked for without a principal")
+    return principal.actor
+
+
 @dataclass(frozen=True)
 class AppState:
     """What the server resolves once, at start (its secrets included), and every request and
@@ -58,12 +67,8 @@ class Writer:
 
     @property
     def actor(self) -> str:
-        """Who the events of this write name (`key:<name>`, `token:<iss>#<sub>`).
-
-        Only a request with a principal gets past the scope checks to change anything."""
-        if self.principal is None:
-            raise RuntimeError("a change was asked for without a principal")
-        return self.principal.actor
+        """Who the events of this write name (`key:<name>`, `token:<iss>#<sub>`)."""
+        return actor_of(self.principal)
 
     def own_customer(self, needed: Scope) -> str | None:
         """`access.own_customer` for this write's principal."""
@@ -119,12 +124,8 @@ class Context:
 
     @property
     def actor(self) -> str:
-        """Who the events of this request's changes name (`key:<name>`, `token:<iss>#<sub>`).
-
-        Only a request with a principal gets past the scope checks to change anything."""
-        if self.principal is None:
-            raise RuntimeError("a change was asked for without a principal")
-        return self.principal.actor
+        """Who the events of this request's changes name (`key:<name>`, `token:<iss>#<sub>`)."""
+        return actor_of(self.principal)
 
     def writer(self) -> Writer:
         """What this request's write needs, the clock read once."""
