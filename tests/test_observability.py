@@ -144,7 +144,7 @@ async def test_request_id_is_taken_when_sane_and_made_otherwise(
     assert kept.headers["x-request-id"] == "abc-123.X"
     assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
     [first, second] = [r for r in caplog.records if r.name == "customer_api.access"]
-    assert (first.operation_type, first.outcome, first.key) == ("query", "ok", "tests")  # type: ignore[attr-defined]
+    assert (first.operation_type, first.outcome, first.actor) == ("query", "ok", "key:tests")  # type: ignore[attr-defined]
     assert second.status == 200  # type: ignore[attr-defined]
 
 

@@ -278,7 +278,11 @@ async def test_a_malformed_header_over_a_websocket_is_closed_4401(
 
 
 async def test_actors_say_what_they_are_so_no_subject_passes_for_a_key_or_the_sweep(
-    anonymous: httpx.AsyncClient, gql: GraphQLClient, db: Database, idp: IdentityProvider
+    anonymous: httpx.AsyncClient,
+    gql: GraphQLClient,
+    db: Database,
+    idp: IdentityProvider,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     admin_key = keys.new_key()
     await add_key(db, "admin", admin_key, [Scope.CUSTOMERS_READ, Scope.CUSTOMERS_WRITE])
@@ -287,17 +291,20 @@ async def test_actors_say_what_they_are_so_no_subject_passes_for_a_key_or_the_sw
         "c-2": idp.token(sub="admin", scope="customers:read customers:write"),
         "c-3": admin_key,
     }
+    caplog.set_level(logging.INFO, logger="customer_api.access")
     for external_id, credential in writers.items():
         data = {"email": f"{external_id}@example.com"}
         variables = {"input": {"externalCustomerId": external_id, "data": data}}
         created = await post(anonymous, credential, "create_customer", variables)
         assert created.json()["data"]["createCustomer"]["userErrors"] == [], created.text
+    actors = [f"token:{idp.issuer}#system", f"token:{idp.issuer}#admin", "key:admin"]
     page = (await gql.run("customer_events"))["customerEvents"]
-    assert [(e["externalCustomerId"], e["actor"]) for e in page["nodes"]] == [
-        ("c-1", f"token:{idp.issuer}#system"),
-        ("c-2", f"token:{idp.issuer}#admin"),
-        ("c-3", "key:admin"),
-    ]
+    assert [(e["externalCustomerId"], e["actor"]) for e in page["nodes"]] == list(
+        zip(writers, actors, strict=True)
+    )
+    # The access log names each writer as its events do.
+    logged = [getattr(r, "actor", None) for r in caplog.records if r.name == "customer_api.access"]
+    assert logged[: len(actors)] == actors
 
 
 @pytest.mark.parametrize(

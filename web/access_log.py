@@ -1,7 +1,8 @@
 """One access-log line a request: method, path (never the query string), status and time,
-and what the edge learnt of it: operation name and type, outcome and the key's name (never
-the variables or the document). The request id is added to every line by web/logs.py;
-web/edge.py writes the line when the response is done (or the app failed)."""
+and what the edge learnt of it: operation name and type, outcome and the actor (`key:<name>`,
+`token:<iss>#<sub>`; never the variables or the document). The request id is added to every
+line by web/logs.py; web/edge.py writes the line when the response is done (or the app
+failed)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def log_access(scope: Scope, status: int, elapsed: float, info: RequestInfo | No
         "operation": info.operation_name if info else None,
         "operation_type": info.operation_type if info else None,
         "outcome": info.outcome if info else None,
-        "key": printable(info.principal) if info and info.principal else None,
+        # The actor, as events name it: a token whose subject is "admin" is not the key "admin".
+        "actor": printable(info.principal) if info and info.principal else None,
     }
     shown = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
     # The record that access_logger.info(..., extra=...) would make, made directly: half the

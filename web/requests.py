@@ -37,7 +37,7 @@ class RequestInfo:
     operation_name: str | None = None
     operation_type: str | None = None
     outcome: str | None = None  # ok, user_error, refused, error (GraphQL requests only)
-    principal: str | None = None  # the key's (or token's) name, never the credential
+    principal: str | None = None  # who acts (`key:<name>`, `token:<iss>#<sub>`), never a credential
 
 
 current: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(

@@ -239,7 +239,7 @@ class GraphQLView(GraphQL[Context, None]):
                 principal = await authenticate(self.keys, request.headers, self.tokens)
                 request.state.principal = principal
                 if info := request_info():
-                    info.principal = principal.name
+                    info.principal = principal.actor
             request.state.body = await read_body(request, self.body_timeout)
             response = await self.answer_compiled(request)
             if response is None:
