@@ -47,7 +47,7 @@ class NoServiceSdl(ValidationRule):
             self.report_error(
                 GraphQLError(
                     "The _service field is off, as introspection is: the subgraph's SDL "
-                    "is handed to gateways apart from the API (python server.py export-schema).",
+                    "is handed to gateways apart from the API (customer-api export-schema).",
                     nodes=[node],
                 )
             )

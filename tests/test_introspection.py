@@ -40,7 +40,7 @@ async def test_introspection_off_refuses_the_federation_sdl(gql: GraphQLClient) 
     assert body["errors"] == [
         {
             "message": "The _service field is off, as introspection is: the subgraph's SDL "
-            "is handed to gateways apart from the API (python server.py export-schema).",
+            "is handed to gateways apart from the API (customer-api export-schema).",
             "locations": [{"line": 3, "column": 3}],
         }
     ]

@@ -18,7 +18,7 @@ from db import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise SystemExit("Run migrations through the server: python server.py migrate")
+    raise SystemExit("Run migrations through the server: customer-api migrate")
 
 context.configure(
     connection=connection,
