@@ -551,6 +551,10 @@ async def test_a_token_to_a_server_without_token_settings_is_refused(
             {"jwt_issuer": "i", "jwt_audience": "a", "jwt_jwks_url": "file:///etc/keys"},
             "must be an http(s) URL",
         ),
+        (
+            {"jwt_issuer": "https://id.example/" + "x" * 200, "jwt_audience": "a"},
+            "at most 128 characters",
+        ),
     ],
 )
 def test_token_settings_come_complete(given: dict[str, str], message: str) -> None:

@@ -247,6 +247,9 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str = Field(
         default="",
+        # An event names a token's writer `token:<iss>#<sub>` in 255 characters: a longer
+        # issuer would leave too little room for any subject, and every token be refused.
+        max_length=128,
         description="The identity provider whose tokens are accepted ('iss'). Set JWT_ISSUER, "
         "JWT_AUDIENCE and JWT_JWKS_URL together, or none.",
     )
