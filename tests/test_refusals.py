@@ -71,3 +71,15 @@ async def test_a_bad_get_parameter_is_400_with_a_code(http: httpx.AsyncClient) -
 async def test_a_body_over_the_limit_is_413_with_a_code(http: httpx.AsyncClient) -> None:
     response = await http.post("/graphql", content=b"x" * (1024 * 1024 + 1))
     assert "MAX_BODY_BYTES" in refused(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_subscription_over_http_is_400_naming_websocket(
+    http: httpx.AsyncClient, method: str
+) -> None:
+    query = "subscription Feed { customerEvents { type } }"
+    if method == "GET":
+        response = await http.get("/graphql", params={"query": query})
+    else:
+        response = await http.post("/graphql", json={"query": query})
+    assert "WebSocket" in refused(response, 400, "BAD_REQUEST")

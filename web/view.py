@@ -20,6 +20,7 @@ from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from db.keys import Principal
 from schema.compiled.gate import Gate, Inbound
@@ -66,6 +67,10 @@ def refused(result: ExecutionResult) -> bool:
 
 
 UNAVAILABLE = "unavailable"
+SUBSCRIPTIONS_STREAM = (
+    "Subscriptions are served over WebSocket (graphql-transport-ws) at this path, not as "
+    "one HTTP answer."
+)
 
 
 def outcome_of(result: ExecutionResult, processed: GraphQLHTTPResponse) -> str:
@@ -222,8 +227,11 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             return await super().execute_single(*args, **kwargs)
         except HTTPException as error:
-            # A mutation over GET: the method is what is wrong, so 405, as the spec asks.
-            if isinstance(error.__cause__, InvalidOperationTypeError):
+            refused = error.__cause__
+            if isinstance(refused, InvalidOperationTypeError):
+                if refused.operation_type is OperationType.SUBSCRIPTION:
+                    raise HTTPException(400, SUBSCRIPTIONS_STREAM) from error
+                # A mutation over GET: the method is what is wrong, so 405, as the spec asks.
                 raise HTTPException(405, "Mutations are sent with POST, not GET.") from error
             raise
 
