@@ -33,7 +33,6 @@ from sqlalchemy.engine import make_url
 from bench.events import admin
 from db import migrate, webhooks
 from db.engine import Database
-from db.feed import FeedSignal
 from db.models import (
     CustomerEvent,
     DeliveryStatus,
@@ -43,8 +42,8 @@ from db.models import (
     WebhookEndpoint,
     utc_now,
 )
-from db.rules import Environment
-from schema.context import AppState
+from web.app import app_state
+from web.settings import Settings
 from web.webhooks import DeliveryWorker
 
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_webhooks"
@@ -173,23 +172,20 @@ async def show_plans(db: Database) -> None:
 
 async def measure(backend: str, backlog: int, settled: int, seconds: float, plans: bool) -> float:
     """Deliveries per second to one endpoint with `backlog` pending."""
-    box = webhooks.SecretBox(base64.b64encode(os.urandom(32)).decode())
+    settings = Settings(
+        cursor_secret=os.urandom(32).hex(),
+        webhook_secret_key=base64.b64encode(os.urandom(32)).decode(),
+        webhook_allow_private_targets=True,
+    )
+    box = settings.webhooks().box
+    assert box is not None
     async with fresh_database(backend) as db:
         with receiver() as (url, arrivals):
             await fill(db, url, box, backlog, settled)
             if plans:
                 await show_plans(db)
-            feed = FeedSignal(db)
-            settings = webhooks.Settings(box, allow_private=True)
-            state = AppState(
-                db=db,
-                clock=utc_now,
-                environment=Environment.PRODUCTION,
-                kyc_ttl=timedelta(days=1),
-                cursor_secret=os.urandom(32),
-                feed=feed,
-                webhooks=settings,
-            )
+            state = await app_state(db, settings, utc_now)
+            feed = state.feed
             worker = DeliveryWorker(state)
             began = time.perf_counter()
             running = asyncio.create_task(worker.run())

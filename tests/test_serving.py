@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
-from datetime import timedelta
 
 import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from uvicorn.importer import import_from_string
 
-from db import webhooks
 from db.engine import Database
-from db.feed import FeedSignal
 from db.models import utc_now
-from db.rules import Environment
 from schema import schema
-from schema.context import AppState
-from server import WORKER_PROTOCOL, parser
+from server import WORKER_PROTOCOL, Settings, parser
 from tests.support.databases import TEST_API_KEY
 from tests.support.graphql_client import operation
 from tests.support.servers import running_server
+from web.app import app_state
 from web.view import GraphQLView
 
 AUTH = {"authorization": f"Bearer {TEST_API_KEY}"}
@@ -30,15 +27,7 @@ METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 
 def test_responses_are_encoded_with_orjson() -> None:
     db = Database("sqlite+aiosqlite:///:memory:")
-    state = AppState(
-        db=db,
-        clock=utc_now,
-        environment=Environment.PRODUCTION,
-        kyc_ttl=timedelta(hours=1),
-        cursor_secret=b"k" * 32,
-        feed=FeedSignal(db),
-        webhooks=webhooks.Settings(box=None),
-    )
+    state = asyncio.run(app_state(db, Settings(cursor_secret="k" * 32), utc_now))
     view = GraphQLView(schema, state, body_timeout=5)
     data = {"data": {"customer": {"id": "Q3VzdG9tZXI6MQ", "name": "Zoë"}}}
     assert view.encode_json(data) == orjson.dumps(data)

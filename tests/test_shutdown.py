@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import replace
 from typing import Any, Literal
 
 import asyncpg
@@ -24,17 +24,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
 import web.app
-from db import webhooks
 from db.engine import Database, Timeouts
 from db.feed import FeedSignal
 from db.models import utc_now
-from db.rules import Environment
 from db.tasks import cancel_and_wait
-from schema.context import AppState
 from server import STOP_SECONDS, Settings, create_app
 from tests.support.databases import TEST_API_KEY, Databases
 from tests.support.graphql_client import operation
 from tests.support.servers import running_server
+from web.app import app_state
 from web.webhooks import DeliveryWorker
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
@@ -165,15 +163,8 @@ async def test_the_webhook_worker_cancelled_as_news_arrives_stops(database_url: 
     feed = FeedSignal(db, poll_seconds=60, fallback_seconds=60)
     parked = asyncio.Event()
     feed._changed = Parked(parked)
-    state = AppState(
-        db=db,
-        clock=utc_now,
-        environment=Environment.PRODUCTION,
-        kyc_ttl=timedelta(hours=1),
-        cursor_secret=b"k" * 32,
-        feed=feed,
-        webhooks=webhooks.Settings(None, False, (1.0,)),
-    )
+    settings = Settings(cursor_secret="k" * 32, webhook_retry_schedule="1")
+    state = replace(await app_state(db, settings, utc_now), feed=feed)
     worker = DeliveryWorker(state)
     task = asyncio.create_task(worker.run())
     try:
