@@ -349,6 +349,18 @@ async def test_a_disabled_endpoint_and_types_it_does_not_want_get_nothing(
 
 
 @pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
+async def test_deliveries_to_one_endpoint_reuse_its_connection(gql: GraphQLClient) -> None:
+    """Each answer's body is read, so its connection serves the endpoint's next delivery
+    rather than a new TCP (and TLS) handshake for every event."""
+    with receiving(lambda _n: 200, answer=b'{"ok": true}') as receiver:
+        await create_endpoint(gql, receiver.url)
+        for n in range(4):
+            await gql.create(f"c-{n}")
+        await asyncio.to_thread(receiver.wait_for, 4)
+    assert receiver.connections == 1
+
+
+@pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
 @pytest.mark.parametrize("setting_overrides", [{**SETTINGS, "webhook_timeout_seconds": 3}])
 async def test_a_receiver_dripping_its_answer_delays_only_its_own_endpoint(
     gql: GraphQLClient, db: Database

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -240,6 +241,7 @@ class DeliveryWorker:
                 extensions=extensions,
             ) as response:
                 status = response.status_code
+                await _drain(response, self.timeout_seconds - (time.perf_counter() - began))
         except httpx.TimeoutException:
             return failed(f"no answer within {self.timeout_seconds:g} s")
         except httpx.HTTPError as error:
@@ -247,3 +249,25 @@ class DeliveryWorker:
         if 200 <= status < 300:
             return Outcome(status, None, int((time.perf_counter() - began) * 1000))
         return failed(f"answered HTTP {status}", status)
+
+
+# The most of an answer's body read so that its connection can serve the endpoint's next
+# delivery, and the longest it may take: the status alone decides the outcome, so a body
+# that is longer or slower only costs the connection (it is closed, not reused).
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 1.0
+
+
+async def _drain(response: httpx.Response, left: float) -> None:
+    """Read the answer's body, within its bounds and the attempt's `left` seconds; past
+    them, give up quietly: closing the response then closes its connection."""
+    bound = min(DRAIN_SECONDS, left - 0.1)
+    if bound <= 0:
+        return
+    read = 0
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(bound):
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > DRAIN_BYTES:
+                    return

@@ -32,6 +32,7 @@ class Receiver:
     url: str
     policy: Policy
     received: list[Received] = field(default_factory=list)
+    connections: int = 0  # TCP connections the sender opened
     released: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)  # a request is held
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,12 +51,20 @@ class Receiver:
 
 
 @contextmanager
-def receiving(policy: Policy = lambda _n: 204) -> Iterator[Receiver]:
-    """A receiver at http://127.0.0.1:<free port>/hook until the block ends."""
+def receiving(policy: Policy = lambda _n: 204, answer: bytes = b"") -> Iterator[Receiver]:
+    """A receiver at http://127.0.0.1:<free port>/hook until the block ends, answering with
+    the body `answer`. It keeps connections alive (HTTP/1.1), as real receivers do."""
     count = 0
     receiver: Receiver
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with receiver.lock:
+                receiver.connections += 1
+
         def do_POST(self) -> None:
             nonlocal count
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -69,9 +78,11 @@ def receiving(policy: Policy = lambda _n: 204) -> Iterator[Receiver]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             with receiver.lock:
                 receiver.received.append(Received(headers, body, status, time.monotonic()))
+            body = b"" if status in (204, 304) else answer  # those never have a body
             self.send_response(status)
-            self.send_header("content-length", "0")
+            self.send_header("content-length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the test says what matters
