@@ -55,8 +55,7 @@ class Timeouts:
     `lock` seconds for a lock before it is told so (db.faults.Fault.LOCK_TIMEOUT): `lock` is
     no shorter than `idle_in_transaction`, so a write queued behind a dead client goes through
     once the holder is ended, and shorter than `statement`, so a write stuck behind a live
-    but slow one says it waited on a lock. (A write the compiled path gave up on is run again
-    by graphql-core, web/view.py: twice `lock` must stay within the 5 s a client waits.) TCP
+    but slow one says it waited on a lock (a failed write is never run again: one wait). TCP
     keepalives (db/keepalive.py) end the sessions of clients whose host or route died.
     """
 

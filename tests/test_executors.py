@@ -4,16 +4,20 @@ The compiled path answers the documents it covers and graphql-core the rest, so 
 runs only with the default settings proves a behaviour of one executor. These run on both:
 a page reads its verifications in statements that do not grow with it; a payload keeps its
 sandbox warnings; a write refused by its checks runs no statement that changes anything
-(a create refused on every key, none at all).
+(a create refused on every key, none at all); a write that meets a database fault runs once.
 """
 
 from __future__ import annotations
 
+import asyncpg
+import httpx
 import pytest
 
 from db.engine import Database
+from db.faults import Fault
 from db.rules import Environment
 from tests.support.graphql_client import GraphQLClient
+from tests.support.pg_locks import dsn_of
 from tests.support.statements import counting_statements
 
 PAGE = """
@@ -94,3 +98,41 @@ async def test_a_refused_create_or_update_writes_nothing(gql: GraphQLClient, db:
     assert statements, "the checks read the stored customers"
     assert changing(statements) == []
     assert (await gql.customer("c-2") or {})["data"]["city"] is None
+
+
+CREATE = """
+mutation($input: CreateCustomerInput!) {
+  createCustomer(input: $input) { customer { externalCustomerId } userErrors { code } }
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_write_that_meets_a_database_fault_runs_once_and_says_so(
+    database_url: str, db: Database, http: httpx.AsyncClient, gql: GraphQLClient
+) -> None:
+    """Past its commit window nobody can tell whether a failed write was stored: running it
+    again (as a fallback to the other executor would) could answer TAKEN for the client's own
+    customer, and a write stuck on a lock would wait twice. Here the event counter is held,
+    so the write waits out its lock_timeout after it has inserted the customer."""
+    holder = await asyncpg.connect(dsn_of(database_url))
+    try:
+        async with holder.transaction():
+            await holder.execute("UPDATE event_counter SET last = last WHERE id = 1")
+            with counting_statements(db) as statements:
+                response = await http.post(
+                    "/graphql",
+                    json={"query": CREATE, "variables": {"input": {
+                        "externalCustomerId": "c-1", "data": {"email": "c-1@example.com"}
+                    }}},
+                    headers={"accept": "application/graphql-response+json"},
+                )  # fmt: skip
+    finally:
+        await holder.close()
+    assert len([s for s in statements if s.startswith("INSERT INTO customer ")]) == 1
+    assert response.status_code == 503, response.text
+    [error] = response.json()["errors"]
+    assert error["path"] == ["createCustomer"]
+    assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert error["message"].startswith(Fault.LOCK_TIMEOUT.value)
+    assert await gql.customer("c-1") is None

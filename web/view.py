@@ -79,12 +79,17 @@ def outcome_of(result: ExecutionResult, processed: GraphQLHTTPResponse) -> str:
     if refused(result):
         return "refused"
     errors: list[dict[str, Any]] = list(processed.get("errors") or ())  # type: ignore[arg-type]
+    return outcome_of_answer(errors, result.data)
+
+
+def outcome_of_answer(errors: list[dict[str, Any]], data: dict[str, Any] | None) -> str:
+    """The outcome of an operation that ran, from its formatted errors and its data."""
     codes = {(e.get("extensions") or {}).get("code") for e in errors}
     if SERVICE_UNAVAILABLE in codes:
         return UNAVAILABLE
     if INTERNAL_ERROR in codes:
         return "error"
-    return "user_error" if codes else outcome_of_data(result.data)
+    return "user_error" if codes else outcome_of_data(data)
 
 
 def outcome_of_data(data: dict[str, Any] | None) -> str:
@@ -298,12 +303,16 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if answered is None:
             return None
+        payload = answered.payload
+        outcome = outcome_of_answer(payload.get("errors") or [], payload["data"])
         if info := request_info():
             info.operation_type, info.operation_name = answered[1:]
-            info.outcome = outcome_of_data(answered.payload["data"])
-        response = Response(self.encode_json(answered.payload), media_type="application/json")
+            info.outcome = "error" if outcome == UNAVAILABLE else outcome
+        response = Response(self.encode_json(payload), media_type="application/json")
         if accepts_graphql_response(headers):
             response.headers["content-type"] = GRAPHQL_RESPONSE
+            if outcome == UNAVAILABLE:
+                response.status_code = 503
         return response
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:

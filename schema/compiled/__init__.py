@@ -17,17 +17,16 @@ outcome.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
-coerce, a bad cursor, a page size out of range), and raises on a sick database: the gate
-(gate.py, the view's one call) then has Strawberry run the request as usual, so every error
-is graphql-core's. The same
-cached analysis (schema/analysis.py) gives both paths their validation, limits, scopes and
-cost.
+coerce, a bad cursor, a page size out of range), and raises when a read meets a sick
+database: the gate (gate.py, the view's one call) then has Strawberry run the request as
+usual, so every error is graphql-core's. The same cached analysis (schema/analysis.py)
+gives both paths their validation, limits, scopes and cost.
 
-A write that fails on a sick database before its commit has written nothing, and
-graphql-core runs it again (and reports the failure). One whose commit itself failed may
-have been written: graphql-core's run then finds the customer there (createCustomer
-reports the id TAKEN, updateCustomer changes nothing more), which is what the client of
-either path has to assume of a failed commit anyway.
+A write that fails once it has begun (on a sick database, say) is answered here, with the
+error graphql-core would give (SERVICE_UNAVAILABLE, or a masked internal error, reported
+alike), and never run again: a write whose commit failed may have been stored, and a run of
+it by graphql-core would report the client's own new customer TAKEN, or wait out a held lock
+a second time.
 
 tests/test_compiled.py proves the two paths answer byte for byte the same.
 """
@@ -62,6 +61,7 @@ from schema.compiled.plan import (
 from schema.compiled.selection import Unsupported
 from schema.context import AppState, Writer
 from schema.customer_list import first_page_size
+from schema.errors import report
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
 
@@ -117,19 +117,39 @@ class CompiledPath:
         plan = self.plan(analysis, name)
         if plan is None:
             return None
+        operation = plan.operation.name.value if plan.operation.name else None
+        extensions = {"cost": {"requested": cost, "maximum": analysis.limits.max_cost}}
+        kind = plan.operation.operation.value
         try:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)
             run = _Run(self, values, principal)
-            data = {
-                root.key: await run.root(root, build, needs) for root, build, needs in built.roots
-            }
+            data = {}
+            for root, build, needs in built.roots:
+                try:
+                    data[root.key] = await run.root(root, build, needs)
+                except (Unsupported, PageError):
+                    raise  # declined before anything was written
+                except Exception as error:
+                    if not plan.writes:
+                        raise
+                    # A write's payload is non-null (plan.py takes no other): its null takes
+                    # `data` with it.
+                    failed = {"data": None, "errors": [_failed(root, error)]}
+                    return Answer({**failed, "extensions": extensions}, kind, operation)
         except (Unsupported, PageError):
             return None
-        operation = plan.operation.name.value if plan.operation.name else None
-        extensions = {"cost": {"requested": cost, "maximum": analysis.limits.max_cost}}
         payload = {"data": data, "extensions": extensions}
-        return Answer(payload, plan.operation.operation.value, operation)
+        return Answer(payload, kind, operation)
+
+
+def _failed(root: Root, error: Exception) -> dict[str, Any]:
+    """A write's failure (SERVICE_UNAVAILABLE for a sick database, else an internal error),
+    reported and shown as graphql-core shows it (schema/errors.py's MaskUnexpectedErrors)."""
+    failure = report(error, root.key)
+    extensions = {"code": failure.code, "errorId": failure.error_id}
+    error = GraphQLError(failure.message, nodes=[root.node], path=[root.key], extensions=extensions)
+    return dict(error.formatted)
 
 
 class _Run:

@@ -11,10 +11,11 @@ compiled path. Every reason to decline is here, in the order it is checked:
   once whichever path answers), one plain request (no batch, no extensions) from a principal;
 - the document: what `CompiledPath.answer` covers (the plan, schema/compiled/plan.py), and
   nothing graphql-core would answer with an error;
-- a failure: graphql-core runs the request again. A database failure it meets too, and
-  reports (and masks) as any other; anything else is a fault of the compiled path that the
-  fallback would hide, so its type and place are logged (never its message, which may quote
-  data).
+- a failure of a read: graphql-core runs the request again. A database failure it meets
+  too, and reports (and masks) as any other; anything else is a fault of the compiled path
+  that the fallback would hide, so its type and place are logged (never its message, which
+  may quote data). A write that fails once begun is answered by the compiled path itself,
+  and never run again (see schema/compiled/__init__.py).
 """
 
 from __future__ import annotations

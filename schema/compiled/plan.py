@@ -30,6 +30,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLInputObjectType,
+    GraphQLNonNull,
     GraphQLSchema,
     IntValueNode,
     NamedTypeNode,
@@ -101,6 +102,7 @@ class Root:
     key: str
     kind: str  # "customer", "customers", "node", a WRITES mutation, or "__typename"
     arguments: Mapping[str, ValueNode]
+    node: FieldNode  # where an error of the field points
 
 
 @dataclass
@@ -273,11 +275,14 @@ def _build(plan: Plan, collector: Collector) -> Built:
     for key, nodes in fields.items():
         name = nodes[0].name.value
         if name == "__typename":
-            root = Root(key, name, {})
+            root = Root(key, name, {}, nodes[0])
             roots.append((root, _constant(root_type), _Code(collector)))
             continue
         if name not in ROOT_ARGUMENTS or (name in _WRITES) is not plan.writes:
             raise Unsupported(f"the root field {name}")
+        if plan.writes and _nullable_write(plan.schema, name):
+            # A failed write's answer (CompiledPath.answer) nulls `data` for its payload.
+            raise Unsupported("a write whose payload may be null")
         arguments = {a.name.value: a.value for a in nodes[0].arguments or ()}
         if not set(arguments) <= ROOT_ARGUMENTS[name]:
             raise Unsupported("arguments the plan does not take")
@@ -304,9 +309,14 @@ def _build(plan: Plan, collector: Collector) -> Built:
         # The source is ours: expressions of this module and response keys, which are GraphQL
         # names (letters, digits, underscores; the parser checked them) written with repr().
         exec(compile(source, f"<plan {key}>", "exec"), namespace)
-        root = Root(key, name, arguments)
+        root = Root(key, name, arguments, nodes[0])
         roots.append((root, namespace["build"], code))
     return Built(roots)
+
+
+def _nullable_write(schema: GraphQLSchema, name: str) -> bool:
+    mutation = schema.mutation_type
+    return mutation is None or not isinstance(mutation.fields[name].type, GraphQLNonNull)
 
 
 def _constant(value: Any) -> Callable[..., Any]:
