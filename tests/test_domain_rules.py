@@ -61,6 +61,9 @@ Customer
                                                                   characters: new),
                                                                   ACCEPTED (at the limit: new)
     street/street2 TOO_LONG, INVALID                              here: REFUSED, ACCEPTED (new)
+    id, firstName, lastName at the limit, folding longer ("ß")    here: FOLDS_LONGER (new; fails
+                                                                  on PostgreSQL, marked xfail:
+                                                                  a server error, see its reason)
     every problem reported together; any error writes nothing     A every_problem,
                                                                   refused_write_writes_nothing;
                                                                   here: each REFUSED case on create
@@ -195,11 +198,12 @@ async def stored(db: Database) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(autouse=True)
 async def compiled_answers_every_write(
-    app: Starlette, http: httpx.AsyncClient, compiled_path: bool
+    app: Starlette, http: httpx.AsyncClient, compiled_path: bool, request: pytest.FixtureRequest
 ) -> AsyncIterator[None]:
     """With the compiled path on, it answered every request of the test but the event feed's
     (which graphql-core always answers): so each case here ran on both executors, not on
-    graphql-core twice."""
+    graphql-core twice. (A case expected to fail, where the compiled path gave up, is not
+    held to it.)"""
     sent: list[bytes] = []
 
     async def count(request: httpx.Request) -> None:
@@ -208,6 +212,8 @@ async def compiled_answers_every_write(
 
     http.event_hooks["request"].append(count)
     yield
+    if request.node.get_closest_marker("xfail"):
+        return
     answered: int = app.state.view.compiled_answers
     assert answered == (len(sent) if compiled_path else 0)
 
@@ -372,6 +378,49 @@ async def test_values_are_stored_normalised_and_unique(gql: GraphQLClient, db: D
             wrong.append((case, payload))
         if taken and await counts(db) != before:
             wrong.append((case, "written"))
+    assert wrong == []
+
+
+# Text at its length limit whose case-folded form is longer ("ß" folds to "ss", "ﬃ" to "ffi"):
+# the search key stored beside the value must take the folded form too.
+FOLDS_LONGER: list[tuple[str, str, dict[str, Any]]] = [
+    ("create id", "ß" * 255, {}),
+    ("create firstName", "f-1", {"firstName": "ß" * 100}),
+    ("create lastName", "l-1", {"lastName": "ﬃ" * 100}),
+]
+POSTGRESQL_KEYS_TOO_SHORT = (
+    "on PostgreSQL the case-folded key columns (external_id_key varchar(255), first_name_key "
+    "and last_name_key varchar(100)) cannot hold a valid value's folded form: the write fails "
+    "with StringDataRightTruncationError, answered as INTERNAL_SERVER_ERROR"
+)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sqlite",
+        pytest.param(
+            "postgresql", marks=pytest.mark.xfail(strict=True, reason=POSTGRESQL_KEYS_TOO_SHORT)
+        ),
+    ],
+    indirect=True,
+)
+async def test_text_at_its_limit_is_stored_whatever_it_folds_to(gql: GraphQLClient) -> None:
+    """One request per case, read raw: a server error is a wrong answer here, not a crash."""
+
+    async def payload(name: str, external_id: str, data: dict[str, Any]) -> Any:
+        variables = {"input": {"externalCustomerId": external_id, "data": data}}
+        body = (await gql.post(operation(name), variables)).json()
+        return body.get("errors") or body["data"]
+
+    wrong: list[tuple[str, Any]] = []
+    for n, (case, external_id, data) in enumerate(FOLDS_LONGER):
+        answer = await payload("create_customer", external_id, {"email": f"f-{n}@x.org", **data})
+        if isinstance(answer, list) or answer["createCustomer"]["userErrors"]:
+            wrong.append((case, answer))
+    answer = await payload("update_customer", "f-1", {"lastName": "ß" * 100})
+    if isinstance(answer, list) or answer["updateCustomer"]["userErrors"]:
+        wrong.append(("update lastName", answer))
     assert wrong == []
 
 
