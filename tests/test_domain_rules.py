@@ -207,9 +207,9 @@ async def compiled_answers_every_write(
     held to it.)"""
     sent: list[bytes] = []
 
-    async def count(request: httpx.Request) -> None:
-        if b"customerEvents" not in request.content:
-            sent.append(request.content)
+    async def count(outgoing: httpx.Request) -> None:
+        if b"customerEvents" not in outgoing.content:
+            sent.append(outgoing.content)
 
     http.event_hooks["request"].append(count)
     yield
