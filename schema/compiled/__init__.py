@@ -60,8 +60,10 @@ from schema.compiled.plan import (
     input_argument,
 )
 from schema.compiled.selection import Unsupported
+from schema.compiled.trace import traced
 from schema.context import AppState, Writer
 from schema.customer_list import first_page_size
+from schema.ftv1 import Recorder
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
 
@@ -102,10 +104,16 @@ class CompiledPath:
         return plan
 
     async def answer(
-        self, text: str, name: str | None, given: dict[str, Any] | None, principal: Principal
+        self,
+        text: str,
+        name: str | None,
+        given: dict[str, Any] | None,
+        principal: Principal,
+        trace: Recorder | None = None,
     ) -> Answer | None:
         """The answer to the operation `name` of the document `text` with the variables
-        `given`, when the compiled path covers it; None for graphql-core to answer it."""
+        `given`, when the compiled path covers it; None for graphql-core to answer it. With
+        `trace`, its federated trace in `extensions.ftv1`."""
         analysis = self.analyser.analyse(text, name)
         if analysis.document is None:
             return None
@@ -121,13 +129,21 @@ class CompiledPath:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)
             run = _Run(self, values, principal)
-            data = {
-                root.key: await run.root(root, build, needs) for root, build, needs in built.roots
-            }
+            if trace is None:
+                roots = built.roots
+                data = {
+                    root.key: await run.root(root, build, needs) for root, build, needs in roots
+                }
+            else:  # a gateway's federated trace (trace.py: what the compiled path can time)
+                data = await traced(run, plan, values, built.roots, trace)
         except (Unsupported, PageError):
             return None
         operation = plan.operation.name.value if plan.operation.name else None
-        extensions = {"cost": {"requested": cost, "maximum": analysis.limits.max_cost}}
+        extensions: dict[str, Any] = {
+            "cost": {"requested": cost, "maximum": analysis.limits.max_cost}
+        }
+        if trace is not None:
+            extensions["ftv1"] = trace.finish()
         payload = {"data": data, "extensions": extensions}
         return Answer(payload, plan.operation.operation.value, operation)
 
