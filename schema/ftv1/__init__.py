@@ -44,8 +44,9 @@ Path = tuple[str | int, ...]
 
 
 def asks_for_trace(headers: Mapping[str, str]) -> bool:
-    """Whether the request asks for an inline trace (a gateway's header)."""
-    return headers.get(HEADER) == ASKS
+    """Whether the request asks for an inline trace (a gateway's header). `in` first: on
+    Starlette's headers, `get` of an absent name raises and catches a KeyError."""
+    return HEADER in headers and headers[HEADER] == ASKS
 
 
 def permitted(policy: Policy, principal: Principal | None) -> bool:
@@ -61,7 +62,7 @@ def requested(
 ) -> Recorder | None:
     """A recorder for the request's trace when it asks for one and its principal may have it;
     None otherwise (a request that may not have one is answered as if it had not asked)."""
-    if headers.get(HEADER) != ASKS or not permitted(policy, principal):
+    if not asks_for_trace(headers) or not permitted(policy, principal):
         return None
     return Recorder()
 
@@ -130,10 +131,17 @@ class Recorder:
 _recording: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("ftv1", default=None)
 
 
-@contextlib.contextmanager
-def recording(recorder: Recorder | None) -> Iterator[None]:
+_NOT_RECORDING = contextlib.nullcontext()  # reusable: a request that traces nothing pays ~nil
+
+
+def recording(recorder: Recorder | None) -> contextlib.AbstractContextManager[None]:
     """While in it, graphql-core's execution of the request traces into `recorder` (None:
     it does not trace)."""
+    return _NOT_RECORDING if recorder is None else _recording_into(recorder)
+
+
+@contextlib.contextmanager
+def _recording_into(recorder: Recorder) -> Iterator[None]:
     token = _recording.set(recorder)
     try:
         yield
