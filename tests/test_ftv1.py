@@ -14,7 +14,8 @@ import pytest
 from starlette.applications import Starlette
 
 from db.keys import Principal, Scope
-from schema.ftv1 import Policy, permitted
+from schema import build_schema
+from schema.ftv1 import Policy, Recorder, TraceFields, permitted, recording
 from schema.ftv1.reports_pb2 import Trace
 from tests.support.graphql_client import GraphQLClient, operation
 from tests.support.identity import IdentityProvider
@@ -216,6 +217,29 @@ async def test_no_trace_for_an_identity_provider_token(
     answer = (await anonymous.post("/graphql", json=body, headers=headers)).json()
     assert answer["data"]["customers"]["totalCount"] == 2
     assert "ftv1" not in answer["extensions"]
+
+
+async def test_a_get_is_traced_too(http: httpx.AsyncClient, gql: GraphQLClient) -> None:
+    await seed(gql)
+    params = {"query": '{ customer(externalCustomerId: "c-1") { externalCustomerId } }'}
+    answer = (await http.get("/graphql", params=params, headers=ASK)).json()
+    nodes = dict(field_nodes(decoded(answer).root))
+    assert set(nodes) == {("customer",), ("customer", "externalCustomerId")}
+
+
+def test_only_a_traced_request_gets_the_per_field_hook() -> None:
+    """Without a recorder, a request's extensions have no `resolve` hook, so graphql-core
+    wraps no resolver: asking nothing costs nothing per field."""
+    schema = build_schema()
+
+    def hooks() -> list[type]:
+        return [type(e) for e in schema.get_extensions() if e._implements_resolve()]
+
+    assert hooks() == []
+    with recording(Recorder()):
+        assert hooks() == [TraceFields]
+    with recording(None):
+        assert hooks() == []
 
 
 KEY = Principal("gateway", frozenset({Scope.CUSTOMERS_READ}))
