@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 CODE := server.py web schema db tests bench
 
-.PHONY: run dev-idp test lint typecheck pytest schema docs env clean
+.PHONY: run dev-idp test lint typecheck pytest schema docs protobuf env clean
 
 # Serving needs the runtime packages only: no dev tools, no Node.
 run: .venv/.synced-server
@@ -68,5 +68,11 @@ schema: env
 docs: .venv/.synced-server
 	$(PY) server.py settings-reference > docs/settings.md
 
+# The federated trace's message (schema/ftv1): reports_pb2.py and its stub from reports.proto,
+# with the protoc of grpcio-tools (a dev package). Committed: serving needs only protobuf.
+protobuf: .venv/.synced
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. schema/ftv1/reports.proto
+
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
+

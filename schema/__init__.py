@@ -18,13 +18,14 @@ from strawberry.types.graphql import OperationType
 from schema.analysis import Analyser, ApplyAnalysis
 from schema.entities import check_representations
 from schema.errors import HideSuggestions, MaskUnexpectedErrors, ReportOperation
+from schema.ftv1 import TracedSchema
 from schema.limits import Limits
 from schema.roots import Mutation, Query, Subscription
 from schema.scalars import DateTime
 from schema.types import Customer, KycVerification
 
 
-class Schema(strawberry.federation.Schema):
+class Schema(TracedSchema, strawberry.federation.Schema):
     # Set by build_schema: every request's document analysis, cached (schema/analysis.py).
     analyser: Analyser
 

@@ -104,6 +104,7 @@ def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
         credential_check_seconds=settings.ws_credential_check_seconds,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         compiled=compiled,
+        traces=settings.ftv1_traces,
     )
 
 

@@ -14,6 +14,7 @@ from db import webhooks
 from db.engine import Database, Timeouts
 from db.rules import Environment
 from db.webhooks import SecretBox
+from schema.ftv1 import Policy
 from schema.limits import Limits
 from web.cors import parse_origins
 from web.tokens import TokenSettings
@@ -276,6 +277,15 @@ class Settings(BaseSettings):
         description="How old the provider's keys (JWKS) may grow before they are fetched again, "
         "in the background: tokens whose key is in hand never wait for that fetch, and a key "
         "the provider withdrew stops working once it lands.",
+    )
+
+    # Federated tracing (FTV1, schema/ftv1): who gets a trace when a gateway asks for one.
+    ftv1_traces: Policy = Field(
+        default="api_keys",
+        description="Who gets a federated trace (extensions.ftv1) on asking with "
+        "apollo-federation-include-trace: ftv1: api_keys (a gateway's key; never an "
+        "identity-provider token), all (tokens too: a gateway that forwards its users' tokens), "
+        "or off.",
     )
 
     @field_validator("cors_allow_origins")

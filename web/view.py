@@ -23,6 +23,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db.keys import Principal
+from schema import ftv1
 from schema.compiled.gate import Gate, Inbound
 from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
@@ -129,6 +130,7 @@ class GraphQLView(GraphQL[Context, None]):
         credential_check_seconds: float = 5,
         max_subscriptions_per_connection: int = 10,
         compiled: Gate | None = None,
+        traces: ftv1.Policy = "api_keys",
     ) -> None:
         super().__init__(
             schema,
@@ -150,6 +152,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
+        self.traces = traces  # who may have federated traces (schema/ftv1)
 
     request_adapter_class = ReadRequest
 
@@ -254,9 +257,13 @@ class GraphQLView(GraphQL[Context, None]):
                 if info := request_info():
                     info.principal = principal.actor
             request.state.body = await read_body(request, self.body_timeout)
-            response = await self.answer_compiled(request)
+            trace = ftv1.requested(
+                request.headers, getattr(request.state, "principal", None), self.traces
+            )
+            response = await self.answer_compiled(request, trace)
             if response is None:
-                response = await self.run(request)
+                with ftv1.recording(trace):
+                    response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
             if info := request_info():
@@ -278,7 +285,9 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
         return None
 
-    async def answer_compiled(self, request: Request) -> Response | None:
+    async def answer_compiled(
+        self, request: Request, trace: ftv1.Recorder | None = None
+    ) -> Response | None:
         """The compiled path's answer, or None for Strawberry to answer: the gate
         (schema/compiled/gate.py) decides, from the request as plain values."""
         if self.compiled is None:
@@ -299,6 +308,7 @@ class GraphQLView(GraphQL[Context, None]):
                 streams=streams,
                 body=request.state.body,
                 principal=getattr(request.state, "principal", None),
+                trace=trace,
             )
         )
         if answered is None:

@@ -59,9 +59,11 @@ from schema.compiled.plan import (
     input_argument,
 )
 from schema.compiled.selection import Unsupported
+from schema.compiled.trace import traced
 from schema.context import AppState, Writer
 from schema.customer_list import first_page_size
 from schema.errors import report
+from schema.ftv1 import Recorder
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
 
@@ -102,10 +104,16 @@ class CompiledPath:
         return plan
 
     async def answer(
-        self, text: str, name: str | None, given: dict[str, Any] | None, principal: Principal
+        self,
+        text: str,
+        name: str | None,
+        given: dict[str, Any] | None,
+        principal: Principal,
+        trace: Recorder | None = None,
     ) -> Answer | None:
         """The answer to the operation `name` of the document `text` with the variables
-        `given`, when the compiled path covers it; None for graphql-core to answer it."""
+        `given`, when the compiled path covers it; None for graphql-core to answer it. With
+        `trace`, its federated trace in `extensions.ftv1`."""
         analysis = self.analyser.analyse(text, name)
         if analysis.document is None:
             return None
@@ -118,28 +126,40 @@ class CompiledPath:
         if plan is None:
             return None
         operation = plan.operation.name.value if plan.operation.name else None
-        extensions = {"cost": {"requested": cost, "maximum": analysis.limits.max_cost}}
         kind = plan.operation.operation.value
+        extensions: dict[str, Any] = {
+            "cost": {"requested": cost, "maximum": analysis.limits.max_cost}
+        }
         try:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)
             run = _Run(self, values, principal)
-            data = {}
-            for root, build, needs in built.roots:
-                try:
-                    data[root.key] = await run.root(root, build, needs)
-                except (Unsupported, PageError):
-                    raise  # declined before anything was written
-                except Exception as error:
-                    if not plan.writes:
-                        raise
-                    # A write's payload is non-null (plan.py takes no other): its null takes
-                    # `data` with it.
-                    failed = {"data": None, "errors": [_failed(root, error)]}
-                    return Answer({**failed, "extensions": extensions}, kind, operation)
+            try:
+                if trace is None:
+                    data = {
+                        root.key: await run.root(root, build, needs)
+                        for root, build, needs in built.roots
+                    }
+                else:  # a gateway's federated trace (trace.py: what the compiled path can time)
+                    data = await traced(run, plan, values, built.roots, trace)
+            except (Unsupported, PageError):
+                raise  # declined before anything was written
+            except Exception as error:
+                if not plan.writes:
+                    raise
+                # A plan's one write failed once begun. Its payload is non-null (plan.py takes
+                # no other): its null takes `data` with it.
+                (write,) = [root for root, _, _ in built.roots if root.kind != "__typename"]
+                data, errors = None, [_failed(write, error)]
+            else:
+                errors = []
         except (Unsupported, PageError):
             return None
-        payload = {"data": data, "extensions": extensions}
+        if trace is not None:
+            extensions["ftv1"] = trace.finish()
+        payload = {"data": data, "errors": errors, "extensions": extensions}
+        if not errors:
+            del payload["errors"]
         return Answer(payload, kind, operation)
 
 

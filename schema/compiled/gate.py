@@ -28,6 +28,7 @@ from db.faults import fault_of
 from db.keys import Principal
 from schema.compiled import Answer, CompiledPath
 from schema.errors import raised_at
+from schema.ftv1 import Recorder
 
 logger = logging.getLogger("customer_api.errors")
 
@@ -48,6 +49,7 @@ class Inbound:
     streams: bool  # whether it asks for a streaming transport (Strawberry's to answer)
     body: JSONBody
     principal: Principal | None
+    trace: Recorder | None = None  # a federated trace to fill (schema/ftv1), when asked for
 
 
 class Gate:
@@ -85,7 +87,7 @@ class Gate:
         ):
             return None  # graphql-core's refusal, or its to answer
         try:
-            answered = await self.path.answer(text, name, given, request.principal)
+            answered = await self.path.answer(text, name, given, request.principal, request.trace)
         except Exception as error:
             if fault_of(error) is None:
                 logger.warning(

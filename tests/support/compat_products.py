@@ -15,9 +15,13 @@ import strawberry
 import strawberry.federation
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.schema_directive import Location
+
+from schema.ftv1 import Recorder, TracedSchema, asks_for_trace, recording
 
 
 @strawberry.federation.schema_directive(
@@ -189,16 +193,30 @@ class Query:
         return DEPRECATED if (sku, package) == (DEPRECATED.sku, DEPRECATED.package) else None
 
 
-schema = strawberry.federation.Schema(
+class Schema(TracedSchema, strawberry.federation.Schema):
+    """Federation's schema with the API's federated tracing (schema/ftv1)."""
+
+
+schema = Schema(
     query=Query,
     types=[Product, DeprecatedProduct, ProductResearch, User, Inventory],
     federation_version="2.3",
 )
 
 
+class TracedGraphQL(GraphQL[Any, Any]):
+    """Strawberry's view, tracing a request that asks as the API's view does (web/view.py);
+    this subgraph has no credentials, so the asking is enough."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        asks = scope["type"] == "http" and asks_for_trace(Headers(scope=scope))
+        with recording(Recorder() if asks else None):
+            await super().__call__(scope, receive, send)
+
+
 def main() -> None:
     port = int(sys.argv[1])
-    app = Starlette(routes=[Route("/", GraphQL(schema, graphql_ide=None))])
+    app = Starlette(routes=[Route("/", TracedGraphQL(schema, graphql_ide=None))])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", access_log=False)
 
 
