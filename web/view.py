@@ -36,6 +36,7 @@ from web.refusals import (
 )
 from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
+from web.tracing import Tracing
 from web.websocket import TextFrames, TransportWSHandler
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -119,6 +120,7 @@ class GraphQLView(GraphQL[Context, None]):
         credential_check_seconds: float = 5,
         max_subscriptions_per_connection: int = 10,
         compiled: Gate | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -140,6 +142,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
+        self.tracing = tracing or Tracing.off()
 
     request_adapter_class = ReadRequest
 
@@ -241,9 +244,11 @@ class GraphQLView(GraphQL[Context, None]):
                 if info := request_info():
                     info.principal = principal.name
             request.state.body = await read_body(request, self.body_timeout)
-            response = await self.answer_compiled(request)
-            if response is None:
-                response = await self.run(request)
+            with self.tracing.operation() as operation:  # web/tracing.py: a span, when on
+                response = await self.answer_compiled(request)
+                operation.compiled = response is not None
+                if response is None:
+                    response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
             if info := request_info():
