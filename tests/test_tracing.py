@@ -31,6 +31,7 @@ from tests.support.log_privacy import personal_data_in
 from tests.support.receivers import receiving
 from tests.test_webhooks import SETTINGS as WEBHOOK_SETTINGS
 from tests.test_webhooks import RealClock
+from web.edge import Edge
 from web.logs import JsonFormatter, RequestIdFilter
 from web.tracing import Tracing, tracing_of
 
@@ -258,6 +259,16 @@ async def test_tracing_is_off_unless_an_exporter_or_endpoint_is_set(
         assert tracing.on is on
     finally:
         await tracing.close()
+
+
+@pytest.mark.sqlite_only
+def test_with_tracing_off_a_request_meets_none_of_it(settings: Settings) -> None:
+    """Off, the edge is not wrapped and no statement is observed: what a request costs is
+    what it cost before tracing existed."""
+    app = create_app(settings)
+    assert isinstance(app.build_middleware_stack(), Edge)
+    assert app.state.db.statement_observers == []
+    assert not app.state.db.engine.sync_engine.dispatch.before_cursor_execute
 
 
 @pytest.mark.sqlite_only

@@ -13,7 +13,9 @@ string, no document, no variables, no statement parameters, no client address, a
 exception message (a database error can quote a value): a failure is told by its type alone.
 
 With tracing off (`Tracing.off()`), nothing here runs for a request: the edge is not wrapped,
-no statement observer is added, and the view's operation context is a shared no-op.
+no statement observer is added, and the view's operation context is a shared no-op. What
+remains is a look at the current span (a context variable: none) when a log line or an event
+is written.
 """
 
 from __future__ import annotations
@@ -406,11 +408,10 @@ class TracedHTTP:
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.scheme": scope.get("scheme", "http"),
-            "url.path": path if route else "/",  # a scanner's path may hold anything
             "network.protocol.version": scope.get("http_version", "1.1"),
         }
-        if route:
-            attributes["http.route"] = route
+        if route:  # any other path (a scanner's, a static file's) may hold anything: left out
+            attributes["url.path"] = attributes["http.route"] = route
         with self.tracer.start_as_current_span(
             f"{method} {route}" if route else method,
             context=PROPAGATOR.extract(carrier),
