@@ -19,7 +19,7 @@ from asgi_lifespan import LifespanManager
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
@@ -259,6 +259,18 @@ async def test_tracing_is_off_unless_an_exporter_or_endpoint_is_set(
         assert tracing.on is on
     finally:
         await tracing.close()
+
+
+@pytest.mark.sqlite_only
+async def test_a_refused_request_is_the_clients_error_not_the_servers(
+    app: Starlette, http: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    response = await http.get("/graphql", params={"query": "mutation { __typename }"})
+    assert response.status_code == 405
+    finished = spans.get_finished_spans()
+    [operation_span] = [s for s in finished if s.kind is SpanKind.INTERNAL]
+    assert (operation_span.attributes or {})["error.type"] == "405"
+    assert all(s.status.status_code is not StatusCode.ERROR for s in finished)
 
 
 @pytest.mark.sqlite_only
