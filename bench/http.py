@@ -1,7 +1,7 @@
 """This server against a raw ceiling, over real HTTP, with wrk: req/s, latency, CPU per request.
 
     python -m bench.http [--backend sqlite|postgresql|both] [--short] [--customers 10000]
-                         [--rounds 4] [--seconds 10] [--connections 32]
+                         [--rounds 4] [--seconds 10] [--connections 32] [--tracing]
 
 It seeds a database (or reuses one that has enough customers: ./bench_http.db, or the
 `bench_http` database beside TEST_POSTGRES_URL's), starts `python server.py` and
@@ -32,10 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +234,45 @@ def started(command: list[str], env: dict[str, str], core: str | None) -> Iterat
             process.wait(timeout=30)
 
 
+@dataclass
+class Collector:
+    url: str
+    exports: int = 0
+    bytes: int = 0
+
+
+@contextmanager
+def collector() -> Iterator[Collector]:
+    """An OTLP/HTTP collector on 127.0.0.1 that takes every export and drops it, in a thread
+    of this process: what is measured is the server's cost (making, encoding and sending its
+    spans), not a tracing backend's."""
+    sink: Collector
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            sink.exports += 1
+            sink.bytes += len(body)
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    sink = Collector(f"http://127.0.0.1:{server.server_address[1]}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _read(log: Any) -> str:
     log.seek(0)
     text: str = log.read()
@@ -336,7 +377,8 @@ def bench_backend(url: str, args: argparse.Namespace) -> dict[str, tuple[Figures
     loads = workloads(args.customers)
     server_core, client_core = (None, None) if args.no_pin else ("1", "0")
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        **({"OTEL_EXPORTER_OTLP_ENDPOINT": args.otlp_endpoint} if args.otlp_endpoint else {}),
         "DATABASE_URL": url,
         "KYC_SWEEP_INTERVAL_SECONDS": "0",
         "MIGRATE_ON_START": "false",
@@ -463,6 +505,12 @@ def main() -> None:
         "(customers, customer, createCustomer, updateCustomer) or all",
     )
     parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="ours with tracing on: OTLP/HTTP to a collector on 127.0.0.1 that drops the spans "
+        "(started here); without it, tracing is off (OTEL_* are not passed on)",
+    )
+    parser.add_argument(
         "--collapsed",
         action="store_true",
         help="with --profile: collapsed stacks (.txt, one line per stack) instead of an SVG",
@@ -473,16 +521,25 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    for backend in backends:
-        url = args.sqlite_url if backend == "sqlite" else args.postgres_url
-        print(
-            f"{backend}: {args.rounds} rounds of {args.seconds:g} s per workload and server, "
-            f"{args.connections} connections, {args.customers:,} customers",
-            flush=True,
-        )
-        results = bench_backend(url, args)
-        if results:
-            report(backend, results)
+    with collector() if args.tracing else nullcontext(None) as sink:
+        args.otlp_endpoint = sink.url if sink else None
+        for backend in backends:
+            bench_one(backend, args)
+        if sink:
+            print(f"\nthe collector took {sink.exports:,} exports, {sink.bytes:,} bytes of spans")
+
+
+def bench_one(backend: str, args: argparse.Namespace) -> None:
+    url = args.sqlite_url if backend == "sqlite" else args.postgres_url
+    print(
+        f"{backend}: {args.rounds} rounds of {args.seconds:g} s per workload and server, "
+        f"{args.connections} connections, {args.customers:,} customers, tracing "
+        f"{'on (OTLP/HTTP to ' + args.otlp_endpoint + ')' if args.otlp_endpoint else 'off'}",
+        flush=True,
+    )
+    results = bench_backend(url, args)
+    if results:
+        report(backend, results)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,26 @@ _DRIVER = "session_driver"  # session.info's key: the transaction, and its Sessi
 # SQL of each statement run here, as `Database.fetch` tells them of its own.
 OBSERVERS = "statement_observers"
 
+# An observer is told the SQL of a statement as it starts; what it returns, if anything, is
+# called when the statement ends, with what it raised or None (a tracer ends its span so).
+StatementEnd = Callable[[BaseException | None], None]
+StatementObserver = Callable[[str], StatementEnd | None]
+
+
+def started(observers: Sequence[StatementObserver], sql: str) -> list[StatementEnd]:
+    """Tells `observers` of a statement starting: what to call when it ends."""
+    ends = []
+    for observe in observers:
+        end = observe(sql)
+        if end is not None:
+            ends.append(end)
+    return ends
+
+
+def ended(ends: Sequence[StatementEnd], error: BaseException | None = None) -> None:
+    for end in ends:
+        end(error)
+
 
 class SessionDriver:
     """The driver connection (aiosqlite's or asyncpg's) under a session's transaction.
@@ -154,7 +174,7 @@ class SessionDriver:
         self,
         dialect: Dialect,
         connection: Any,
-        observers: Sequence[Callable[[str], None]] = (),
+        observers: Sequence[StatementObserver] = (),
     ) -> None:
         self.dialect = dialect
         self.connection = connection
@@ -187,12 +207,16 @@ class SessionDriver:
         """The rows of `statement` (none for one without RETURNING) with these values."""
         compiled = statement.on(self.dialect)
         parameters = compiled.parameters(values)
-        for observe in self.observers:
-            observe(compiled.sql)
-        if self.sqlite:
-            raw = await self.connection.execute_fetchall(compiled.sql, parameters)
-        else:
-            raw = await self.connection.fetch(compiled.sql, *parameters)
+        ends = started(self.observers, compiled.sql) if self.observers else ()
+        try:
+            if self.sqlite:
+                raw = await self.connection.execute_fetchall(compiled.sql, parameters)
+            else:
+                raw = await self.connection.fetch(compiled.sql, *parameters)
+        except BaseException as error:
+            ended(ends, error)
+            raise
+        ended(ends)
         return compiled.rows(raw)
 
     @asynccontextmanager
@@ -208,9 +232,13 @@ class SessionDriver:
         await self._execute(f"RELEASE SAVEPOINT {name}")
 
     async def _execute(self, sql: str) -> None:
-        for observe in self.observers:
-            observe(sql)
-        if self.sqlite:
-            await self.connection.execute_fetchall(sql)
-        else:
-            await self.connection.execute(sql)
+        ends = started(self.observers, sql) if self.observers else ()
+        try:
+            if self.sqlite:
+                await self.connection.execute_fetchall(sql)
+            else:
+                await self.connection.execute(sql)
+        except BaseException as error:
+            ended(ends, error)
+            raise
+        ended(ends)

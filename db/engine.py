@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,14 @@ from sqlalchemy.pool import (
 )
 from sqlalchemy.util import await_, greenlet_spawn
 
-from db.driver import OBSERVERS, ConnectionBudget, DriverStatement
+from db.driver import (
+    OBSERVERS,
+    ConnectionBudget,
+    DriverStatement,
+    StatementObserver,
+    ended,
+    started,
+)
 from db.faults import DatabaseUnreachable, Fault, fault_of
 from db.keepalive import KEEPALIVE_SETTINGS, keep_alive
 from db.postgres_readers import PostgresReaders
@@ -229,8 +236,9 @@ class Database:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
             self._write_turn = asyncio.Lock()
         # Told the SQL of each statement run on a driver connection, `fetch`'s and a write
-        # session's SessionDriver's (the engine's own events do not see them).
-        self.statement_observers: list[Callable[[str], None]] = []
+        # session's SessionDriver's (the engine's own events do not see them), and when it
+        # ends (db/driver.py's StatementObserver).
+        self.statement_observers: list[StatementObserver] = []
         observed = {OBSERVERS: self.statement_observers}
         self._readers = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: None}),
@@ -292,23 +300,32 @@ class Database:
         that failed in any way is thrown away, never given to another read.
         """
         parameters = statement.parameters(values)
-        for observe in self.statement_observers:
-            observe(statement.sql)
+        observers = self.statement_observers
+        ends = started(observers, statement.sql) if observers else ()
+        try:
+            raw = await self._fetch(statement.sql, parameters)
+        except BaseException as error:
+            ended(ends, error)
+            raise
+        ended(ends)
+        return statement.rows(raw)
+
+    async def _fetch(self, sql: str, parameters: list[Any]) -> Any:
         readers = self._sqlite_readers or self._postgres_readers
         if readers is not None:
-            return statement.rows(await readers.fetch(statement.sql, parameters))
+            return await readers.fetch(sql, parameters)
         pooled = await self.engine.raw_connection()
         driver: Any = pooled.driver_connection
         try:
             if self.is_sqlite:
-                raw = await driver.execute_fetchall(statement.sql, parameters)
+                raw = await driver.execute_fetchall(sql, parameters)
             else:
-                raw = await driver.fetch(statement.sql, *parameters)
+                raw = await driver.fetch(sql, *parameters)
         except BaseException:
             await greenlet_spawn(pooled.invalidate)
             raise
         await greenlet_spawn(pooled.close)
-        return statement.rows(raw)
+        return raw
 
     def pool_status(self) -> tuple[int, int]:
         """Connections in use, and callers waiting for one."""

@@ -101,6 +101,15 @@ EventObserver = Callable[[EventType], None]
 event_observers: list[EventObserver] = []
 
 
+# The trace of the write in hand (its W3C traceparent), stored with its events so that their
+# webhook deliveries continue it; web/tracing.py sets it (db/ knows no tracer). None: no trace.
+def _untraced() -> str | None:
+    return None
+
+
+current_trace: Callable[[], str | None] = _untraced
+
+
 async def record(session: AsyncSession, events: Sequence[NewEvent], now: datetime) -> None:
     """Append events to the feed in this transaction. Call it last before the commit: from
     here until the commit, other writers wait for the counter (that is the order guarantee)."""
@@ -109,6 +118,7 @@ async def record(session: AsyncSession, events: Sequence[NewEvent], now: datetim
     await session.flush()  # what the ORM still holds comes first: the counter is the last write
     driver = await SessionDriver.of(session)
     ((last,),) = await driver.run(_NEXT, {"count": len(events)})
+    trace = current_trace()
     for number, event in enumerate(events, start=last - len(events) + 1):
         verification = event.verification
         row = {
@@ -124,6 +134,7 @@ async def record(session: AsyncSession, events: Sequence[NewEvent], now: datetim
             "actor": event.actor,
             "occurred_at": event.occurred_at,
             "recorded_at": now,
+            "traceparent": trace,
         }
         await driver.run(_INSERT, {f"set_{name}": value for name, value in row.items()})
     for event in events:

@@ -243,6 +243,9 @@ class CustomerEvent(SQLModel, table=True):
     actor: str = Field(sa_column=Column(String(255), nullable=False))
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     recorded_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))  # for pruning
+    # The W3C traceparent of the traced request that wrote it (web/tracing.py): its webhook
+    # deliveries continue that trace. Ids only, no data; None when tracing was off.
+    traceparent: str | None = Field(default=None, sa_column=Column(String(55)))
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -38,6 +38,7 @@ from web.health import healthz, readyz_route
 from web.jobs import sweep_forever
 from web.settings import Settings, open_database
 from web.tokens import TokenVerifier
+from web.tracing import Tracing, tracing_of
 from web.view import GRAPHIQL, GraphQLView
 from web.webhooks import DeliveryWorker
 
@@ -80,7 +81,9 @@ async def app_state(db: Database, settings: Settings, clock: Clock) -> AppState:
     )
 
 
-def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
+def graphql_view(
+    state: AppState, settings: Settings, tracing: Tracing | None = None
+) -> GraphQLView:
     """GraphQL over HTTP and WebSocket, with the compiled path when the settings want it."""
     limits = Limits(
         max_depth=settings.max_query_depth,
@@ -105,6 +108,7 @@ def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         compiled=compiled,
         traces=settings.ftv1_traces,
+        tracing=tracing,
     )
 
 
@@ -140,10 +144,15 @@ async def stop_within(tasks: Sequence[asyncio.Task[Any]], seconds: float) -> Non
         )
 
 
-def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Starlette:
-    """The ASGI app: /graphql serves the API (and GraphiQL to a browser)."""
+def create_app(
+    settings: Settings | None = None, clock: Clock = utc_now, tracing: Tracing | None = None
+) -> Starlette:
+    """The ASGI app: /graphql serves the API (and GraphiQL to a browser). Traces as the
+    OTEL_* settings say, unless `tracing` is given (tests: an in-memory exporter)."""
     settings = settings or Settings()
     db = open_database(settings)
+    tracing = tracing or tracing_of(settings)
+    tracing.watch(db)
     graphql = Started()
 
     @asynccontextmanager
@@ -152,7 +161,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             await migrate.upgrade(db)
         await bootstrap_key(db, clock, settings.bootstrap_key_file)
         state = await app_state(db, settings, clock)
-        view = graphql.app = app.state.view = graphql_view(state, settings)
+        view = graphql.app = app.state.view = graphql_view(state, settings, tracing)
         metrics.watch_pool(db.pool_status)
         logger.info(
             "serving with the %s event loop and orjson",
@@ -167,6 +176,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
                 state,
                 timeout_seconds=settings.webhook_timeout_seconds,
                 concurrency=settings.webhook_concurrency,
+                tracing=tracing,
             )
             tasks.append(asyncio.create_task(worker.run(), name="the webhook worker"))
         # What is built by now (modules, the schema) lives as long as the process: keep it
@@ -196,6 +206,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             await db.close(within=max(CLOSE_SECONDS, deadline - loop.time()))
         except TimeoutError:
             logger.warning("the database connections did not close in time; terminated them")
+        await tracing.close()  # the spans still queued, sent within a second
 
     async def home(_request: Request) -> Response:
         return RedirectResponse("/graphql")  # a relative Location: nothing taken from Host
@@ -214,6 +225,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             Mount("/graphiql", StaticFiles(directory=GRAPHIQL), name="graphiql"),
         ],
         lifespan=lifespan,
+        tracing=tracing,
     )
     # Starlette answers /graphql/ with a redirect to an absolute URL built from the Host
     # header, which a client (or a poisoned cache) chooses: a 404 instead.

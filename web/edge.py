@@ -38,6 +38,7 @@ from web.access_log import log_access
 from web.cors import Cors
 from web.headers import add_security_headers
 from web.requests import RequestInfo, current, failure_of, request_id, send_failure
+from web.tracing import Tracing
 
 
 class Edge:
@@ -118,9 +119,19 @@ class App(Starlette):
     """Starlette with `Edge` as its whole middleware stack (no middleware or exception
     handlers of Starlette's: `Edge` does what they would)."""
 
-    def __init__(self, *, routes: Sequence[BaseRoute], lifespan: Lifespan[App], cors: Cors) -> None:
+    def __init__(
+        self,
+        *,
+        routes: Sequence[BaseRoute],
+        lifespan: Lifespan[App],
+        cors: Cors,
+        tracing: Tracing | None = None,
+    ) -> None:
         super().__init__(routes=routes, lifespan=lifespan)
         self.cors = cors
+        self.tracing = tracing or Tracing.off()
 
     def build_middleware_stack(self) -> ASGIApp:
-        return Edge(self.router, self.cors)
+        # With tracing on, a server span around the edge (web/tracing.py): the access line and
+        # every other line of the request are written inside it, with its trace id.
+        return self.tracing.asgi(Edge(self.router, self.cors))

@@ -1,7 +1,8 @@
 """The log's shape: plain text (the default) or one JSON object a line (`LOG_FORMAT=json`).
 
 Every line written while a request runs carries its request id, so the access line, a masked
-error's line and anything else of one request can be found together.
+error's line and anything else of one request can be found together; with tracing on, the
+JSON line carries its trace and span id too.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ from typing import Any
 import orjson
 
 from web.requests import request_info
+from web.tracing import log_ids
 
 # The attributes every LogRecord has; anything else was passed in `extra` and is a field.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds `request_id` (or "-") to every record."""
+    """Adds `request_id` (or "-") to every record, and inside a traced request (web/tracing.py)
+    its `trace_id` and `span_id`: the JSON line names the trace to look up."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         info = request_info()
         record.request_id = info.id if info else "-"
+        if ids := log_ids():
+            record.trace_id, record.span_id = ids
         return True
 
 

@@ -359,6 +359,89 @@ class Settings(BaseSettings):
         schedule = tuple(float(d) for d in self.webhook_retry_schedule.split(","))
         return webhooks.Settings(box, self.webhook_allow_private_targets, schedule)
 
+    # Tracing (web/tracing.py): OpenTelemetry's own environment variables, as its SDKs read
+    # them, but off unless an exporter or an endpoint is named (the SDKs' default exporter is
+    # OTLP to localhost: this server sends nothing it was not told to).
+    otel_sdk_disabled: bool = Field(
+        default=False, description="true turns tracing off, whatever else is set."
+    )
+    otel_service_name: str = Field(
+        default="customer-api", min_length=1, description="The service.name of every span."
+    )
+    otel_traces_exporter: str = Field(
+        default="",
+        description="Where spans go: otlp (OTLP over HTTP, protobuf), console (stdout), or "
+        "none; empty: otlp when an OTLP endpoint is set, else none (tracing off).",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        description="The OTLP/HTTP collector's base URL (http://127.0.0.1:4318): spans are "
+        "POSTed to its /v1/traces. Setting it turns tracing on.",
+    )
+    otel_exporter_otlp_traces_endpoint: str = Field(
+        default="",
+        description="The full URL spans are POSTed to (overrides OTEL_EXPORTER_OTLP_ENDPOINT). "
+        "Setting it turns tracing on.",
+    )
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        default=None,
+        description="Headers sent to the collector, as key=value pairs separated by commas "
+        "(values URL-encoded): an API key, say.",
+    )
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(
+        default="parentbased_always_on",
+        description="Which traces are recorded: parentbased_* follow an incoming traceparent's "
+        "sampled flag, and decide as the rest of the name says for a request without one.",
+    )
+    otel_traces_sampler_arg: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The ratio of traces recorded by the *traceidratio samplers (1.0 unset).",
+    )
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _traces_exporter(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in ("otlp", "console", "none")]
+        if unknown:
+            raise ValueError(f"takes otlp, console or none, not {', '.join(unknown)}")
+        return ",".join(names)
+
+    @field_validator("otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint")
+    @classmethod
+    def _otlp_endpoint(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @property
+    def traces_exporters(self) -> tuple[str, ...]:
+        """The exporters tracing sends to; none: tracing is off."""
+        if self.otel_sdk_disabled:
+            return ()
+        names = tuple(n for n in self.otel_traces_exporter.split(",") if n)
+        if not names:
+            endpoint = self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint
+            return ("otlp",) if endpoint else ()
+        return () if "none" in names else names
+
+    @property
+    def otlp_traces_url(self) -> str:
+        """Where OTLP spans are POSTed (the specification's default when no endpoint is set)."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
+        return base.rstrip("/") + "/v1/traces"
+
 
 def load_settings(**overrides: Any) -> Settings:
     """The settings of a server the command line starts: `overrides`, then the environment,

@@ -38,6 +38,7 @@ from web.refusals import (
 )
 from web.requests import request_info
 from web.tokens import KeysUnavailable, TokenVerifier
+from web.tracing import Tracing
 from web.websocket import TextFrames, TransportWSHandler
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -131,6 +132,7 @@ class GraphQLView(GraphQL[Context, None]):
         max_subscriptions_per_connection: int = 10,
         compiled: Gate | None = None,
         traces: ftv1.Policy = "api_keys",
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -153,6 +155,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
         self.traces = traces  # who may have federated traces (schema/ftv1)
+        self.tracing = tracing or Tracing.off()
 
     request_adapter_class = ReadRequest
 
@@ -260,10 +263,12 @@ class GraphQLView(GraphQL[Context, None]):
             trace = ftv1.requested(
                 request.headers, getattr(request.state, "principal", None), self.traces
             )
-            response = await self.answer_compiled(request, trace)
-            if response is None:
-                with ftv1.recording(trace):
-                    response = await self.run(request)
+            with self.tracing.operation() as operation:  # web/tracing.py: a span, when on
+                response = await self.answer_compiled(request, trace)
+                operation.compiled = response is not None
+                if response is None:
+                    with ftv1.recording(trace):
+                        response = await self.run(request)
         except Unauthenticated as error:
             response = unauthenticated(str(error))
             if info := request_info():

@@ -33,6 +33,7 @@ from schema import ids
 from schema.context import AppState
 from schema.errors import report
 from schema.events import webhook_body
+from web.tracing import Tracing
 
 logger = logging.getLogger("customer_api.webhooks")
 
@@ -76,7 +77,9 @@ class DeliveryWorker:
         *,
         timeout_seconds: float = 10,
         concurrency: int = 8,
+        tracing: Tracing | None = None,
     ) -> None:
+        self.tracing = tracing or Tracing.off()
         self.db = state.db
         self.feed = state.feed
         self.settings = state.webhooks
@@ -232,6 +235,30 @@ class DeliveryWorker:
             "webhook-signature": sign(box.open(claimed.sealed_secret), message_id, timestamp, body),
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        # A span of the trace of the write that made the event (web/tracing.py), carried on in
+        # the request's traceparent header; nothing with tracing off.
+        with self.tracing.delivery(
+            claimed.event.traceparent,
+            delivery_id=claimed.delivery_id,
+            endpoint_id=claimed.endpoint_id,
+            attempt=claimed.attempt,
+        ) as traced:
+            if traced is not None:
+                headers.update(traced.headers)
+            outcome = await self._send(client, target, body, headers, extensions, began)
+            if traced is not None:
+                traced.answered(outcome.status, outcome.error)
+        return outcome
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        target: webhooks.Target,
+        body: bytes,
+        headers: dict[str, str],
+        extensions: dict[str, str],
+        began: float,
+    ) -> Outcome:
         try:
             async with client.stream(
                 "POST",
@@ -243,12 +270,12 @@ class DeliveryWorker:
                 status = response.status_code
                 await _drain(response, self.timeout_seconds - (time.perf_counter() - began))
         except httpx.TimeoutException:
-            return failed(f"no answer within {self.timeout_seconds:g} s")
+            return _failed(began, f"no answer within {self.timeout_seconds:g} s")
         except httpx.HTTPError as error:
-            return failed(f"could not connect ({type(error).__name__})")
+            return _failed(began, f"could not connect ({type(error).__name__})")
         if 200 <= status < 300:
             return Outcome(status, None, int((time.perf_counter() - began) * 1000))
-        return failed(f"answered HTTP {status}", status)
+        return _failed(began, f"answered HTTP {status}", status)
 
 
 # The most of an answer's body read so that its connection can serve the endpoint's next
