@@ -27,6 +27,7 @@ from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, Body, BodyTimeout, parse_json, read_body
+from web.persisted import Documents, resolved_of
 from web.refusals import (
     GRAPHQL_RESPONSE,
     PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
@@ -119,6 +120,7 @@ class GraphQLView(GraphQL[Context, None]):
         credential_check_seconds: float = 5,
         max_subscriptions_per_connection: int = 10,
         compiled: Gate | None = None,
+        documents: Documents | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -140,6 +142,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
+        self.documents = documents  # persisted documents (web/persisted.py); None: none
 
     request_adapter_class = ReadRequest
 
@@ -241,7 +244,9 @@ class GraphQLView(GraphQL[Context, None]):
                 if info := request_info():
                     info.principal = principal.name
             request.state.body = await read_body(request, self.body_timeout)
-            response = await self.answer_compiled(request)
+            response = self.answer_persisted(request)
+            if response is None:
+                response = await self.answer_compiled(request)
             if response is None:
                 response = await self.run(request)
         except Unauthenticated as error:
@@ -264,6 +269,15 @@ class GraphQLView(GraphQL[Context, None]):
             )
         await response(scope, receive, send)
         return None
+
+    def answer_persisted(self, request: Request) -> Response | None:
+        """A persisted document's refusal (or PERSISTED_QUERY_NOT_FOUND), or None with the
+        document it names put in the request for either path to run (web/persisted.py)."""
+        if self.documents is None:
+            return None
+        principal = getattr(request.state, "principal", None)
+        graphql_response = accepts_graphql_response(request.headers)
+        return self.documents.answer(request, principal, self.parse_query_params, graphql_response)
 
     async def answer_compiled(self, request: Request) -> Response | None:
         """The compiled path's answer, or None for Strawberry to answer: the gate
@@ -299,9 +313,19 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        resolved = resolved_of(request.starlette)
+        if resolved is not None and request.method == "GET":  # a POST's is in its body
+            transport = self._get_stream_transport_from_headers(request.headers)
+            return GraphQLRequestData(
+                query=resolved["query"],
+                variables=resolved.get("variables"),
+                operation_name=resolved.get("operationName"),
+                extensions=resolved.get("extensions"),
+                protocol=transport.protocol if transport else "http",
+            )
         data = await super().parse_http_body(request)
-        # An Apollo persisted-queries link sends a document's hash alone first: this server
-        # keeps no documents, and says so in the code the link backs off on.
+        # An Apollo persisted-queries link sends a document's hash alone first: without a
+        # store of documents, this server says so in the code the link backs off on.
         if (
             isinstance(data, GraphQLRequestData)
             and data.query is None
