@@ -1,25 +1,31 @@
 """Persisted documents (web/persisted.py): Apollo's automatic persisted queries, a trusted
-documents manifest in either format, and the policy per kind of principal, over HTTP on both
-executors; a manifest that cannot be used stops the start."""
+documents manifest in either format, and the policy per kind of principal, over real HTTP (the
+app under uvicorn on a port of 127.0.0.1) on both executors; a manifest that cannot be used
+stops the start."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 
+from tests.support.databases import TEST_API_KEY
 from tests.support.graphql_client import operation
 from tests.support.identity import IdentityProvider
 from tests.support.paths import ROOT
 from tests.support.refusals import refused
+from tests.support.sockets import socket
 from web.view import GraphQLView
 
 pytestmark = pytest.mark.both_executors
@@ -71,6 +77,39 @@ def manifest(kind: str, directory: Path, *texts: str) -> Path:
         }  # fmt: skip
     path.write_text(json.dumps(value))
     return path
+
+
+@pytest.fixture
+async def served(app: Starlette) -> AsyncIterator[str]:
+    """The test's app (its lifespan run by the `app` fixture) under uvicorn; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, port=0, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):  # as tests/support/sockets.py's `serving` waits
+        while not server.started:  # uvicorn sets it once it listens: no event to wait on
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def http(served: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Over real HTTP, with the tests' API key."""
+    headers = {"authorization": f"Bearer {TEST_API_KEY}"}
+    async with httpx.AsyncClient(base_url=served, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(served: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Over real HTTP with no credential: each test sends its own."""
+    async with httpx.AsyncClient(base_url=served) as client:
+        yield client
 
 
 @pytest.fixture
@@ -309,3 +348,17 @@ def test_a_manifest_that_cannot_be_used_stops_the_start(
     assert lines[0].startswith("customer-api: TRUSTED_DOCUMENTS_FILE"), done.stderr
     assert says in lines[0], done.stderr
     assert not (tmp_path / "never.db").exists()  # refused before the database was touched
+
+
+@pytest.mark.parametrize("setting_overrides", [KNOWN_FOR_TOKENS], indirect=True)
+@pytest.mark.usefixtures("ann")
+async def test_a_websocket_is_no_way_around_the_policy(served: str, idp: IdentityProvider) -> None:
+    token = idp.token(sub="app", scope="customers:read")
+    async with socket(served.replace("http://", "ws://") + "/graphql") as ws:
+        assert (await ws.init(token))["type"] == "connection_ack"
+        await ws.subscribe("1", EMAIL, {"id": "c-1"})
+        refusal = await ws.receive()
+        assert refusal["type"] == "error"
+        assert [e["extensions"]["code"] for e in refusal["payload"]] == ["UNKNOWN_DOCUMENT"]
+        await ws.subscribe("2", READ, {"id": "c-1"})
+        assert (await ws.receive())["payload"]["data"] == READ_ANN

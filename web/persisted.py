@@ -299,6 +299,14 @@ class Documents:
             found = self._apq(key) or self._apq_register(key, query)
         return _resolved(data, found)
 
+    def refusal(self, text: str, principal: Principal | None) -> Refused | None:
+        """Why a document sent whole (a WebSocket's subscribe) may not run, or None."""
+        try:
+            self.resolve({"query": text}, principal)
+        except Refused as refused:
+            return refused
+        return None
+
     def answer(
         self,
         request: Request,
