@@ -199,14 +199,18 @@ async def test_a_malformed_persisted_query_is_a_bad_request(
 
 
 @pytest.mark.usefixtures("ann")
-async def test_reads_go_by_get_and_writes_stay_posts(http: httpx.AsyncClient) -> None:
+async def test_reads_go_by_get_and_writes_stay_posts(
+    http: httpx.AsyncClient, app: Starlette, compiled_path: bool
+) -> None:
     def get(text: str) -> dict[str, str]:
         marker = {"persistedQuery": {"version": 1, "sha256Hash": sha256(text)}}
         return {"variables": '{"id": "c-1"}', "extensions": json.dumps(marker)}
 
     not_found(await http.get("/graphql", params=get(READ)))
     assert data(await http.post("/graphql", json=persisted(READ, send_text=True))) == READ_ANN
+    answered = view_of(app).compiled_answers
     assert data(await http.get("/graphql", params=get(READ))) == READ_ANN
+    assert view_of(app).compiled_answers == answered + compiled_path  # as by POST
 
     registered = await http.post("/graphql", json=persisted(DELETE, send_text=True))
     assert data(registered) == {"deleteCustomer": {"deletedExternalCustomerId": "c-1"}}

@@ -33,7 +33,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from graphql import OperationDefinitionNode
+import orjson
+from graphql import OperationDefinitionNode, OperationType, get_operation_ast
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
@@ -298,6 +299,21 @@ class Documents:
                 raise _unknown()
             found = self._apq(key) or self._apq_register(key, query)
         return _resolved(data, found)
+
+    def read_by_get(self, request: Request) -> Body | None:
+        """A GET's persisted query as the body of the same request by POST, for the compiled
+        path; None for anything else (a mutation by GET stays graphql-core's to refuse)."""
+        resolved = resolved_of(request)
+        if request.method != "GET" or resolved is None:
+            return None
+        name = resolved.get("operationName")
+        analysis = self.analyser.analyse(resolved["query"], name)
+        if analysis.document is None or analysis.errors:
+            return None
+        operation = get_operation_ast(analysis.document, name)
+        if operation is None or operation.operation is not OperationType.QUERY:
+            return None
+        return Body(orjson.dumps(resolved)).with_json(resolved)
 
     def refusal(self, text: str, principal: Principal | None) -> Refused | None:
         """Why a document sent whole (a WebSocket's subscribe) may not run, or None."""

@@ -4,6 +4,7 @@ HTTP's status codes for clients that ask for application/graphql-response+json."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -292,16 +293,20 @@ class GraphQLView(GraphQL[Context, None]):
         streams = ("multipart/mixed" in accept or "text/event-stream" in accept) and (
             self._get_stream_transport_from_headers(headers) is not None
         )
-        answered = await self.compiled.try_answer(
-            Inbound(
-                method=request.method,
-                # As Strawberry reads it (lower case already: with_lowercase_media_type).
-                media_type=headers.get("content-type", "").partition(";")[0],
-                streams=streams,
-                body=request.state.body,
-                principal=getattr(request.state, "principal", None),
-            )
+        inbound = Inbound(
+            method=request.method,
+            # As Strawberry reads it (lower case already: with_lowercase_media_type).
+            media_type=headers.get("content-type", "").partition(";")[0],
+            streams=streams,
+            body=request.state.body,
+            principal=getattr(request.state, "principal", None),
         )
+        if self.documents is not None and (read := self.documents.read_by_get(request)):
+            # A persisted query by GET (Apollo's link sends its reads so): the same POST's.
+            inbound = dataclasses.replace(
+                inbound, method="POST", media_type="application/json", body=read
+            )
+        answered = await self.compiled.try_answer(inbound)
         if answered is None:
             return None
         if info := request_info():
