@@ -188,6 +188,7 @@ async def test_a_hash_that_is_not_the_documents_is_refused(http: httpx.AsyncClie
         ({"version": 2, "sha256Hash": sha256(READ)}, "persistedQuery.version must be 1"),
         ({"version": 1, "sha256Hash": "abc"}, "sha256Hash must be a SHA-256 hash"),
         ({"version": 1}, "sha256Hash must be a SHA-256 hash"),
+        ({"version": True, "sha256Hash": sha256(READ)}, "persistedQuery.version must be 1"),
         ("yes", "persistedQuery.version must be 1"),
     ],
 )

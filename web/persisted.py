@@ -265,7 +265,9 @@ class Documents:
             if found is None:
                 raise _unknown() if policy is Policy.KNOWN else _not_found()
             return _resolved(data, found)
-        if not isinstance(marker, dict) or marker.get("version") != 1:
+        if not isinstance(marker, dict) or type(marker.get("version")) is not int:
+            raise _bad("extensions.persistedQuery.version must be 1.")  # not 1.0, nor true
+        if marker["version"] != 1:
             raise _bad("extensions.persistedQuery.version must be 1.")
         given = marker.get("sha256Hash")
         if not isinstance(given, str) or not _SHA256.fullmatch(given):
