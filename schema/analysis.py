@@ -178,10 +178,16 @@ class Analyser:
         )
         self._cache: OrderedDict[tuple[str, str | None], Analysis] = OrderedDict()
         self._characters = 0
+        # Persisted documents' analyses, made when each is registered and kept outside the
+        # cache's bounds until it is unpinned: their store (web/persisted.py) bounds them.
+        self._pinned: dict[tuple[str, str | None], Analysis] = {}
 
     def analyse(self, text: str, operation_name: str | None) -> Analysis:
         """The analysis of `text` run as `operation_name`, from the cache when it is there."""
         key = (text, operation_name)
+        found = self._pinned.get(key)
+        if found is not None:
+            return found
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
@@ -195,6 +201,25 @@ class Analyser:
             (old_text, _), _ = self._cache.popitem(last=False)
             self._characters -= len(old_text)
         return analysis
+
+    def pin(self, text: str, operation_name: str | None) -> Analysis:
+        """The analysis of `text` run as `operation_name`, made now (or taken from the cache)
+        and kept until `unpin`, whatever the cache's bounds."""
+        key = (text, operation_name)
+        found = self._pinned.get(key) or self._cache.get(key)
+        if found is None:
+            found = self._analyse(text, operation_name)
+        self._pinned[key] = found
+        return found
+
+    def pinned(self, text: str, operation_name: str | None) -> Analysis | None:
+        """The pinned analysis of `text` run as `operation_name`, if there is one."""
+        return self._pinned.get((text, operation_name))
+
+    def unpin(self, text: str, operation_names: Collection[str | None]) -> None:
+        """Let the analyses of `text` go (the cache may still hold them)."""
+        for name in operation_names:
+            self._pinned.pop((text, name), None)
 
     def _analyse(self, text: str, operation_name: str | None) -> Analysis:
         limits = self.limits

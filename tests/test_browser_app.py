@@ -120,10 +120,10 @@ def drive(node: str, app: str, server: Server, scenario: str, **params: Any) -> 
 
 
 @contextmanager
-def api_for(database_url: str, idp: DevIdp, origin: str) -> Iterator[Server]:
+def api_for(database_url: str, idp: DevIdp, origin: str, **more: str) -> Iterator[Server]:
     """The recipe's step 2: the API with the settings the provider printed (but the app's
-    origin, a port of the test's own)."""
-    settings = {**idp.api_settings, "CORS_ALLOW_ORIGINS": origin}
+    origin, a port of the test's own), and `more`."""
+    settings = {**idp.api_settings, "CORS_ALLOW_ORIGINS": origin, **more}
     with running_server(database_url, None, **settings) as server:
         yield server
 
@@ -178,11 +178,12 @@ def test_the_app_signs_in_and_keeps_a_customer_in_its_cache(
     assert steps["create"]["userErrors"] == "none"
     assert steps["read"]["shown"] == "c-web-1"
     assert steps["update"]["shown"] == "Trenton"
-    # kycStatus moved from none to PENDING on the page with one request, the mutation: Apollo's
-    # cache merged its answer into the customer by id.
+    # kycStatus moved from none to PENDING on the page with the mutation alone (its hash, then,
+    # new to this server, the document: test_persisted_documents): Apollo's cache merged its
+    # answer into the customer by id.
     assert steps["update"]["kycStatus"] == "none"
     assert steps["startKyc"]["kycStatus"] == "PENDING"
-    assert steps["startKyc"]["requests"] == ["StartKycVerification"]
+    assert steps["startKyc"]["requests"] == ["StartKycVerification"] * 2
     # Every call was a real cross-origin request, preflighted (the token is in a header) and
     # allowed; the API answered the preflights with 204 and no key.
     assert all(call["status"] == 200 and call["allowOrigin"] == app for call in staff["api"])
@@ -220,3 +221,73 @@ def test_an_origin_not_listed_is_blocked_by_the_browser(
     assert any("blocked by CORS policy" in line for line in blocked["consoleErrors"])
     assert "OPTIONS /graphql 400" in log  # the preflight was refused: nothing ran
     assert "POST /graphql" not in log
+
+
+def call(method: str, sent: str, status: int = 200, *codes: str) -> dict[str, Any]:
+    return {"method": method, "sent": sent, "status": status, "codes": list(codes)}
+
+
+NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+
+
+def test_the_app_sends_hashes_and_the_document_only_when_asked(
+    browser: str, database_url: str, built_app: Path, dev_idp: DevIdp
+) -> None:
+    """Apollo's persisted-queries link against an API that has not seen the app's documents:
+    each one's hash alone, PERSISTED_QUERY_NOT_FOUND, the document with its hash (which
+    registers it); from then on its hash alone, reads by GET."""
+    with static_site(built_app) as app, api_for(database_url, dev_idp, app) as server:
+        configure(built_app, server, dev_idp)
+        sign_in = {"staff": "agent-7", "scopes": ["customers:read", "customers:write"]}
+        seen = drive(browser, app, server, "persisted", id="c-p-1", email="p@example.com",
+                     signIn=sign_in)  # fmt: skip
+
+    steps = seen["steps"]
+    assert steps["create"]["calls"] == [
+        call("POST", "hash", 200, NOT_FOUND),
+        call("POST", "document and hash"),
+    ]
+    # A read: its hash by GET first (a CDN may keep the answer), the document by POST.
+    assert steps["read"]["calls"] == [
+        call("GET", "hash", 200, NOT_FOUND),
+        call("POST", "document and hash"),
+    ]
+    assert steps["read"]["shown"] == "c-p-1"
+    assert steps["readAgain"]["calls"] == [call("GET", "hash")]
+    assert steps["readOnceMore"]["calls"] == [call("GET", "hash")]
+    # A document the app was not built with registers and runs as well: any document is
+    # allowed (TOKEN_DOCUMENTS=any, the default).
+    assert steps["adHoc"]["calls"] == [
+        call("GET", "hash", 200, NOT_FOUND),
+        call("POST", "document and hash"),
+    ]
+    assert seen["adHoc"].startswith("ran: ")
+    assert seen["consoleErrors"] == []
+
+
+def test_an_app_held_to_its_documents(
+    browser: str, database_url: str, built_app: Path, dev_idp: DevIdp
+) -> None:
+    """TOKEN_DOCUMENTS=known with the app's manifest (codegen's persisted-documents.json): the
+    app's documents run by their hash from the first request; one it was not built with is
+    refused with UNKNOWN_DOCUMENT."""
+    held = {
+        "TRUSTED_DOCUMENTS_FILE": str(APP / "src" / "gql" / "persisted-documents.json"),
+        "TOKEN_DOCUMENTS": "known",
+    }
+    with (
+        static_site(built_app) as app,
+        api_for(database_url, dev_idp, app, **held) as server,
+    ):
+        configure(built_app, server, dev_idp)
+        sign_in = {"staff": "agent-7", "scopes": ["customers:read", "customers:write"]}
+        seen = drive(browser, app, server, "persisted", id="c-p-2", email="q@example.com",
+                     signIn=sign_in)  # fmt: skip
+
+    steps = seen["steps"]
+    assert steps["create"]["calls"] == [call("POST", "hash")]
+    assert steps["read"]["calls"] == [call("GET", "hash")]
+    assert steps["read"]["shown"] == "c-p-2"
+    assert steps["readAgain"]["calls"] == [call("GET", "hash")]
+    assert steps["adHoc"]["calls"] == [call("GET", "hash", 400, "UNKNOWN_DOCUMENT")]
+    assert seen["adHoc"] == "refused: UNKNOWN_DOCUMENT"

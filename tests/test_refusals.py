@@ -4,6 +4,7 @@ code (web/refusals.py): clients that parse every answer as JSON see why, never a
 from __future__ import annotations
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.refusals import refused
@@ -44,16 +45,16 @@ async def test_malformed_posts_are_graphql_errors_with_a_code(
     assert response.headers["content-type"].startswith(accept)
 
 
+@pytest.mark.parametrize("setting_overrides", [{"apq_cache_entries": 0}])
 async def test_an_apollo_persisted_query_hash_alone_says_not_supported(
     http: httpx.AsyncClient,
 ) -> None:
-    """Apollo's persisted-queries link backs off on this code and sends the document."""
+    """With no room for registered documents (APQ_CACHE_ENTRIES=0), Apollo's persisted-queries
+    link backs off on this code and sends the document (tests/test_persisted.py: with room)."""
     extensions = {"persistedQuery": {"version": 1, "sha256Hash": APQ_HASH}}
     response = await http.post("/graphql", json={"extensions": extensions})
     assert refused(response, 400, "PERSISTED_QUERY_NOT_SUPPORTED") == "PersistedQueryNotSupported"
-    response = await http.get(
-        "/graphql", params={"extensions": '{"persistedQuery": {"version": 1, "sha256Hash": "a"}}'}
-    )
+    response = await http.get("/graphql", params={"extensions": orjson.dumps(extensions).decode()})
     assert refused(response, 400, "PERSISTED_QUERY_NOT_SUPPORTED") == "PersistedQueryNotSupported"
 
 

@@ -25,6 +25,7 @@ from db.engine import Database
 from db.feed import FeedSignal
 from db.models import utc_now
 from schema import build_schema
+from schema.analysis import Analyser
 from schema.compiled import CompiledPath
 from schema.compiled.gate import Gate
 from schema.context import AppState, Clock
@@ -36,6 +37,7 @@ from web.cors import Cors
 from web.edge import App
 from web.health import healthz, readyz_route
 from web.jobs import sweep_forever
+from web.persisted import Documents, Policies, read_manifest
 from web.settings import Settings, open_database
 from web.tokens import TokenVerifier
 from web.tracing import Tracing, tracing_of
@@ -81,11 +83,8 @@ async def app_state(db: Database, settings: Settings, clock: Clock) -> AppState:
     )
 
 
-def graphql_view(
-    state: AppState, settings: Settings, tracing: Tracing | None = None
-) -> GraphQLView:
-    """GraphQL over HTTP and WebSocket, with the compiled path when the settings want it."""
-    limits = Limits(
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_directives=settings.max_directives,
@@ -93,7 +92,29 @@ def graphql_view(
         max_cost=settings.max_cost,
         max_comparisons=settings.max_field_comparisons,
     )
-    schema = build_schema(limits, introspection=settings.introspection)
+
+
+def persisted_documents(
+    analyser: Analyser, settings: Settings, compiled: Gate | None = None
+) -> Documents:
+    """The store of persisted documents, the manifest's registered (and compiled) now;
+    ManifestProblem when it cannot be used (web/startup.py checks before serving)."""
+    path = settings.trusted_documents_file
+    return Documents(
+        analyser,
+        manifest=None if path is None else read_manifest(path),
+        policies=Policies(settings.api_key_documents, settings.token_documents),
+        apq_entries=settings.apq_cache_entries,
+        apq_characters=settings.apq_cache_characters,
+        compile_plan=None if compiled is None else compiled.path.plan,
+    )
+
+
+def graphql_view(
+    state: AppState, settings: Settings, tracing: Tracing | None = None
+) -> GraphQLView:
+    """GraphQL over HTTP and WebSocket, with the compiled path when the settings want it."""
+    schema = build_schema(limits_of(settings), introspection=settings.introspection)
     compiled = None
     if settings.compiled_path:
         compiled = Gate(CompiledPath(schema.analyser, schema._schema, state))
@@ -109,6 +130,7 @@ def graphql_view(
         compiled=compiled,
         traces=settings.ftv1_traces,
         tracing=tracing,
+        documents=persisted_documents(schema.analyser, settings, compiled),
     )
 
 

@@ -14,9 +14,10 @@ from db import webhooks
 from db.engine import Database, Timeouts
 from db.rules import Environment
 from db.webhooks import SecretBox
-from schema.ftv1 import Policy
+from schema.ftv1 import Policy as TracePolicy
 from schema.limits import Limits
 from web.cors import parse_origins
+from web.persisted import Policy
 from web.tokens import TokenSettings
 
 # The file of settings the command line reads (KEY=value lines), in the directory it starts in;
@@ -280,12 +281,44 @@ class Settings(BaseSettings):
     )
 
     # Federated tracing (FTV1, schema/ftv1): who gets a trace when a gateway asks for one.
-    ftv1_traces: Policy = Field(
+    ftv1_traces: TracePolicy = Field(
         default="api_keys",
         description="Who gets a federated trace (extensions.ftv1) on asking with "
         "apollo-federation-include-trace: ftv1: api_keys (a gateway's key; never an "
         "identity-provider token), all (tokens too: a gateway that forwards its users' tokens), "
         "or off.",
+    )
+
+    # Persisted documents (web/persisted.py; docs/clients.md): a trusted documents manifest,
+    # Apollo's automatic persisted queries, and which documents each kind of principal may run.
+    trusted_documents_file: Path | None = Field(
+        default=None,
+        description="A manifest of the documents your apps were built with, read at start: GraphQL "
+        "Code Generator's persisted-documents.json or Apollo's operation manifest. Each is "
+        "validated and compiled then; clients may send its hash instead of the document.",
+    )
+    api_key_documents: Policy = Field(
+        default=Policy.ANY,
+        description="Which documents API keys may run: any; apq (stored ones by hash, or sent "
+        "with their hash: automatic persisted queries); known (the manifest's only).",
+    )
+    token_documents: Policy = Field(
+        default=Policy.ANY,
+        description="Which documents identity-provider tokens (browser apps) may run: any, apq "
+        "or known, as API_KEY_DOCUMENTS. known holds a browser app to the documents it was "
+        "built with.",
+    )
+    apq_cache_entries: int = Field(
+        default=500,
+        ge=0,
+        description="Documents registered by automatic persisted queries that each process "
+        "keeps (least recently used go first); 0 turns APQ off (PERSISTED_QUERY_NOT_SUPPORTED).",
+    )
+    apq_cache_characters: int = Field(
+        default=200_000,
+        ge=0,
+        description="The most document text those registered documents may hold in all (their "
+        "syntax trees take about 100 bytes a character).",
     )
 
     @field_validator("cors_allow_origins")

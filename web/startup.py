@@ -17,8 +17,11 @@ from db import migrate
 from db.engine import Database
 from db.faults import fault_of
 from db.models import utc_now
+from schema import build_schema
+from web.app import limits_of, persisted_documents
 from web.bootstrap import bootstrap_key
 from web.hints import command
+from web.persisted import ManifestProblem
 from web.settings import Settings, open_database
 
 logger = logging.getLogger("customer_api")
@@ -133,8 +136,10 @@ def make_url_or_none(url: str) -> URL | None:
 
 
 async def prepare(settings: Settings) -> None:
-    """What must hold before serving: the database answers, its schema is current (migrated
-    when MIGRATE_ON_START), and a first key exists. Done once, before any worker starts."""
+    """What must hold before serving: the manifest of trusted documents (if any) can be used,
+    the database answers, its schema is current (migrated when MIGRATE_ON_START), and a first
+    key exists. Done once, before any worker starts."""
+    check_documents(settings)
     db = open_database(settings, serving=False)
     try:
         if settings.migrate_on_start:
@@ -147,6 +152,18 @@ async def prepare(settings: Settings) -> None:
         await bootstrap_key(db, utc_now, settings.bootstrap_key_file)
     finally:
         await db.dispose()
+
+
+def check_documents(settings: Settings) -> None:
+    """StartupProblem when TRUSTED_DOCUMENTS_FILE names a manifest that cannot be used: not
+    readable, of no known format, or a document that does not validate against the schema."""
+    if settings.trusted_documents_file is None:
+        return
+    schema = build_schema(limits_of(settings), introspection=settings.introspection)
+    try:
+        persisted_documents(schema.analyser, settings)
+    except ManifestProblem as problem:
+        raise StartupProblem(str(problem)) from None
 
 
 async def require_current_schema(db: Database) -> None:

@@ -4,6 +4,7 @@ HTTP's status codes for clients that ask for application/graphql-response+json."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, Body, BodyTimeout, parse_json, read_body
+from web.persisted import Documents, resolved_of
 from web.refusals import (
     GRAPHQL_RESPONSE,
     PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
@@ -133,6 +135,7 @@ class GraphQLView(GraphQL[Context, None]):
         compiled: Gate | None = None,
         traces: ftv1.Policy = "api_keys",
         tracing: Tracing | None = None,
+        documents: Documents | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -156,6 +159,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.compiled = compiled  # None: graphql-core answers every request
         self.traces = traces  # who may have federated traces (schema/ftv1)
         self.tracing = tracing or Tracing.off()
+        self.documents = documents  # persisted documents (web/persisted.py); None: none
 
     request_adapter_class = ReadRequest
 
@@ -264,8 +268,10 @@ class GraphQLView(GraphQL[Context, None]):
                 request.headers, getattr(request.state, "principal", None), self.traces
             )
             with self.tracing.operation() as operation:  # web/tracing.py: a span, when on
-                response = await self.answer_compiled(request, trace)
-                operation.compiled = response is not None
+                response = self.answer_persisted(request)
+                if response is None:
+                    response = await self.answer_compiled(request, trace)
+                    operation.compiled = response is not None
                 if response is None:
                     with ftv1.recording(trace):
                         response = await self.run(request)
@@ -290,6 +296,15 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
         return None
 
+    def answer_persisted(self, request: Request) -> Response | None:
+        """A persisted document's refusal (or PERSISTED_QUERY_NOT_FOUND), or None with the
+        document it names put in the request for either path to run (web/persisted.py)."""
+        if self.documents is None:
+            return None
+        principal = getattr(request.state, "principal", None)
+        graphql_response = accepts_graphql_response(request.headers)
+        return self.documents.answer(request, principal, self.parse_query_params, graphql_response)
+
     async def answer_compiled(
         self, request: Request, trace: ftv1.Recorder | None = None
     ) -> Response | None:
@@ -305,17 +320,21 @@ class GraphQLView(GraphQL[Context, None]):
         streams = ("multipart/mixed" in accept or "text/event-stream" in accept) and (
             self._get_stream_transport_from_headers(headers) is not None
         )
-        answered = await self.compiled.try_answer(
-            Inbound(
-                method=request.method,
-                # As Strawberry reads it (lower case already: with_lowercase_media_type).
-                media_type=headers.get("content-type", "").partition(";")[0],
-                streams=streams,
-                body=request.state.body,
-                principal=getattr(request.state, "principal", None),
-                trace=trace,
-            )
+        inbound = Inbound(
+            method=request.method,
+            # As Strawberry reads it (lower case already: with_lowercase_media_type).
+            media_type=headers.get("content-type", "").partition(";")[0],
+            streams=streams,
+            body=request.state.body,
+            principal=getattr(request.state, "principal", None),
+            trace=trace,
         )
+        if self.documents is not None and (read := self.documents.read_by_get(request)):
+            # A persisted query by GET (Apollo's link sends its reads so): the same POST's.
+            inbound = dataclasses.replace(
+                inbound, method="POST", media_type="application/json", body=read
+            )
+        answered = await self.compiled.try_answer(inbound)
         if answered is None:
             return None
         payload = answered.payload
@@ -331,9 +350,19 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        resolved = resolved_of(request.starlette)
+        if resolved is not None and request.method == "GET":  # a POST's is in its body
+            transport = self._get_stream_transport_from_headers(request.headers)
+            return GraphQLRequestData(
+                query=resolved["query"],
+                variables=resolved.get("variables"),
+                operation_name=resolved.get("operationName"),
+                extensions=resolved.get("extensions"),
+                protocol=transport.protocol if transport else "http",
+            )
         data = await super().parse_http_body(request)
-        # An Apollo persisted-queries link sends a document's hash alone first: this server
-        # keeps no documents, and says so in the code the link backs off on.
+        # An Apollo persisted-queries link sends a document's hash alone first: without a
+        # store of documents, this server says so in the code the link backs off on.
         if (
             isinstance(data, GraphQLRequestData)
             and data.query is None

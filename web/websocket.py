@@ -227,6 +227,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # A document the principal may not send (web/persisted.py's policy): refused as over
+        # HTTP, so a socket is no way around TOKEN_DOCUMENTS=known.
+        documents = getattr(self.view, "documents", None)
+        if documents is not None and (
+            refused := documents.refusal(operation.query, self.context.principal)
+        ):
+            error = GraphQLError(str(refused), extensions={"code": refused.code})
+            await operation.send_initial_errors([error])
+            return
         # Strawberry's, with a context of the operation's own: loaders cache rows, and a
         # connection lives long; the principal is the connection's.
         try:

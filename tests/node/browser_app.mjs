@@ -8,6 +8,9 @@
 //   full     create PARAMS.id (PARAMS.email), read it, update its city, start its KYC
 //   self     read PARAMS.id, update it, start its KYC; read and update PARAMS.other
 //   blocked  read PARAMS.id from an origin the API does not allow
+//   persisted create PARAMS.id, read it, read it twice more from the network, then send a
+//            document the app was not built with: what each request sent (hash, document)
+//            and what the API answered (status, error codes) is recorded
 import { launchChromium } from "./chromium.mjs";
 
 const [appUrl, apiUrl, scenario, screenshot, paramsJson] = process.argv.slice(2);
@@ -18,6 +21,27 @@ const outcome = { scenario, api: [], elsewhere: [], consoleErrors: [], steps: {}
 const page = await browser.newPage({ viewport: { width: 1000, height: 1000 } });
 
 const text = (id) => page.locator(`#${id}`).textContent();
+let started = 0; // requests to the API sent; outcome.api holds those answered (or failed)
+// What a request to the API sent: a GET's parameters, or a POST's JSON body.
+const sentOf = (request) => {
+  if (request.method() !== "GET") return JSON.parse(request.postData() || "{}");
+  const params = new URL(request.url()).searchParams;
+  const extensions = params.get("extensions");
+  return {
+    operationName: params.get("operationName"),
+    query: params.get("query"),
+    extensions: extensions ? JSON.parse(extensions) : undefined,
+  };
+};
+const kindOf = (sent) =>
+  sent.extensions?.persistedQuery ? (sent.query ? "document and hash" : "hash") : "document";
+// Until every request sent has been answered and recorded.
+const settled = async () => {
+  const deadline = Date.now() + 15000;
+  while (outcome.api.length < started && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
 const until = (id, expected) =>
   page.waitForFunction(
     ([id, expected]) => (document.getElementById(id)?.textContent ?? "").startsWith(expected),
@@ -29,12 +53,19 @@ const step = async (name, button, id, expected) => {
   const before = outcome.api.length;
   await page.locator(`#${button}`).click();
   await until(id, expected);
+  await settled();
   outcome.steps[name] = {
     shown: await text(id),
     kycStatus: await text("kycStatus"),
     userErrors: await text("user-errors"),
     other: await text("other"),
     requests: outcome.api.slice(before).map((r) => r.operation),
+    calls: outcome.api.slice(before).map(({ method, sent, status, codes }) => ({
+      method,
+      sent,
+      status,
+      codes,
+    })),
   };
 };
 
@@ -43,13 +74,25 @@ try {
     const url = request.url();
     if (!url.startsWith("http://127.0.0.1") && !url.startsWith("data:")) outcome.elsewhere.push(url);
   });
+  page.on("request", (request) => {
+    if (request.url().startsWith(apiUrl)) started += 1;
+  });
   page.on("requestfinished", async (request) => {
     if (!request.url().startsWith(apiUrl)) return;
     const response = await request.response();
+    const sent = sentOf(request);
+    let codes = [];
+    try {
+      codes = ((await response.json()).errors ?? []).map((error) => error.extensions?.code);
+    } catch {
+      codes = ["(not JSON)"];
+    }
     outcome.api.push({
       method: request.method(),
-      operation: JSON.parse(request.postData() || "{}").operationName,
+      operation: sent.operationName,
+      sent: kindOf(sent),
       status: response?.status(),
+      codes,
       allowOrigin: response ? await response.headerValue("access-control-allow-origin") : null,
     });
   });
@@ -57,7 +100,7 @@ try {
     if (!request.url().startsWith(apiUrl)) return;
     outcome.api.push({
       method: request.method(),
-      operation: JSON.parse(request.postData() || "{}").operationName,
+      operation: sentOf(request).operationName,
       failure: request.failure()?.errorText,
     });
   });
@@ -99,6 +142,16 @@ try {
     await page.fill("#otherId", params.other);
     await step("readOther", "read-other", "done", "read the other");
     await step("updateOther", "update-other", "done", "updated the other");
+  } else if (scenario === "persisted") {
+    await page.fill("#email", params.email);
+    await step("create", "create", "done", "created");
+    await step("read", "read", "shownExternalId", params.id);
+    await page.fill("#otherId", params.id);
+    await step("readAgain", "read-other", "done", "read the other");
+    await page.locator("#done").evaluate((done) => (done.textContent = "-"));
+    await step("readOnceMore", "read-other", "done", "read the other");
+    await step("adHoc", "ad-hoc", "done", "sent the ad-hoc document");
+    outcome.adHoc = await text("ad-hoc-answer");
   } else {
     await step("read", "read", "error", "TypeError"); // the browser's "Failed to fetch"
   }

@@ -4,7 +4,25 @@
 // cache. The customer shown is a watched query: when startKycVerification answers with the
 // customer's id and kycStatus, the cache merges it into that record and the page updates
 // without another request. The operations are graphql/operations/, typed by codegen.ts.
-import { ApolloClient, HttpLink, InMemoryCache } from "@apollo/client";
+//
+// Documents travel as persisted documents: Apollo Client's persisted-queries link sends each
+// one's SHA-256 alone (reads by GET, which a CDN may cache) and, only when the API answers
+// PERSISTED_QUERY_NOT_FOUND, the document with its hash, which registers it (Apollo's
+// automatic persisted queries). The hashes are GraphQL Code Generator's, of the documents in
+// its manifest (src/gql/persisted-documents.json), and the document sent is the manifest's
+// text: so an API that loaded the manifest (TRUSTED_DOCUMENTS_FILE) knows every one of them
+// from the start, and one held to it (TOKEN_DOCUMENTS=known) runs these documents only.
+import {
+  ApolloClient,
+  CombinedGraphQLErrors,
+  HttpLink,
+  InMemoryCache,
+  ServerError,
+} from "@apollo/client";
+import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
+import { parse, print, type DocumentNode } from "graphql";
+
+import manifest from "./gql/persisted-documents.json";
 
 import {
   CreateCustomerDocument,
@@ -55,12 +73,45 @@ function claimsOf(token: string): Record<string, unknown> {
 
 // -- the API ------------------------------------------------------------------------------------
 
+const documents: Record<string, string> = manifest;
+
+// Codegen's hash of an operation ("sha256:<hex>"), carried by the document it generated.
+function codegenHash(node: unknown): string | undefined {
+  return (node as { __meta__?: { hash?: string } }).__meta__?.hash;
+}
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 function apiClient(config: Config, token: string): ApolloClient {
+  const http = new HttpLink({
+    uri: config.apiUrl,
+    headers: { authorization: `Bearer ${token}` },
+    // The manifest's text of a generated document: the text its hash is of.
+    print: (node, originalPrint) => documents[codegenHash(node) ?? ""] ?? originalPrint(node),
+  });
+  const persisted = new PersistedQueryLink({
+    generateHash: (document: DocumentNode) =>
+      codegenHash(document)?.replace(/^sha256:/, "") ?? sha256(print(document)),
+    useGETForHashedQueries: true,
+  });
   return new ApolloClient({
-    link: new HttpLink({ uri: config.apiUrl, headers: { authorization: `Bearer ${token}` } }),
+    link: persisted.concat(http),
     // Customer and KycVerification are identified by `id` (Apollo's default key field).
     cache: new InMemoryCache(),
   });
+}
+
+// The stable code of an error the API answered with (UNKNOWN_DOCUMENT, say), else its text.
+function codeOf(error: unknown): string {
+  const errors = CombinedGraphQLErrors.is(error)
+    ? error.errors
+    : ServerError.is(error)
+      ? (JSON.parse(error.bodyText) as { errors?: CombinedGraphQLErrors["errors"] }).errors
+      : undefined;
+  return String(errors?.[0]?.extensions?.code ?? error);
 }
 
 function report(error: unknown): void {
@@ -144,6 +195,23 @@ function start(config: Config, token: string): void {
     });
     showErrors(data?.startKycVerification.userErrors ?? []);
     return `verification ${data?.startKycVerification.verification?.status ?? "not started"}`;
+  });
+
+  // A document this app was not built with (in no manifest): an API that holds the app's
+  // tokens to its own documents (TOKEN_DOCUMENTS=known) refuses it with UNKNOWN_DOCUMENT.
+  act("ad-hoc", async () => {
+    const query = parse("query AdHoc($id: String!) { customer(externalCustomerId: $id) { id } }");
+    try {
+      const { data } = await client.query({
+        query,
+        variables: { id: input("externalCustomerId") },
+        fetchPolicy: "network-only",
+      });
+      show("ad-hoc-answer", `ran: ${JSON.stringify(data)}`);
+    } catch (error) {
+      show("ad-hoc-answer", `refused: ${codeOf(error)}`);
+    }
+    return "sent the ad-hoc document";
   });
 
   act("read-other", async () => {
