@@ -61,12 +61,14 @@ class Need(enum.Enum):
 @dataclass(frozen=True)
 class Field:
     """How one field gets its value from its source: the `column` as stored, or `make` of
-    the source and the clock, or what the executor read for `reads`, or (none of these) the
-    source itself. `of` names the object type the value is shown as, for object fields;
-    `needs` what the executor must read for it."""
+    the source and the clock, or the global id of the `node` type for the source's id, or
+    what the executor read for `reads`, or (none of these) the source itself. `of` names
+    the object type the value is shown as, for object fields; `needs` what the executor
+    must read for it."""
 
     column: str | None = None
     make: Make | None = None
+    node: str | None = None  # or the global id of this type for the source's `id`
     reads: Need | None = None
     of: str | None = None
     needs: frozenset[Need] = frozenset()
@@ -94,13 +96,6 @@ class Deleted(NamedTuple):
 
     external_customer_id: str
     problems: list[rules.Problem]
-
-
-def _node_id(type_name: str) -> Make:
-    def node_id(row: Any, _now: datetime, _ttl: timedelta) -> str:
-        return ids.encode(type_name, row.id)
-
-    return node_id
 
 
 def _kyc_status(customer: Any, now: datetime, ttl: timedelta) -> KycStatus | None:
@@ -141,7 +136,7 @@ _CUSTOMER_PAYLOAD = {
 
 FIELDS: Mapping[str, Mapping[str, Field]] = {
     "Customer": {
-        "id": made(_node_id("Customer")),
+        "id": Field(node="Customer"),
         "externalCustomerId": column("external_customer_id"),
         "data": Field(of="CustomerData"),  # the same row
         "createdAt": column("created_at"),
@@ -154,7 +149,7 @@ FIELDS: Mapping[str, Mapping[str, Field]] = {
     # CustomerData's fields are named as the table's columns (rules.DATA_FIELDS).
     "CustomerData": {to_camel_case(name): column(name) for name in rules.DATA_FIELDS},
     "KycVerification": {
-        "id": made(_node_id("KycVerification")),
+        "id": Field(node="KycVerification"),
         "type": column("type"),
         "createdAt": column("created_at"),
         "status": made(_status),
@@ -289,6 +284,14 @@ def field(coordinate: str, *, description: str) -> Any:
             return shown(getattr(root.source, name))
 
         resolve = by_column
+    elif defined.node is not None:
+        node = defined.node
+
+        def global_id(root: Any, info: Info) -> Any:
+            guard(info, root.source)
+            return ids.encode(node, root.source.id)
+
+        resolve = global_id
     elif defined.make is not None:
         make = defined.make
 

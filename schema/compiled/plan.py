@@ -50,6 +50,7 @@ from graphql import (
 from strawberry.utils.str_converters import to_camel_case
 
 from db.rules import DATA_FIELDS
+from schema import ids
 from schema.access import PERSONAL_FIELDS
 from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
@@ -255,9 +256,9 @@ ROOT_ARGUMENTS = {
 # Root arguments taken only as null (or a variable that is null or absent): the compiled
 # `customers` reads the default order, forwards, unfiltered.
 NULL_ONLY_ARGUMENTS = {"customers": ("last", "before", "filter", "orderBy")}
-# The generated code's namespace: how a DateTime is shown, a page's ends, and the function of
-# every field made by one (schema/fields.py).
-_HELPERS: dict[str, Any] = {"_at": datetime_text, "_ends": PageEnds, **MAKERS}
+# The generated code's namespace: a global id, how a DateTime is shown, a page's ends, and
+# the function of every field made by one (schema/fields.py).
+_HELPERS: dict[str, Any] = {"_id": ids.encode, "_at": datetime_text, "_ends": PageEnds, **MAKERS}
 
 
 def _build(plan: Plan, collector: Collector) -> Built:
@@ -383,6 +384,8 @@ class _Code(Needs):
                 return self._shown(source.verifications, output, nodes, simple=True)
             if definition.column is not None:
                 return self._shown(f"{source.row}.{definition.column}", output, nodes, simple=True)
+            if definition.node is not None:
+                return f"_id({definition.node!r}, {source.row}.id)"
             if definition.make is not None:
                 made = f"{maker_name(f'{type_name}.{name}')}({source.row}, now, ttl)"
                 return self._shown(made, output, nodes, simple=False)
