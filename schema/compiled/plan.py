@@ -12,6 +12,10 @@ Anything else raises `Unsupported` and graphql-core answers.
 For each set of values of the condition variables, the collected selection is turned into
 the source of one Python function per root field, a nested dict display in response-key
 order, so building an answer is one call per customer rather than one resolver per field.
+Each field's value is generated from its one definition in schema/fields.py, from which the
+Strawberry resolvers are made too: a column becomes an attribute access, a function is
+called from the code's namespace, and the field's GraphQL type says how the value is shown
+(an enum by its name, a DateTime as text, an object or a list built in turn).
 No field the plan covers can fail or be null where the schema says non-null, so the
 specification's null propagation has nothing to do here; a database failure abandons the
 plan and graphql-core answers (and reports) the request.
@@ -57,7 +61,7 @@ from schema.compiled.selection import Collector, Fields, Unsupported, condition_
 from schema.fields import FIELDS, MAKERS, Need, PageEnds, maker_name
 from schema.scalars import serialize as datetime_text
 
-DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
+DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # a write input's data fields
 BUILDS = 16  # sets of condition values whose builders a plan keeps
 
 # An ID variable is taken as a string only (graphql-core also turns an integer into one).
