@@ -11,6 +11,7 @@ import strawberry
 
 from db import customers, models
 from db.pages import Direction, Page, PageError
+from schema import fields
 from schema.context import Info
 from schema.errors import bad_input
 from schema.translate import mirror, mirrors
@@ -98,17 +99,26 @@ class CustomerFilter:
         )
 
 
+@fields.shown_as("PageInfo")
 @strawberry.type(description="Where a page lies in the whole list.")
 class PageInfo:
-    has_next_page: bool = strawberry.field(description="Whether more rows follow this page.")
-    has_previous_page: bool = strawberry.field(
+    has_next_page: bool = fields.field(
+        "PageInfo.hasNextPage", description="Whether more rows follow this page."
+    )
+    has_previous_page: bool = fields.field(
+        "PageInfo.hasPreviousPage",
         description=(
             "Whether rows come before this page. Walking forward from a cursor, this is true "
             "without looking (rows were before the cursor); walking backward it is exact."
-        )
+        ),
     )
-    start_cursor: str | None = strawberry.field(description="The first row's cursor.")
-    end_cursor: str | None = strawberry.field(description="The last row's cursor.")
+    start_cursor: str | None = fields.field(
+        "PageInfo.startCursor", description="The first row's cursor."
+    )
+    end_cursor: str | None = fields.field(
+        "PageInfo.endCursor", description="The last row's cursor."
+    )
+    source: strawberry.Private[fields.PageEnds]
 
 
 @strawberry.type(description="A customer in a list, with its place in it.")
@@ -139,10 +149,7 @@ class CustomerConnection:
 def page_info(page: Page[Any], empty_end: str | None = None) -> PageInfo:
     """Where a page lies; an empty page ends at `empty_end` (the cursor it started after)."""
     return PageInfo(
-        has_next_page=page.has_next,
-        has_previous_page=page.has_previous,
-        start_cursor=page.cursors[0] if page.cursors else None,
-        end_cursor=page.cursors[-1] if page.cursors else empty_end,
+        source=fields.PageEnds(page.has_next, page.has_previous, page.cursors, empty_end)
     )
 
 

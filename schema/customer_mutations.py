@@ -9,8 +9,9 @@ import strawberry
 
 from db import customers, rules
 from db.keys import Scope
+from schema import fields
 from schema.context import Info, Writer
-from schema.types import Customer, UserError, UserWarning, user_errors, user_warnings
+from schema.types import Customer, UserError, UserWarning
 
 _PHONE = "Mobile phone number; with a leading + any country, without it a US number."
 _STATE = "Two-character state code; for the US (or no country) a US state, DC or territory."
@@ -79,50 +80,62 @@ class DeleteCustomerInput:
     external_customer_id: str = strawberry.field(description="Which customer to delete.")
 
 
+@fields.shown_as("CreateCustomerPayload")
 @strawberry.type(description="The outcome of createCustomer.")
 class CreateCustomerPayload:
-    customer: Customer | None = strawberry.field(description="The new customer; null on errors.")
-    user_errors: list[UserError] = strawberry.field(
-        description="Every problem with the input; empty on success."
+    customer: Customer | None = fields.field(
+        "CreateCustomerPayload.customer", description="The new customer; null on errors."
     )
-    warnings: list[UserWarning] = strawberry.field(
-        description="Values that only the sandbox environment accepts."
+    user_errors: list[UserError] = fields.field(
+        "CreateCustomerPayload.userErrors",
+        description="Every problem with the input; empty on success.",
     )
+    warnings: list[UserWarning] = fields.field(
+        "CreateCustomerPayload.warnings",
+        description="Values that only the sandbox environment accepts.",
+    )
+    source: strawberry.Private[customers.CustomerOutcome]
 
 
+@fields.shown_as("UpdateCustomerPayload")
 @strawberry.type(description="The outcome of updateCustomer.")
 class UpdateCustomerPayload:
-    customer: Customer | None = strawberry.field(
-        description="The customer as it is now; null on errors."
+    customer: Customer | None = fields.field(
+        "UpdateCustomerPayload.customer",
+        description="The customer as it is now; null on errors.",
     )
-    user_errors: list[UserError] = strawberry.field(
-        description="Every problem with the input; empty on success."
+    user_errors: list[UserError] = fields.field(
+        "UpdateCustomerPayload.userErrors",
+        description="Every problem with the input; empty on success.",
     )
-    warnings: list[UserWarning] = strawberry.field(
-        description="Values that only the sandbox environment accepts."
+    warnings: list[UserWarning] = fields.field(
+        "UpdateCustomerPayload.warnings",
+        description="Values that only the sandbox environment accepts.",
     )
+    source: strawberry.Private[customers.CustomerOutcome]
 
 
+@fields.shown_as("DeleteCustomerPayload")
 @strawberry.type(description="The outcome of deleteCustomer.")
 class DeleteCustomerPayload:
-    deleted_external_customer_id: str | None = strawberry.field(
-        description="The id of the deleted customer; null on errors."
+    deleted_external_customer_id: str | None = fields.field(
+        "DeleteCustomerPayload.deletedExternalCustomerId",
+        description="The id of the deleted customer; null on errors.",
     )
-    user_errors: list[UserError] = strawberry.field(
-        description="NOT_FOUND when there was no such customer."
+    user_errors: list[UserError] = fields.field(
+        "DeleteCustomerPayload.userErrors",
+        description="NOT_FOUND when there was no such customer.",
     )
+    source: strawberry.Private[fields.Deleted]
 
 
 Payload = TypeVar("Payload", CreateCustomerPayload, UpdateCustomerPayload)
 
 
 def customer_payload(kind: type[Payload], outcome: customers.CustomerOutcome) -> Payload:
-    """The payload of createCustomer or updateCustomer, from what the db layer's write did."""
-    return kind(
-        customer=Customer.from_optional(outcome.customer),
-        user_errors=user_errors(outcome.problems),
-        warnings=user_warnings(outcome.warnings),
-    )
+    """The payload of createCustomer or updateCustomer, from what the db layer's write did: its
+    fields are schema/fields.py's, which the compiled path builds from too."""
+    return kind(source=outcome)
 
 
 # The write bodies: each mutation's one, which both executors run (the resolvers below, and
@@ -198,7 +211,4 @@ class CustomerMutation:
         input: Annotated[DeleteCustomerInput, strawberry.argument(description="The customer.")],
     ) -> DeleteCustomerPayload:
         problems = await delete(info.context.writer(), input.external_customer_id)
-        return DeleteCustomerPayload(
-            deleted_external_customer_id=None if problems else input.external_customer_id,
-            user_errors=user_errors(problems),
-        )
+        return DeleteCustomerPayload(source=fields.Deleted(input.external_customer_id, problems))

@@ -10,7 +10,7 @@ import strawberry
 from db import customers, kyc, models
 from db.keys import Scope
 from db.rules import Code, Problem
-from schema import ids
+from schema import fields, ids
 from schema.context import Info, Writer
 from schema.translate import mirror
 from schema.types import (
@@ -19,7 +19,6 @@ from schema.types import (
     KycVerificationStatus,
     KycVerificationType,
     UserError,
-    user_errors,
 )
 
 
@@ -61,26 +60,28 @@ class ReviewKycVerificationInput:
     decision: KycReviewDecision = strawberry.field(description="Approve or reject it.")
 
 
+@fields.shown_as("KycVerificationPayload")
 @strawberry.type(description="The outcome of a KYC mutation.")
 class KycVerificationPayload:
-    verification: KycVerification | None = strawberry.field(
-        description="The verification as it is now; null on errors."
+    verification: KycVerification | None = fields.field(
+        "KycVerificationPayload.verification",
+        description="The verification as it is now; null on errors.",
     )
-    customer: Customer | None = strawberry.field(
-        description="The verification's customer, with its new kycStatus; null on errors."
+    customer: Customer | None = fields.field(
+        "KycVerificationPayload.customer",
+        description="The verification's customer, with its new kycStatus; null on errors.",
     )
-    user_errors: list[UserError] = strawberry.field(
-        description="Why nothing changed: NOT_FOUND or INVALID_TRANSITION."
+    user_errors: list[UserError] = fields.field(
+        "KycVerificationPayload.userErrors",
+        description="Why nothing changed: NOT_FOUND or INVALID_TRANSITION.",
     )
+    source: strawberry.Private[kyc.VerificationOutcome]
 
 
 def verification_payload(outcome: kyc.VerificationOutcome) -> KycVerificationPayload:
-    """The payload of every KYC mutation, from what the db layer's write did."""
-    return KycVerificationPayload(
-        verification=KycVerification.from_optional(outcome.verification),
-        customer=Customer.from_optional(outcome.customer),
-        user_errors=user_errors(outcome.problems),
-    )
+    """The payload of every KYC mutation, from what the db layer's write did: its fields are
+    schema/fields.py's, which the compiled path builds from too."""
+    return KycVerificationPayload(source=outcome)
 
 
 # The write bodies: each mutation's one, which both executors run (the resolvers below, and

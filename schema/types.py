@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import strawberry
 
-from db import kyc, models, rules
-from schema import ids
-from schema.access import guard_personal_data
+from db import models, rules
+from schema import fields, ids
 from schema.context import Info
-from schema.translate import input_path, mirror, mirrors
+from schema.translate import mirrors
 
 
 @mirrors(models.KycType)
@@ -89,17 +87,23 @@ class UserErrorCode(enum.Enum):
     )
 
 
+@fields.shown_as("UserError")
 @strawberry.type(
     description="A problem with the input of a mutation; the mutation changed nothing."
 )
 class UserError:
-    field: list[str] | None = strawberry.field(
-        description='Path into the mutation\'s arguments, e.g. ["input", "data", "phone"].'
+    field: list[str] | None = fields.field(
+        "UserError.field",
+        description='Path into the mutation\'s arguments, e.g. ["input", "data", "phone"].',
     )
-    message: str = strawberry.field(description="What is wrong and what would be right.")
-    code: UserErrorCode = strawberry.field(description="Why the input was refused.")
+    message: str = fields.field(
+        "UserError.message", description="What is wrong and what would be right."
+    )
+    code: UserErrorCode = fields.field("UserError.code", description="Why the input was refused.")
+    source: strawberry.Private[rules.Problem]
 
 
+@fields.shown_as("UserWarning")
 @strawberry.type(
     description=(
         "Something accepted only because the server runs in the sandbox environment; "
@@ -107,34 +111,27 @@ class UserError:
     )
 )
 class UserWarning:
-    field: list[str] | None = strawberry.field(
-        description="Path into the mutation's arguments of the value warned about."
+    field: list[str] | None = fields.field(
+        "UserWarning.field",
+        description="Path into the mutation's arguments of the value warned about.",
     )
-    message: str = strawberry.field(description="What production would refuse, and why.")
-    code: UserErrorCode = strawberry.field(description="The rule that production enforces.")
+    message: str = fields.field(
+        "UserWarning.message", description="What production would refuse, and why."
+    )
+    code: UserErrorCode = fields.field(
+        "UserWarning.code", description="The rule that production enforces."
+    )
+    source: strawberry.Private[rules.Problem]
 
 
 def user_errors(problems: Iterable[rules.Problem]) -> list[UserError]:
     """The db layer's problems as user errors, their paths rooted at the `input` argument."""
-    return [UserError(**_reported(p)) for p in problems]
+    return [UserError(source=p) for p in problems]
 
 
 def user_warnings(problems: Iterable[rules.Problem]) -> list[UserWarning]:
     """Problems the sandbox let through, as warnings shaped like user errors."""
-    return [UserWarning(**_reported(p)) for p in problems]
-
-
-# A db problem as a UserError (or UserWarning) shows it, field by field: the one conversion,
-# which both executors use (the compiled path's generated code calls these too).
-PROBLEM_FIELDS: dict[str, Callable[[rules.Problem], Any]] = {
-    "field": lambda problem: input_path(problem.field),
-    "message": lambda problem: problem.message,
-    "code": lambda problem: mirror(problem.code, UserErrorCode),
-}
-
-
-def _reported(problem: rules.Problem) -> dict[str, Any]:
-    return {name: value_of(problem) for name, value_of in PROBLEM_FIELDS.items()}
+    return [UserWarning(source=p) for p in problems]
 
 
 @strawberry.interface(description="An object with a globally unique, opaque id.")
@@ -144,64 +141,76 @@ class Node:
     )
 
 
+@fields.shown_as("KycVerification")
 @strawberry.type(description="One identity-verification attempt of a customer.")
 class KycVerification(Node):
-    type: KycVerificationType = strawberry.field(description="What the verification checks.")
-    created_at: datetime = strawberry.field(description="When it was started.")
-    row: strawberry.Private[models.KycVerification]
-
-    @strawberry.field(
+    id: strawberry.ID = fields.field(
+        "KycVerification.id",
+        description="The object's global id, for `Query.node`; opaque and stable.",
+    )
+    type: KycVerificationType = fields.field(
+        "KycVerification.type", description="What the verification checks."
+    )
+    created_at: datetime = fields.field(
+        "KycVerification.createdAt", description="When it was started."
+    )
+    status: KycVerificationStatus = fields.field(
+        "KycVerification.status",
         description=(
             "Where it stands now. A PENDING verification older than the server's time to live "
             "shows as EXPIRED."
-        )
+        ),
     )
-    def status(self, info: Info) -> KycVerificationStatus:
-        context = info.context
-        status = kyc.effective_status(
-            self.row.status, self.row.created_at, context.clock(), context.kyc_ttl
-        )
-        return mirror(status, KycVerificationStatus)
-
-    @strawberry.field(description="When its status last changed.")
-    def updated_at(self, info: Info) -> datetime:
-        return kyc.effective_updated_at(self.row, info.context.clock(), info.context.kyc_ttl)
+    updated_at: datetime = fields.field(
+        "KycVerification.updatedAt", description="When its status last changed."
+    )
+    source: strawberry.Private[models.KycVerification]
 
     @classmethod
     def from_optional(cls, row: models.KycVerification | None) -> KycVerification | None:
-        return None if row is None else cls.from_row(row)
+        return None if row is None else cls(source=row)
 
     @classmethod
     def from_row(cls, row: models.KycVerification) -> KycVerification:
-        assert row.id is not None
-        return cls(
-            id=ids.encode("KycVerification", row.id),
-            type=mirror(row.type, KycVerificationType),
-            created_at=row.created_at,
-            row=row,
-        )
+        return cls(source=row)
 
 
+@fields.shown_as("CustomerData")
 @strawberry.type(description="A customer's contact data, normalised when it was written.")
 class CustomerData:
-    email: str = strawberry.field(description="E-mail address; its domain is lower case.")
-    phone: str | None = strawberry.field(
-        description="Mobile phone number in E.164 form, e.g. +12015550123."
+    email: str = fields.field(
+        "CustomerData.email", description="E-mail address; its domain is lower case."
     )
-    first_name: str | None = strawberry.field(description="Given name.")
-    last_name: str | None = strawberry.field(description="Family name.")
-    street: str | None = strawberry.field(description="Street address, first line.")
-    street2: str | None = strawberry.field(description="Street address, second line.")
-    state: str | None = strawberry.field(
-        description="Two-character state code, upper case (a US state, DC or territory for the US)."
+    phone: str | None = fields.field(
+        "CustomerData.phone",
+        description="Mobile phone number in E.164 form, e.g. +12015550123.",
     )
-    city: str | None = strawberry.field(description="City.")
-    zip: str | None = strawberry.field(
-        description="Postal code; for the US 5 digits or ZIP+4 (10001-1234)."
+    first_name: str | None = fields.field("CustomerData.firstName", description="Given name.")
+    last_name: str | None = fields.field("CustomerData.lastName", description="Family name.")
+    street: str | None = fields.field(
+        "CustomerData.street", description="Street address, first line."
     )
-    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 code, upper case.")
+    street2: str | None = fields.field(
+        "CustomerData.street2", description="Street address, second line."
+    )
+    state: str | None = fields.field(
+        "CustomerData.state",
+        description=(
+            "Two-character state code, upper case (a US state, DC or territory for the US)."
+        ),
+    )
+    city: str | None = fields.field("CustomerData.city", description="City.")
+    zip: str | None = fields.field(
+        "CustomerData.zip",
+        description="Postal code; for the US 5 digits or ZIP+4 (10001-1234).",
+    )
+    country: str | None = fields.field(
+        "CustomerData.country", description="ISO 3166-1 alpha-2 code, upper case."
+    )
+    source: strawberry.Private[models.Customer]
 
 
+@fields.shown_as("Customer")
 @strawberry.federation.type(
     keys=["externalCustomerId", "id"],
     description=(
@@ -210,48 +219,33 @@ class CustomerData:
     ),
 )
 class Customer(Node):
-    external_customer_id: str = strawberry.field(
-        description="Your system's id for the customer: case-sensitive, unique, never changes."
+    id: strawberry.ID = fields.field(
+        "Customer.id", description="The object's global id, for `Query.node`; opaque and stable."
     )
-
-    def _data(self, info: Info) -> CustomerData:
-        self._personal(info, "data")
-        # CustomerData's attributes are named as the table's columns (rules.DATA_FIELDS).
-        return CustomerData(**{name: getattr(self.row, name) for name in rules.DATA_FIELDS})
-
-    data: CustomerData = strawberry.field(resolver=_data, description="Contact data.")
-    created_at: datetime = strawberry.field(description="When the customer was created.")
-    updated_at: datetime = strawberry.field(
-        description="When a value of the customer last changed."
+    external_customer_id: str = fields.field(
+        "Customer.externalCustomerId",
+        description="Your system's id for the customer: case-sensitive, unique, never changes.",
     )
-    row: strawberry.Private[models.Customer]
-
-    def _personal(self, info: Info, field: str) -> None:
-        """The personal fields' one check of whose record this is (schema/access.py)."""
-        principal = info.context.principal
-        guard_personal_data(principal, self.row.external_customer_id, f"Customer.{field}")
-
-    @strawberry.field(description="Every identity verification of the customer, oldest first.")
-    async def kyc_verifications(self, info: Info) -> list[KycVerification]:
-        self._personal(info, "kycVerifications")
-        assert self.row.id is not None
-        rows = await info.context.loaders.verifications_of.load(self.row.id)
-        return [KycVerification.from_row(row) for row in rows]
-
-    @strawberry.field(description="Status of the newest verification; null when there is none.")
-    def kyc_status(self, info: Info) -> KycVerificationStatus | None:
-        self._personal(info, "kycStatus")
-        if self.row.kyc_status is None:
-            return None
-        context = info.context
-        status = kyc.effective_status(
-            self.row.kyc_status, self.row.kyc_started_at, context.clock(), context.kyc_ttl
-        )
-        return mirror(status, KycVerificationStatus)
+    data: CustomerData = fields.field("Customer.data", description="Contact data.")
+    created_at: datetime = fields.field(
+        "Customer.createdAt", description="When the customer was created."
+    )
+    updated_at: datetime = fields.field(
+        "Customer.updatedAt", description="When a value of the customer last changed."
+    )
+    kyc_verifications: list[KycVerification] = fields.field(
+        "Customer.kycVerifications",
+        description="Every identity verification of the customer, oldest first.",
+    )
+    kyc_status: KycVerificationStatus | None = fields.field(
+        "Customer.kycStatus",
+        description="Status of the newest verification; null when there is none.",
+    )
+    source: strawberry.Private[models.Customer]
 
     @classmethod
     def from_optional(cls, row: models.Customer | None) -> Customer | None:
-        return None if row is None else cls.from_row(row)
+        return None if row is None else cls(source=row)
 
     @classmethod
     async def resolve_reference(
@@ -267,11 +261,4 @@ class Customer(Node):
 
     @classmethod
     def from_row(cls, row: models.Customer) -> Customer:
-        assert row.id is not None
-        return cls(
-            id=ids.encode("Customer", row.id),
-            external_customer_id=row.external_customer_id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            row=row,
-        )
+        return cls(source=row)

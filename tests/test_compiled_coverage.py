@@ -1,7 +1,8 @@
 """What the compiled path covers, written down: every `Type.field` (and root argument) of the
 types it builds is either answered by it or falls back to graphql-core by a decision listed
 here, never by accident. The lists are compared with the plan builder's own tables
-(schema/compiled/plan.py: `COVERED`, `ROOT_ARGUMENTS`, `NULL_ONLY_ARGUMENTS`)."""
+(schema/compiled/plan.py: `COVERED`, which holds schema/fields.py's table, `ROOT_ARGUMENTS`,
+`NULL_ONLY_ARGUMENTS`)."""
 
 from __future__ import annotations
 
@@ -93,10 +94,11 @@ FALLS_BACK = {
 NULL_ONLY = {"customers": {"last", "before", "filter", "orderBy"}}  # issue 20, item 3
 
 HOW = (
-    "Either give it a builder in schema/compiled/plan.py (a value in the type's table, and "
-    "tests/test_compiled.py cases proving both executors answer it byte for byte the same) "
-    "and list it in ANSWERED here, or list it in FALLS_BACK with the reason graphql-core "
-    "answers every document that selects it."
+    "Either define it in schema/fields.py (both executors are made from the definition; add "
+    "tests/test_compiled.py cases proving they answer it byte for byte the same) or, for a "
+    "root or connection field, give it a builder in schema/compiled/plan.py, and list it in "
+    "ANSWERED here; or list it in FALLS_BACK with the reason graphql-core answers every "
+    "document that selects it."
 )
 
 

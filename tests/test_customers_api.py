@@ -213,6 +213,22 @@ async def test_sandbox_creates_with_warnings(gql: GraphQLClient) -> None:
     assert errors(refused) == [(["input", "data", "phone"], "INVALID_PHONE")]
 
 
+@pytest.mark.parametrize("environment", [Environment.SANDBOX])
+async def test_sandbox_updates_with_warnings(gql: GraphQLClient) -> None:
+    await gql.create("c-1")
+    payload = await gql.update("c-1", email="a+b@example.com")
+    assert payload["userErrors"] == []
+    assert payload["customer"]["data"]["email"] == "a+b@example.com"
+    assert [(w["field"], w["code"]) for w in payload["warnings"]] == [
+        (["input", "data", "email"], "EMAIL_PLUS_SUFFIX"),
+    ]
+    # The merged record is checked whole: the stored address is warned about again.
+    again = await gql.update("c-1", city="Boston")
+    assert [(w["field"], w["code"]) for w in again["warnings"]] == [
+        (["input", "data", "email"], "EMAIL_PLUS_SUFFIX"),
+    ]
+
+
 # -- update ------------------------------------------------------------------------------------
 
 CLEARABLE = {

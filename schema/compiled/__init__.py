@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from graphql import GraphQLError, GraphQLSchema
 
 from db import kyc
-from db.customer_rows import CustomerReads, CustomerRow, after_key, cursor_of
+from db.customer_rows import CustomerReads, after_key, cursor_of
 from db.keys import Principal, Scope
 from db.models import KycStatus, KycType
 from db.pages import PageError
@@ -63,6 +63,7 @@ from schema.compiled.trace import traced
 from schema.context import AppState, Writer
 from schema.customer_list import first_page_size
 from schema.errors import report
+from schema.fields import Deleted
 from schema.ftv1 import Recorder
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
@@ -202,7 +203,8 @@ class _Run:
         return await self.write(root, build, needs)
 
     async def write(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
-        """A customer or KYC write: the body its resolver runs, and its payload."""
+        """A customer or KYC write: the body its resolver runs, and its payload built from
+        its outcome, as the resolvers' payload is (schema/fields.py)."""
         given = input_argument(self.path.schema, root.kind, root.arguments["input"], self.values)
         # A KYC result or review names a verification, whose customer is not known before the
         # write: its payload's personal fields are shown by the resolvers, or refused by them.
@@ -226,12 +228,11 @@ class _Run:
                     )
                 except GraphQLError:  # before anything is read
                     raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
-            customer = None if verified.customer is None else CustomerRow(verified.customer)
-            return build(customer, verified.verification, verified.problems, [], now, ttl)
+            return build(verified, now, ttl)
         external_id = given["externalCustomerId"]
         if root.kind == "deleteCustomer":
             problems = await customer_mutations.delete(writer, external_id)
-            return build(None if problems else external_id, None, problems, [], now, ttl)
+            return build(Deleted(external_id, problems), now, ttl)
         data = given["data"]
         # Absent fields are left out: a patch keeps them, a new customer's default is null.
         fields = {name: data[camel] for camel, name in DATA_COLUMNS.items() if camel in data}
@@ -240,8 +241,7 @@ class _Run:
             outcome = await customer_mutations.create(writer, external_id, values)
         else:
             outcome = await customer_mutations.update(writer, external_id, fields)
-        written = None if outcome.customer is None else CustomerRow(outcome.customer)
-        return build(written, None, outcome.problems, outcome.warnings, now, ttl)
+        return build(outcome, now, ttl)
 
     async def customer(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
         """`Query.customer`: null for another customer than a customers:self token's own."""

@@ -12,6 +12,10 @@ Anything else raises `Unsupported` and graphql-core answers.
 For each set of values of the condition variables, the collected selection is turned into
 the source of one Python function per root field, a nested dict display in response-key
 order, so building an answer is one call per customer rather than one resolver per field.
+Each field's value is generated from its one definition in schema/fields.py, from which the
+Strawberry resolvers are made too: a column becomes an attribute access, a function is
+called from the code's namespace, and the field's GraphQL type says how the value is shown
+(an enum by its name, a DateTime as text, an object or a list built in turn).
 No field the plan covers can fail or be null where the schema says non-null, so the
 specification's null propagation has nothing to do here; a database failure abandons the
 plan and graphql-core answers (and reports) the request.
@@ -19,18 +23,23 @@ plan and graphql-core answers (and reports) the request.
 
 from __future__ import annotations
 
-import enum
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import (
     BooleanValueNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLEnumType,
     GraphQLInputObjectType,
+    GraphQLList,
     GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
     GraphQLSchema,
     IntValueNode,
     NamedTypeNode,
@@ -44,16 +53,15 @@ from graphql import (
 )
 from strawberry.utils.str_converters import to_camel_case
 
-from db import kyc
 from db.rules import DATA_FIELDS
 from schema import ids
 from schema.access import PERSONAL_FIELDS
 from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
+from schema.fields import FIELDS, MAKERS, Need, PageEnds, maker_name
 from schema.scalars import serialize as datetime_text
-from schema.types import PROBLEM_FIELDS
 
-DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # CustomerData's fields
+DATA_COLUMNS = {to_camel_case(name): name for name in DATA_FIELDS}  # a write input's data fields
 BUILDS = 16  # sets of condition values whose builders a plan keeps
 
 # An ID variable is taken as a string only (graphql-core also turns an integer into one).
@@ -253,14 +261,9 @@ ROOT_ARGUMENTS = {
 # Root arguments taken only as null (or a variable that is null or absent): the compiled
 # `customers` reads the default order, forwards, unfiltered.
 NULL_ONLY_ARGUMENTS = {"customers": ("last", "before", "filter", "orderBy")}
-_HELPERS: dict[str, Any] = {
-    "_id": ids.encode,
-    "_at": datetime_text,
-    "_status": kyc.effective_status,
-    "_updated": kyc.effective_updated_at,
-    "_problem": PROBLEM_FIELDS,
-    "_json": lambda value: value.value if isinstance(value, enum.Enum) else value,
-}
+# The generated code's namespace: a global id, how a DateTime is shown, a page's ends, and
+# the function of every field made by one (schema/fields.py).
+_HELPERS: dict[str, Any] = {"_id": ids.encode, "_at": datetime_text, "_ends": PageEnds, **MAKERS}
 
 
 def _build(plan: Plan, collector: Collector) -> Built:
@@ -293,7 +296,7 @@ def _build(plan: Plan, collector: Collector) -> Built:
         elif name in _WRITES:
             payload = _WRITES[name][1]
             body = code.payload(payload, collector.subfields(payload, nodes))
-            source = f"def build(c, v, errors, warnings, now, ttl):\n    return {body}\n"
+            source = f"def build(o, now, ttl):\n    return {body}\n"
         elif name == "node":
             # The object's type is known once it is read: a builder for each type it can be.
             customer = code.customer(collector.subfields("Customer", nodes), "c")
@@ -332,8 +335,17 @@ class Needs:
     personal: bool  # a customer's personal fields (access.PERSONAL_FIELDS)
 
 
+class Source(NamedTuple):
+    """Where generated code finds a field's source: an expression for it, and one for the
+    verifications read with it (a customer's; None where they were not read)."""
+
+    row: str
+    verifications: str | None = None
+
+
 class _Code(Needs):
-    """Python expressions for selections; notes what they need (`Needs`)."""
+    """Python expressions for selections, generated from schema/fields.py's definitions;
+    notes what they need (`Needs`)."""
 
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
@@ -341,6 +353,7 @@ class _Code(Needs):
         self.cursors = False
         self.total = False
         self.personal = False
+        self.names = itertools.count()
 
     def _object(
         self, type_name: str, fields: Fields, value_of: Callable[[str, list[FieldNode]], str | None]
@@ -364,25 +377,78 @@ class _Code(Needs):
     def _sub(self, type_name: str, nodes: list[FieldNode]) -> Fields:
         return self.collector.subfields(type_name, nodes)
 
+    def _name(self) -> str:
+        return f"_{next(self.names)}"
+
+    def defined(self, type_name: str, fields: Fields, source: Source) -> str:
+        """An object of `type_name` (a type of schema/fields.py's FIELDS) from `source`."""
+        graphql_type = self.collector.schema.get_type(type_name)
+        assert isinstance(graphql_type, GraphQLObjectType)
+        definitions = FIELDS[type_name]
+
+        def value_of(name: str, nodes: list[FieldNode]) -> str:
+            definition = definitions[name]
+            self.verifications = self.verifications or Need.VERIFICATIONS in definition.needs
+            self.cursors = self.cursors or Need.CURSORS in definition.needs
+            output = graphql_type.fields[name].type
+            if definition.reads is Need.VERIFICATIONS:
+                if source.verifications is None:
+                    raise Unsupported(f"{type_name}.{name} not read here")  # another read
+                return self._shown(source.verifications, output, nodes, simple=True)
+            if definition.column is not None:
+                return self._shown(f"{source.row}.{definition.column}", output, nodes, simple=True)
+            if definition.node is not None:
+                return f"_id({definition.node!r}, {source.row}.id)"
+            if definition.make is not None:
+                made = f"{maker_name(f'{type_name}.{name}')}({source.row}, now, ttl)"
+                return self._shown(made, output, nodes, simple=False)
+            # The source itself, seen as another type (Customer.data).
+            of = _named(output)
+            return self.defined(of.name, self._sub(of.name, nodes), source)
+
+        return self._object(type_name, fields, value_of)
+
+    def _shown(
+        self, raw: str, output: GraphQLOutputType, nodes: list[FieldNode], simple: bool
+    ) -> str:
+        """The JSON value of `raw`, a value of the GraphQL type `output` in the db layer's
+        terms: an enum by its name, a DateTime as text, an object or list built in turn.
+        `raw` is evaluated once unless `simple` (a name or an attribute)."""
+        nullable = not isinstance(output, GraphQLNonNull)
+        inner = output.of_type if isinstance(output, GraphQLNonNull) else output
+        uses = 1
+        template: Callable[[str], str]
+        if isinstance(inner, GraphQLList):
+            item = self._name()
+            each = self._shown(item, inner.of_type, nodes, simple=True)
+            if each == item:  # a list of scalars shown as they are
+                return raw
+            template = lambda value: f"[{each} for {item} in {value}]"  # noqa: E731
+        elif isinstance(inner, GraphQLObjectType):
+            uses = 2
+            template = lambda value: self.defined(  # noqa: E731
+                inner.name, self._sub(inner.name, nodes), Source(value)
+            )
+        elif isinstance(inner, GraphQLEnumType):  # db enums mirror the GraphQL ones by name
+            template = lambda value: f"{value}.name"  # noqa: E731
+        elif isinstance(inner, GraphQLScalarType) and inner.name == "DateTime":
+            template = lambda value: f"_at({value})"  # noqa: E731
+        else:  # String, ID, Boolean, Int: as they are, null as null
+            return raw
+        if not nullable and (simple or uses == 1):
+            return template(raw)
+        if simple:
+            return f"(None if {raw} is None else {template(raw)})"
+        name = self._name()
+        return f"(None if ({name} := {raw}) is None else {template(name)})"
+
     def customer(self, fields: Fields, c: str) -> str:
-        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
-            if name == "data":
-                return self._object("CustomerData", self._sub("CustomerData", nodes), data)
-            if name == "kycVerifications":
-                self.verifications = True
-                item = self.verification(self._sub("KycVerification", nodes))
-                return f"[{item} for v in {c}.verifications]"
-            column = _CUSTOMER.get(name)
-            return None if column is None else column.format(c=c)
-
-        def data(name: str, _nodes: list[FieldNode]) -> str | None:
-            return f"{c}.row.{DATA_COLUMNS[name]}" if name in DATA_COLUMNS else None
-
-        return self._object("Customer", fields, value_of)
+        """A customer `c` (a CustomerRow)."""
+        return self.defined("Customer", fields, Source(f"{c}.row", f"{c}.verifications"))
 
     def verification(self, fields: Fields) -> str:
         """A verification `v`."""
-        return self._object("KycVerification", fields, lambda name, _nodes: _VERIFICATION.get(name))
+        return self.defined("KycVerification", fields, Source("v"))
 
     def connection(self, fields: Fields) -> str:
         def value_of(name: str, nodes: list[FieldNode]) -> str | None:
@@ -392,7 +458,10 @@ class _Code(Needs):
                 edge = self._object("CustomerEdge", self._sub("CustomerEdge", nodes), edges)
                 return f"[{edge} for c, cursor in zip(rows, cursors or rows)]"
             if name == "pageInfo":
-                return self._object("PageInfo", self._sub("PageInfo", nodes), page_info)
+                ends = "_ends(more, after is not None, cursors)"
+                output = self.collector.schema.get_type("CustomerConnection")
+                assert isinstance(output, GraphQLObjectType)
+                return self._shown(ends, output.fields["pageInfo"].type, nodes, simple=False)
             if name == "totalCount":
                 self.total = True
                 return "total"
@@ -406,85 +475,30 @@ class _Code(Needs):
                 return "cursor"
             return None
 
-        def page_info(name: str, _nodes: list[FieldNode]) -> str | None:
-            if name in ("startCursor", "endCursor"):
-                self.cursors = True
-            return _PAGE_INFO.get(name)
-
         return self._object("CustomerConnection", fields, value_of)
 
     def payload(self, type_name: str, fields: Fields) -> str:
-        """A write's payload: what it wrote, `c` (None on errors: the customer, or for a
-        delete the id it deleted) and `v` (a KYC write's verification), and its problems."""
-
-        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
-            if name == "deletedExternalCustomerId":
-                return "c"
-            if name == "verification":
-                verification = self.verification(self._sub("KycVerification", nodes))
-                return f"(None if v is None else {verification})"
-            if name == "customer":
-                customer = self.customer(self._sub("Customer", nodes), "c")
-                if self.verifications:
-                    raise Unsupported("a written customer's verifications")  # another read
-                return f"(None if c is None else {customer})"
-            if name in ("userErrors", "warnings"):
-                kind = "UserError" if name == "userErrors" else "UserWarning"
-                problem = self._object(kind, self._sub(kind, nodes), lambda n, _: _PROBLEM.get(n))
-                return f"[{problem} for p in {'errors' if kind == 'UserError' else 'warnings'}]"
-            return None
-
-        return self._object(type_name, fields, value_of)
+        """A write's payload, from its outcome `o` (schema/fields.py says which: a customer
+        write's `CustomerOutcome`, a delete's `Deleted`, a KYC write's `VerificationOutcome`)."""
+        return self.defined(type_name, fields, Source("o"))
 
 
-# A customer `{c}` (a CustomerRow)'s own fields; `data` and `kycVerifications` are built in
-# `_Code.customer`.
-_CUSTOMER = {
-    "id": "_id('Customer', {c}.row.id)",
-    "externalCustomerId": "{c}.row.external_customer_id",
-    "createdAt": "_at({c}.row.created_at)",
-    "updatedAt": "_at({c}.row.updated_at)",
-    "kycStatus": "(None if {c}.row.kyc_status is None else "
-    "_status({c}.row.kyc_status, {c}.row.kyc_started_at, now, ttl).name)",
-}
-# A db.rules.Problem `p`, as schema.types.UserError (and UserWarning) shows it: by its one
-# conversion (an enum's JSON value is its value).
-_PROBLEM = {name: f"_json(_problem[{name!r}](p))" for name in PROBLEM_FIELDS}
-_VERIFICATION = {
-    "id": "_id('KycVerification', v.id)",
-    "type": "v.type.name",
-    "status": "_status(v.status, v.created_at, now, ttl).name",
-    "createdAt": "_at(v.created_at)",
-    "updatedAt": "_at(_updated(v, now, ttl))",
-}
-_PAGE_INFO = {
-    "hasNextPage": "more",
-    "hasPreviousPage": "after is not None",
-    "startCursor": "(cursors[0] if cursors else None)",
-    "endCursor": "(cursors[-1] if cursors else None)",
-}
+def _named(output: GraphQLOutputType) -> GraphQLObjectType:
+    named = output.of_type if isinstance(output, GraphQLNonNull) else output
+    assert isinstance(named, GraphQLObjectType)
+    return named
 
 
 # Every `Type.field` a plan builds, by type: `_Code._object` declines any other, and the
 # document falls back to graphql-core (tests/test_compiled_coverage.py writes them down).
+# Each field of schema/fields.py's table is built from its definition; the connection and its
+# edges are built here.
 COVERED: dict[str, frozenset[str]] = {
     "Query": frozenset(name for name in ROOT_ARGUMENTS if name not in _WRITES),
     "Mutation": frozenset(_WRITES),
-    "Customer": frozenset({*_CUSTOMER, "data", "kycVerifications"}),
-    "CustomerData": frozenset(DATA_COLUMNS),
-    "KycVerification": frozenset(_VERIFICATION),
+    **{type_name: frozenset(definitions) for type_name, definitions in FIELDS.items()},
     "CustomerConnection": frozenset({"nodes", "edges", "pageInfo", "totalCount"}),
     "CustomerEdge": frozenset({"node", "cursor"}),
-    "PageInfo": frozenset(_PAGE_INFO),
-    "UserError": frozenset(_PROBLEM),
-    "UserWarning": frozenset(_PROBLEM),
-    # What `_Code.payload` builds, of whichever payload has it.
-    **{
-        payload: frozenset(
-            {"customer", "verification", "deletedExternalCustomerId", "userErrors", "warnings"}
-        )
-        for _input, payload in _WRITES.values()
-    },
 }
 
 
