@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import Dialect, Select
+from sqlalchemy import ColumnElement, Dialect, Select, false, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -45,7 +45,13 @@ class DriverStatement:
     @classmethod
     def compile(cls, query: Select[Any] | UpdateBase, dialect: Dialect) -> DriverStatement:
         """`query`'s rows are its selected columns, or an insert's or update's RETURNING."""
-        compiled = query.compile(dialect=dialect)
+        return cls.of(query, query.compile(dialect=dialect), dialect)
+
+    @classmethod
+    def of(
+        cls, query: Select[Any] | UpdateBase, compiled: Any, dialect: Dialect
+    ) -> DriverStatement:
+        """The statement `compiled` from `query` for `dialect`."""
         names = tuple(compiled.positiontup or ())
         binds = tuple(
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -107,6 +113,45 @@ class PerDialect:
                 self.build(dialect.name), dialect
             )
         return found
+
+
+def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (...)`, a bound value each (not SQLAlchemy's expanding list, which a
+    statement compiled once per shape cannot take); false for none."""
+    literals = [literal(value, column.type) for value in values]
+    return column.in_(literals) if literals else false()
+
+
+class ByShape:
+    """Statements built per request from the models, whose values differ from request to
+    request (a filter's, a cursor's sort key, a page's size: literals of the statement),
+    compiled once per dialect and shape. The shape is SQLAlchemy's own cache key (the
+    statement without its values, as its compiled cache keys it), and each request's
+    values are read off the statement built for it, in the order the key lists them.
+    Holds at most `limit` shapes, dropping the oldest first."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._compiled: dict[tuple[str, Any], tuple[DriverStatement, tuple[str, ...]]] = {}
+
+    def on(self, query: Select[Any], dialect: Dialect) -> tuple[DriverStatement, dict[str, Any]]:
+        """`query` compiled for `dialect` (once per shape), and its values by bound name."""
+        key = query._generate_cache_key()
+        if key is None:  # an element without a cache key: never in the statements built here
+            raise TypeError("a statement SQLAlchemy cannot cache")
+        found = self._compiled.get((dialect.name, key.key))
+        if found is None:
+            if len(self._compiled) >= self.limit:
+                del self._compiled[next(iter(self._compiled))]
+            compiled = query.compile(dialect=dialect)
+            names = tuple(compiled.bind_names[bound] for bound in key.bindparams)
+            found = DriverStatement.of(query, compiled, dialect), names
+            self._compiled[(dialect.name, key.key)] = found
+        statement, names = found
+        values = {
+            name: bound.effective_value for name, bound in zip(names, key.bindparams, strict=True)
+        }
+        return statement, values
 
 
 class ConnectionBudget(NamedTuple):

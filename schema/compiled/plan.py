@@ -49,6 +49,7 @@ from schema import ids
 from schema.access import PERSONAL_FIELDS
 from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
+from schema.events import changed_fields
 from schema.scalars import serialize as datetime_text
 from schema.types import PROBLEM_FIELDS
 
@@ -230,6 +231,30 @@ def input_argument(
     return coerced
 
 
+# The input object arguments of the lists, by root field and argument.
+_ARGUMENT_INPUTS = {
+    ("customers", "filter"): "CustomerFilter",
+    ("customers", "orderBy"): "CustomerOrder",
+    ("customerEvents", "filter"): "CustomerEventFilter",
+}
+
+
+def input_value(
+    schema: GraphQLSchema, field: str, name: str, node: ValueNode, variables: Mapping[str, Any]
+) -> Any:
+    """An input object argument of a list (`_ARGUMENT_INPUTS`), coerced to its type as a
+    dict, None, or `MISSING` (a variable not given); Unsupported where graphql-core would
+    refuse it."""
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value, MISSING)  # coerced with the others
+    literal = from_literal(node, variables, MISSING)
+    if literal is ABSENT:
+        return MISSING
+    input_type = schema.get_type(_ARGUMENT_INPUTS[(field, name)])
+    assert isinstance(input_type, GraphQLInputObjectType)
+    return coerce_input(literal, input_type)
+
+
 # -- code generation ---------------------------------------------------------------------------
 
 # The mutations the plan covers: the type of their `input`, and of their payload.
@@ -241,17 +266,24 @@ _WRITES = {
     "recordKycResult": ("RecordKycResultInput", "KycVerificationPayload"),
     "reviewKycVerification": ("ReviewKycVerificationInput", "KycVerificationPayload"),
 }
-_INPUTS = {input_type for input_type, _ in _WRITES.values()}
+# The input objects a variable may hold: a write's input, and the lists' filters and orders.
+_INPUTS = {
+    *(input_type for input_type, _ in _WRITES.values()),
+    "CustomerFilter",
+    "CustomerOrder",
+    "CustomerEventFilter",
+}
 ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
     "customers": {"first", "after", "last", "before", "filter", "orderBy"},
+    "customerEvents": {"first", "after", "filter"},
     "node": {"id"},
     **{mutation: {"input"} for mutation in _WRITES},
 }
-# Root arguments taken only as null (or a variable that is null or absent): the compiled
-# `customers` reads the default order, forwards, unfiltered.
-NULL_ONLY_ARGUMENTS = {"customers": ("last", "before", "filter", "orderBy")}
+# Root arguments taken only as null (or a variable that is null or absent): none now.
+NULL_ONLY_ARGUMENTS: dict[str, tuple[str, ...]] = {}
 _HELPERS: dict[str, Any] = {
+    "_changed": changed_fields,
     "_id": ids.encode,
     "_at": datetime_text,
     "_status": kyc.effective_status,
@@ -297,9 +329,12 @@ def _build(plan: Plan, collector: Collector) -> Built:
                 "def build(c, v, now, ttl):\n"
                 f"    return {customer} if c is not None else {verification}\n"
             )
+        elif name == "customerEvents":
+            body = code.events(collector.subfields("CustomerEventConnection", nodes))
+            source = f"def build(page, end, total, now, ttl):\n    return {body}\n"
         else:
             body = code.connection(collector.subfields("CustomerConnection", nodes))
-            source = f"def build(rows, more, after, cursors, total, now, ttl):\n    return {body}\n"
+            source = f"def build(page, end, total, now, ttl):\n    return {body}\n"
         namespace = dict(_HELPERS)
         # The source is ours: expressions of this module and response keys, which are GraphQL
         # names (letters, digits, underscores; the parser checked them) written with repr().
@@ -317,6 +352,7 @@ class Needs:
     """What a root field's builder reads besides the customers' columns."""
 
     verifications: bool  # each customer's verifications
+    event_verifications: bool  # each event's verification, as it is now
     cursors: bool  # the page's cursors
     total: bool  # the count of every match
     personal: bool  # a customer's personal fields (access.PERSONAL_FIELDS)
@@ -328,6 +364,7 @@ class _Code(Needs):
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
         self.verifications = False
+        self.event_verifications = False
         self.cursors = False
         self.total = False
         self.personal = False
@@ -377,10 +414,10 @@ class _Code(Needs):
     def connection(self, fields: Fields) -> str:
         def value_of(name: str, nodes: list[FieldNode]) -> str | None:
             if name == "nodes":
-                return f"[{self.customer(self._sub('Customer', nodes), 'c')} for c in rows]"
+                return f"[{self.customer(self._sub('Customer', nodes), 'c')} for c in page.rows]"
             if name == "edges":
                 edge = self._object("CustomerEdge", self._sub("CustomerEdge", nodes), edges)
-                return f"[{edge} for c, cursor in zip(rows, cursors or rows)]"
+                return f"[{edge} for c, cursor in zip(page.rows, page.cursors or page.rows)]"
             if name == "pageInfo":
                 return self._object("PageInfo", self._sub("PageInfo", nodes), page_info)
             if name == "totalCount":
@@ -402,6 +439,42 @@ class _Code(Needs):
             return _PAGE_INFO.get(name)
 
         return self._object("CustomerConnection", fields, value_of)
+
+    def events(self, fields: Fields) -> str:
+        """A page of the feed: each event `e` (an EventRow) with its cursor, and `v`, its
+        verification as it is now (None for none, or once deleted)."""
+        self.cursors = True  # each event shows its own cursor: made whatever is selected
+        rows = "for e, cursor in zip(page.rows, page.cursors) for v in (e.verification,)"
+
+        def event(nodes: list[FieldNode]) -> str:
+            def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+                if name == "verification":
+                    self.event_verifications = True
+                    verification = self.verification(self._sub("KycVerification", nodes))
+                    return f"(None if v is None else {verification})"
+                return _EVENT.get(name)
+
+            return self._object("CustomerEvent", self._sub("CustomerEvent", nodes), value_of)
+
+        def edges(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "node":
+                return event(nodes)
+            return "cursor" if name == "cursor" else None
+
+        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "nodes":
+                return f"[{event(nodes)} {rows}]"
+            if name == "edges":
+                edge = self._object(
+                    "CustomerEventEdge", self._sub("CustomerEventEdge", nodes), edges
+                )
+                return f"[{edge} {rows}]"
+            if name == "pageInfo":
+                fields = self._sub("PageInfo", nodes)
+                return self._object("PageInfo", fields, lambda n, _: _PAGE_INFO.get(n))
+            return None
+
+        return self._object("CustomerEventConnection", fields, value_of)
 
     def payload(self, type_name: str, fields: Fields) -> str:
         """A write's payload: what it wrote, `c` (None on errors: the customer, or for a
@@ -447,11 +520,26 @@ _VERIFICATION = {
     "createdAt": "_at(v.created_at)",
     "updatedAt": "_at(_updated(v, now, ttl))",
 }
+# A page (db.pages.Page) `page`'s info, as customer_list.page_info tells it: an empty page
+# ends at `end` (the events' after, the customers' None).
 _PAGE_INFO = {
-    "hasNextPage": "more",
-    "hasPreviousPage": "after is not None",
-    "startCursor": "(cursors[0] if cursors else None)",
-    "endCursor": "(cursors[-1] if cursors else None)",
+    "hasNextPage": "page.has_next",
+    "hasPreviousPage": "page.has_previous",
+    "startCursor": "(page.cursors[0] if page.cursors else None)",
+    "endCursor": "(page.cursors[-1] if page.cursors else end)",
+}
+# An event `e` (an EventRow: its columns `e.row`), as schema/events.py's CustomerEvent shows
+# it; `verification` is built in `_Code.events`, `customer` falls back.
+_EVENT = {
+    "id": "_id('CustomerEvent', e.row.id)",
+    "cursor": "cursor",
+    "type": "e.row.type.name",
+    "externalCustomerId": "e.row.external_customer_id",
+    "status": "(None if e.row.status is None else e.row.status.name)",
+    "previousStatus": "(None if e.row.previous_status is None else e.row.previous_status.name)",
+    "changedFields": "_changed(e.row)",
+    "actor": "e.row.actor",
+    "occurredAt": "_at(e.row.occurred_at)",
 }
 
 
@@ -466,6 +554,9 @@ COVERED: dict[str, frozenset[str]] = {
     "CustomerConnection": frozenset({"nodes", "edges", "pageInfo", "totalCount"}),
     "CustomerEdge": frozenset({"node", "cursor"}),
     "PageInfo": frozenset(_PAGE_INFO),
+    "CustomerEventConnection": frozenset({"nodes", "edges", "pageInfo"}),
+    "CustomerEventEdge": frozenset({"node", "cursor"}),
+    "CustomerEvent": frozenset({*_EVENT, "verification"}),
     "UserError": frozenset(_PROBLEM),
     "UserWarning": frozenset(_PROBLEM),
     # What `_Code.payload` builds, of whichever payload has it.
