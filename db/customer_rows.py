@@ -41,12 +41,26 @@ class Verification(NamedTuple):
     updated_at: datetime
 
 
+# A customer's columns by name (`email`, `kyc_status`, ...), in the table's order.
+CustomerColumns: type[tuple[Any, ...]] = NamedTuple(  # type: ignore[misc]
+    "CustomerColumns", [(str(column.key), Any) for column in CUSTOMERS.c]
+)
+_WIDTH = len(CUSTOMERS.c)
+
+
 @dataclass(frozen=True)
 class CustomerRow:
-    """A customer's columns (`row.email`, ...) and, when asked for, its verifications."""
+    """The compiled path's one form of a customer, read or written: its columns
+    (`row.email`, ...: a CustomerColumns) and, when asked for, its verifications."""
 
     row: Any
     verifications: list[Verification] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, customer: Customer) -> CustomerRow:
+        """A customer a write returned (the model the write bodies make)."""
+        fields: tuple[str, ...] = CustomerColumns._fields
+        return cls(CustomerColumns(*(getattr(customer, name) for name in fields)))
 
 
 def _build(kind: str, verifications: bool) -> Select[Any]:
@@ -190,11 +204,11 @@ def _page_with_verifications(
 def _grouped(rows: list[Any], verifications: bool) -> list[CustomerRow]:
     """The customers of the rows in order, each with the verifications joined to it."""
     if not verifications:
-        return [CustomerRow(row) for row in rows]
+        return [CustomerRow(CustomerColumns(*row)) for row in rows]
     found: list[CustomerRow] = []
     for row in rows:
         if not found or found[-1].row.id != row.id:
-            found.append(CustomerRow(row))
+            found.append(CustomerRow(CustomerColumns(*row[:_WIDTH])))
         if row.v_id is not None:
             found[-1].verifications.append(
                 Verification(row.v_id, row.v_type, row.v_status, row.v_created_at, row.v_updated_at)

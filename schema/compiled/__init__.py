@@ -202,7 +202,7 @@ class _Run:
                     )
                 except GraphQLError:  # before anything is read
                     raise Unsupported("an id past the largest key (a BAD_USER_INPUT)") from None
-            customer = None if verified.customer is None else CustomerRow(verified.customer)
+            customer = None if verified.customer is None else CustomerRow.of(verified.customer)
             return build(customer, verified.verification, verified.problems, [], now, ttl)
         external_id = given["externalCustomerId"]
         if root.kind == "deleteCustomer":
@@ -216,7 +216,7 @@ class _Run:
             outcome = await customer_mutations.create(writer, external_id, values)
         else:
             outcome = await customer_mutations.update(writer, external_id, fields)
-        written = None if outcome.customer is None else CustomerRow(outcome.customer)
+        written = None if outcome.customer is None else CustomerRow.of(outcome.customer)
         return build(written, None, outcome.problems, outcome.warnings, now, ttl)
 
     async def customer(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
