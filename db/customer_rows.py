@@ -24,7 +24,16 @@ from db.customers import count_query_of
 from db.driver import ByShape, DriverStatement, PerDialect
 from db.engine import Database
 from db.models import Customer, KycStatus, KycType, KycVerification
-from db.pages import Keyset, Ordering, Page, page_of, page_statement, walk_order
+from db.pages import (
+    Keyset,
+    Ordering,
+    Page,
+    page_of,
+    page_shape,
+    page_statement,
+    page_values,
+    walk_order,
+)
 
 CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
 VERIFICATIONS = KycVerification.__table__  # type: ignore[attr-defined]
@@ -122,8 +131,13 @@ class CustomerReads:
         `pages.fetch_page` reads it: the same statement, rows and cursors (made only when
         `cursors`)."""
         dialect = self.db.engine.dialect
-        query = page_query(conditions, ordering, keyset, verifications, dialect.name)
-        statement, values = _SHAPES.on(query, dialect)
+        statement, values = _SHAPES.on(
+            dialect,
+            ("page", verifications, *page_shape(ordering, keyset)),
+            conditions,
+            page_values(keyset),
+            lambda: page_query(conditions, ordering, keyset, verifications, dialect.name),
+        )
         rows = _grouped(await self.db.fetch(statement, values), verifications)
         return page_of(
             rows, ordering, keyset, secret, key_of=lambda c: ordering.key_of(c.row), cursors=cursors
@@ -131,7 +145,9 @@ class CustomerReads:
 
     async def count(self, conditions: Sequence[ColumnElement[bool]] = ()) -> int:
         """How many customers meet `conditions` (what `totalCount` counts)."""
-        statement, values = _SHAPES.on(count_query_of(conditions), self.db.engine.dialect)
+        statement, values = _SHAPES.on(
+            self.db.engine.dialect, ("count",), conditions, {}, lambda: count_query_of(conditions)
+        )
         (row,) = await self.db.fetch(statement, values)
         return int(row[0])
 

@@ -20,7 +20,7 @@ and the statements run on that transaction's driver connection, a round trip eac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -123,34 +123,48 @@ def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
 
 
 class ByShape:
-    """Statements built per request from the models, whose values differ from request to
-    request (a filter's, a cursor's sort key, a page's size: literals of the statement),
-    compiled once per dialect and shape. The shape is SQLAlchemy's own cache key (the
-    statement without its values, as its compiled cache keys it), and each request's
-    values are read off the statement built for it, in the order the key lists them.
-    Holds at most `limit` shapes, dropping the oldest first."""
+    """Statements whose values differ from request to request (a filter's, a cursor's sort
+    key, a page's size), compiled once per dialect and shape, and built only then: a
+    request names its shape (what its caller's own values decide: the order, the direction,
+    which cursors), gives its conditions (whose shape is SQLAlchemy's own cache key: the
+    conditions without their values) and its named values, and `build` makes the statement
+    from those conditions when the shape is new. The conditions' values are read off them
+    in the order their cache keys list them. Holds at most `limit` shapes, the oldest
+    dropped first."""
 
     def __init__(self, limit: int = 512) -> None:
         self.limit = limit
-        self._compiled: dict[tuple[str, Any], tuple[DriverStatement, tuple[str, ...]]] = {}
+        self._compiled: dict[Hashable, tuple[DriverStatement, tuple[str, ...]]] = {}
 
-    def on(self, query: Select[Any], dialect: Dialect) -> tuple[DriverStatement, dict[str, Any]]:
-        """`query` compiled for `dialect` (once per shape), and its values by bound name."""
-        key = query._generate_cache_key()
-        if key is None:  # an element without a cache key: never in the statements built here
-            raise TypeError("a statement SQLAlchemy cannot cache")
-        found = self._compiled.get((dialect.name, key.key))
+    def on(
+        self,
+        dialect: Dialect,
+        shape: Hashable,
+        conditions: Sequence[ColumnElement[bool]],
+        named: Mapping[str, Any],
+        build: Callable[[], Select[Any]],
+    ) -> tuple[DriverStatement, dict[str, Any]]:
+        """The statement of this shape compiled for `dialect`, and its values by bound name."""
+        keys = []
+        for condition in conditions:
+            key = condition._generate_cache_key()
+            if key is None:  # an element without a cache key: none of the conditions here
+                raise TypeError("a condition SQLAlchemy cannot cache")
+            keys.append(key)
+        cache = (dialect.name, shape, tuple(key.key for key in keys))
+        bound = [parameter for key in keys for parameter in key.bindparams]
+        found = self._compiled.get(cache)
         if found is None:
             if len(self._compiled) >= self.limit:
                 del self._compiled[next(iter(self._compiled))]
+            query = build()
             compiled = query.compile(dialect=dialect)
-            names = tuple(compiled.bind_names[bound] for bound in key.bindparams)
-            found = DriverStatement.of(query, compiled, dialect), names
-            self._compiled[(dialect.name, key.key)] = found
+            names = tuple(compiled.bind_names[parameter] for parameter in bound)
+            found = self._compiled[cache] = DriverStatement.of(query, compiled, dialect), names
         statement, names = found
-        values = {
-            name: bound.effective_value for name, bound in zip(names, key.bindparams, strict=True)
-        }
+        values = dict(named)
+        for name, parameter in zip(names, bound, strict=True):
+            values[name] = parameter.effective_value
         return statement, values
 
 

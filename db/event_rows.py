@@ -18,7 +18,7 @@ from db.driver import ByShape, PerDialect
 from db.engine import Database
 from db.events import FEED, EventFilter, conditions, pruned_through_query
 from db.models import CustomerEvent
-from db.pages import Keyset, Page, page_of, page_statement, walk_order
+from db.pages import Keyset, Page, page_of, page_shape, page_statement, page_values, walk_order
 
 EVENTS = CustomerEvent.__table__  # type: ignore[attr-defined]
 _VERIFICATION_COLUMNS = ("id", "type", "status", "created_at", "updated_at")
@@ -54,10 +54,19 @@ class EventReads:
     ) -> Page[EventRow]:
         """A page of the feed, oldest first, as `events.list_events` reads it (the caller
         checks a cursor against `pruned_through` first, as it does)."""
-        query = page_statement(select(*EVENTS.c).where(*conditions(where)), FEED, keyset)
-        if verifications:
-            query = _with_verifications(query, keyset.forward)
-        statement, values = _SHAPES.on(query, self.db.engine.dialect)
+        matching = conditions(where)
+
+        def build() -> Select[Any]:
+            query = page_statement(select(*EVENTS.c).where(*matching), FEED, keyset)
+            return _with_verifications(query, keyset.forward) if verifications else query
+
+        statement, values = _SHAPES.on(
+            self.db.engine.dialect,
+            (verifications, *page_shape(FEED, keyset)),
+            matching,
+            page_values(keyset),
+            build,
+        )
         rows = [
             EventRow(row, _verification(row) if verifications else None)
             for row in await self.db.fetch(statement, values)

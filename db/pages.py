@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.rules import unstorable
@@ -162,11 +162,34 @@ def page_statement(query: Select[Any], ordering: Ordering, page: Keyset) -> Sele
     after, before = (
         None
         if key is None
-        else [literal(value, column.type) for value, column in zip(key, columns, strict=True)]
-        for key in (page.after, page.before)
+        else [
+            bindparam(f"page_{side}_{n}", value, type_=column.type)
+            for n, (value, column) in enumerate(zip(key, columns, strict=True))
+        ]
+        for side, key in (("after", page.after), ("before", page.before))
     )
-    return seek(
-        query, ordering, after=after, before=before, forward=page.forward, limit=page.size + 1
+    size: ColumnElement[int] = bindparam("page_size", page.size + 1)
+    return seek(query, ordering, after=after, before=before, forward=page.forward, limit=size)
+
+
+def page_values(page: Keyset) -> dict[str, Any]:
+    """The values `page_statement` binds, by name: for a statement of the same shape
+    compiled once (db/driver.py's `ByShape`)."""
+    values: dict[str, Any] = {"page_size": page.size + 1}
+    for side, key in (("after", page.after), ("before", page.before)):
+        for n, value in enumerate(key or ()):
+            values[f"page_{side}_{n}"] = value
+    return values
+
+
+def page_shape(ordering: Ordering, page: Keyset) -> tuple[Any, ...]:
+    """What decides the shape of `page_statement`'s statement besides its query."""
+    return (
+        ordering.name,
+        ordering.direction,
+        page.forward,
+        page.after is None,
+        page.before is None,
     )
 
 

@@ -19,7 +19,7 @@ from db.customer_rows import page_query
 from db.driver import ByShape
 from db.engine import Database
 from db.models import KycStatus
-from db.pages import Direction, keyset
+from db.pages import Direction, keyset, page_values
 from tests.support.databases import Databases
 
 pytestmark = pytest.mark.one_executor("the plans of the compiled path's statements: no request")
@@ -69,8 +69,14 @@ async def explain(db: Database, name: str) -> list[str]:
     where, ordering, first, last = PAGES[name]
     page = keyset(ordering, first=first, after=None, last=last, before=None, secret=SECRET)
     dialect = db.engine.dialect
-    query = page_query(customers.conditions(where, NOW, TTL), ordering, page, True, dialect.name)
-    statement, values = ByShape().on(query, dialect)
+    conditions = customers.conditions(where, NOW, TTL)
+    statement, values = ByShape().on(
+        dialect,
+        "a page",
+        conditions,
+        page_values(page),
+        lambda: page_query(conditions, ordering, page, True, dialect.name),
+    )
     parameters = statement.parameters(values)
     async with db.engine.connect() as connection:
         driver: Any = (await connection.get_raw_connection()).driver_connection
