@@ -91,8 +91,8 @@ HEAVY_LIST = """query HeavyList($first: Int) {
           lastName
           street
           street2
-          city
           state
+          city
           zip
           country
         }
