@@ -4,7 +4,7 @@ document.
 graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and
 a completion step for every field of every customer, and an ORM row for each. For the
 documents clients send most (a customer by id, any object by its global id, a page of
-customers), `CompiledPath.answer` does instead what that execution would amount to: one
+customers or of the event feed), `CompiledPath.answer` does instead what that execution would amount to: one
 statement on the driver (db/customer_rows.py) and one generated function that builds the
 response in selection order (plan.py). Whose record a principal may touch, and whose
 personal data it may see, are schema/access.py's `own_customer` and `shows_personal_data`,

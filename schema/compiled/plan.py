@@ -1,9 +1,9 @@
 """A document's operation compiled into a plan: what to read, and code that builds the answer.
 
 The plan covers queries whose root fields are `customer(externalCustomerId:)`, `node(id:)`,
-`customers(first:, after:)` (the default order, no filter) and `__typename`, selecting
-anything of Customer, CustomerData, KycVerification, the connection, its edges and its page
-info; and mutations of one customer or KYC write (beside any `__typename`), their payloads
+`customers` (every argument), `customerEvents` (every argument) and `__typename`, selecting
+anything of Customer, CustomerData, KycVerification, the connections, their edges and page
+info, and of CustomerEvent all but its `customer`; and mutations of one customer or KYC write (beside any `__typename`), their payloads
 selecting anything but the customer's `kycVerifications`.
 All with aliases, fragments, inline fragments, and `@skip`/`@include` on literals or Boolean
 variables.
@@ -64,8 +64,8 @@ MISSING = object()  # a variable neither given nor defaulted
 @dataclass(frozen=True)
 class Variable:
     """A variable the operation declares, maybe with a default: a String, Int or Boolean, an
-    input object of Strings (`input_type`: a mutation's input), or of another type (`kind`
-    None) that the plan takes only when it is null or absent (a `filter` not given)."""
+    input object (`input_type`: a mutation's input, a list's filter or order), or of another
+    type (`kind` None) that the plan takes only when it is null or absent."""
 
     name: str
     kind: type | None
