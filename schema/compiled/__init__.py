@@ -1,19 +1,19 @@
 """The compiled path: the customer queries and writes answered from a plan compiled once per
 document.
 
-graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and
-a completion step for every field of every customer, and an ORM row for each. For the
+graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and a
+completion step for every field of every customer, and an ORM row for each. For the
 documents clients send most (a customer by id, any object by its global id, a page of
-customers or of the event feed), `CompiledPath.answer` does instead what that execution would amount to: one
-statement on the driver (db/customer_rows.py) and one generated function that builds the
-response in selection order (plan.py). Whose record a principal may touch, and whose
-personal data it may see, are schema/access.py's `own_customer` and `shows_personal_data`,
-as for the resolvers: a customers:self token gets its own record and null for any other,
-and a request whose personal fields might show another customer's to it (a write's payload,
-say) is left to the resolvers, decided before anything is written. The customer and KYC
-writes run their mutation's one write body (schema/customer_mutations.py,
-schema/kyc_mutations.py: the resolvers run the same) and build the payload from its
-outcome.
+customers or of the event feed), `CompiledPath.answer` does instead what that execution
+would amount to: one statement on the driver (db/customer_rows.py, db/event_rows.py) and one
+generated function that builds the response in selection order (plan.py). Whose record a
+principal may touch, and whose personal data it may see, are schema/access.py's
+`own_customer` and `shows_personal_data`, as for the resolvers: a customers:self token gets
+its own record and null for any other, and a request whose personal fields might show
+another customer's to it (a write's payload, say) is left to the resolvers, decided before
+anything is written. The customer and KYC writes run their mutation's one write body
+(schema/customer_mutations.py, schema/kyc_mutations.py: the resolvers run the same) and
+build the payload from its outcome.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not

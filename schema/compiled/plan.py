@@ -3,8 +3,9 @@
 The plan covers queries whose root fields are `customer(externalCustomerId:)`, `node(id:)`,
 `customers` (every argument), `customerEvents` (every argument) and `__typename`, selecting
 anything of Customer, CustomerData, KycVerification, the connections, their edges and page
-info, and of CustomerEvent all but its `customer`; and mutations of one customer or KYC write (beside any `__typename`), their payloads
-selecting anything but the customer's `kycVerifications`.
+info, and of CustomerEvent all but its `customer`; and mutations of one customer or KYC
+write (beside any `__typename`), their payloads selecting anything but the customer's
+`kycVerifications`.
 All with aliases, fragments, inline fragments, and `@skip`/`@include` on literals or Boolean
 variables.
 Anything else raises `Unsupported` and graphql-core answers.
