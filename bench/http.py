@@ -66,25 +66,76 @@ class Workload:
     document: str
     lua_body: str  # a Lua expression giving the variables' JSON for one request
     ok: str  # text every good answer holds
+    ceiling: str  # which of bench.ceiling's handlers answers it
+    variables: dict[str, Any]  # a sample of its variables (for probing both servers)
     writes: bool = False
+
+
+# The heavy list: a page of 50 with every data field and the verifications' type, status and
+# createdAt (what a back office's customer table shows).
+HEAVY_LIST = """query HeavyList($first: Int) {
+  customers(first: $first) {
+    pageInfo {
+      hasNextPage
+      hasPreviousPage
+      startCursor
+      endCursor
+    }
+    edges {
+      cursor
+      node {
+        id
+        externalCustomerId
+        data {
+          email
+          phone
+          firstName
+          lastName
+          street
+          street2
+          state
+          city
+          zip
+          country
+        }
+        kycStatus
+        kycVerifications {
+          type
+          status
+          createdAt
+        }
+        createdAt
+        updatedAt
+      }
+    }
+  }
+}
+"""
+REVIEW_QUEUE = {"first": 50, "filter": {"kycStatus": ["UNDER_REVIEW"]}}
+BY_EXTERNAL_ID = {"first": 50, "orderBy": {"field": "EXTERNAL_CUSTOMER_ID", "direction": "ASC"}}
 
 
 def workloads(customers: int) -> list[Workload]:
     def op(name: str) -> str:
         return (OPERATIONS / f"{name}.graphql").read_text()
 
+    n = random.randrange(1 << 30)
     return [
         Workload(
             "customers(first: 50)",
             op("customers"),
             "'{\"first\":50}'",
             '"edges":[{"cursor"',
+            "customers",
+            {"first": 50},
         ),
         Workload(
             "customer(externalCustomerId)",
             op("customer"),
             f'string.format(\'{{"externalCustomerId":"cus_%08d"}}\', math.random(1, {customers}))',
             '"customer":{"id"',
+            "customer",
+            {"externalCustomerId": "cus_00000001"},
         ),
         Workload(
             "createCustomer",
@@ -94,6 +145,13 @@ def workloads(customers: int) -> list[Workload]:
             '"lastName":"Lee","city":"Boston","state":"MA","zip":"02110","country":"US"}}}\','
             " prefix, counter, prefix, counter)",
             '"userErrors":[]',
+            "createCustomer",
+            {
+                "input": {
+                    "externalCustomerId": f"probe-{n}",
+                    "data": {"email": f"probe-{n}@example.com"},
+                }
+            },
             writes=True,
         ),
         Workload(
@@ -103,7 +161,33 @@ def workloads(customers: int) -> list[Workload]:
             '{"firstName":"%s"}}}\', math.random(1, '
             f"{customers}), names[math.random(1, #names)])",
             '"userErrors":[]',
+            "updateCustomer",
+            {"input": {"externalCustomerId": "cus_00000002", "data": {"firstName": f"P{n}"}}},
             writes=True,
+        ),
+        Workload(
+            "heavy list(first: 50)",
+            HEAVY_LIST,
+            "'{\"first\":50}'",
+            '"edges":[{"cursor"',
+            "heavy",
+            {"first": 50},
+        ),
+        Workload(
+            "review queue(kycStatus)",
+            op("customers"),
+            lua_string(json.dumps(REVIEW_QUEUE, separators=(",", ":"))),
+            '"edges":[',
+            "customers",
+            REVIEW_QUEUE,
+        ),
+        Workload(
+            "customers(EXTERNAL_CUSTOMER_ID)",
+            op("customers"),
+            lua_string(json.dumps(BY_EXTERNAL_ID, separators=(",", ":"))),
+            '"edges":[{"cursor"',
+            "customers",
+            BY_EXTERNAL_ID,
         ),
     ]
 
@@ -156,7 +240,7 @@ def lua_string(text: str) -> str:
 
 def script(workload: Workload, key: str, folder: Path) -> Path:
     head = '{"query":' + json.dumps(workload.document, ensure_ascii=True) + ',"variables":'
-    path = folder / f"{workload.name.split('(')[0]}.lua"
+    path = folder / f"{re.sub(r'[^A-Za-z0-9]+', '_', workload.name).strip('_')}.lua"
     path.write_text(
         LUA
         % {
@@ -362,11 +446,10 @@ def probe(url: str, key: str, workload: Workload, variables: dict[str, Any]) -> 
 
 def same_answers(ours: str, ceiling: str, key: str, loads: list[Workload]) -> None:
     """Both answer the read workloads alike (the same JSON; bytes compared too)."""
-    cases: list[tuple[Workload, dict[str, Any]]] = [
-        (loads[0], {"first": 50}),
-        (loads[1], {"externalCustomerId": "cus_00000001"}),
-    ]
-    for workload, variables in cases:
+    for workload in loads:
+        if workload.writes:
+            continue
+        variables = workload.variables
         a, b = probe(ours, key, workload, variables), probe(ceiling, key, workload, variables)
         assert json.loads(a) == json.loads(b), f"{workload.name}: the answers differ"
         print(f"  {workload.name}: same JSON; bytes {'identical' if a == b else 'differ'}")
@@ -393,10 +476,9 @@ def bench_backend(url: str, args: argparse.Namespace) -> dict[str, tuple[Figures
         with started(server_cmd, env, server_core) as ours:
             # The ceiling reports the same extensions (the cost) as ours, read from ours.
             answers = {}
-            for w, variables in zip(loads, _sample_variables(), strict=True):
-                body = json.loads(probe(ours.url, key, w, variables))
-                root = next(iter(body["data"]))
-                answers[w.document] = {"workload": root, "extensions": body.get("extensions")}
+            for w in loads:
+                body = json.loads(probe(ours.url, key, w, w.variables))
+                answers[w.document] = {"workload": w.ceiling, "extensions": body.get("extensions")}
             (folder / "answers.json").write_text(json.dumps(answers))
             ceiling_cmd = [
                 sys.executable, "-m", "bench.ceiling", "--database-url", url,
@@ -425,21 +507,6 @@ def bench_backend(url: str, args: argparse.Namespace) -> dict[str, tuple[Figures
     return results
 
 
-def _sample_variables() -> list[dict[str, Any]]:
-    n = random.randrange(1 << 30)
-    return [
-        {"first": 50},
-        {"externalCustomerId": "cus_00000001"},
-        {
-            "input": {
-                "externalCustomerId": f"probe-{n}",
-                "data": {"email": f"probe-{n}@example.com"},
-            }
-        },
-        {"input": {"externalCustomerId": "cus_00000002", "data": {"firstName": f"P{n}"}}},
-    ]
-
-
 def profile(
     ours: Process, scripts: dict[str, Path], args: argparse.Namespace, core: str | None
 ) -> None:
@@ -451,7 +518,7 @@ def profile(
         if args.profile != "all" and not name.startswith(args.profile):
             continue
         kind = "txt" if args.collapsed else "svg"
-        target = out / f"profile-{name.split('(')[0]}.{kind}"
+        target = out / f"profile-{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.{kind}"
         recorder = subprocess.Popen(
             [spy, "record", "--pid", str(ours.pid), "--duration", str(int(args.seconds)),
              "--output", str(target), "--nonblocking",
@@ -502,7 +569,7 @@ def main() -> None:
         "--profile",
         metavar="WORKLOAD",
         help="instead of timing, record py-spy flame graphs of ours: a workload's first word "
-        "(customers, customer, createCustomer, updateCustomer) or all",
+        "(customers, customer, createCustomer, updateCustomer, heavy, review) or all",
     )
     parser.add_argument(
         "--tracing",

@@ -1,10 +1,13 @@
 """The customer reads of the compiled path: one statement per request, on the driver.
 
-A customer by the client's id, or a page of the default order (newest first) after an
-optional cursor, each with its verifications in the same statement when they are asked for
-(a LEFT JOIN, the page as a subquery). The rows are what `customers.get_customer`,
-`customers.list_customers` and `kyc.list_verifications` read, in the same order, with the
-same keyset statement and cursors (db/pages.py); the compiled path's byte-identity tests hold
+A customer by the client's id, or a page of customers (any filter, any order, either way
+from a cursor), each with its verifications in the same statement when they are asked for:
+the page as a subquery, each of its customers' verifications read by the index on their
+customer (`ix_kyc_verification_customer`), for that page's customers only (PostgreSQL: a
+LATERAL join, else its planner may hash the whole table; SQLite looks each up by index).
+The rows are what `customers.get_customer`, `customers.list_customers` and
+`kyc.list_verifications` read, in the same order, with the same filter, keyset statement and
+cursors (`customers.conditions`, db/pages.py); the compiled path's byte-identity tests hold
 the two to the same answers.
 """
 
@@ -15,19 +18,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, select, true
 
-from db.customers import OrderField, ordering
-from db.driver import DriverStatement, PerDialect
+from db.customers import count_query_of
+from db.driver import ByShape, DriverStatement, PerDialect
 from db.engine import Database
 from db.models import Customer, KycStatus, KycType, KycVerification
-from db.pages import Direction, decode_cursor, encode_cursor, seek
+from db.pages import (
+    Keyset,
+    Ordering,
+    Page,
+    page_of,
+    page_shape,
+    page_statement,
+    page_values,
+    walk_order,
+)
 
 CUSTOMERS = Customer.__table__  # type: ignore[attr-defined]
 VERIFICATIONS = KycVerification.__table__  # type: ignore[attr-defined]
 _VERIFICATION_COLUMNS = ("id", "type", "status", "created_at", "updated_at")
-# The default order of `Query.customers`: newest first, the id breaking ties.
-NEWEST_FIRST = ordering(OrderField.CREATED_AT, Direction.DESC)
 
 
 class Verification(NamedTuple):
@@ -40,24 +50,34 @@ class Verification(NamedTuple):
     updated_at: datetime
 
 
+# A customer's columns by name (`email`, `kyc_status`, ...), in the table's order.
+CustomerColumns: type[tuple[Any, ...]] = NamedTuple(  # type: ignore[misc]
+    "CustomerColumns", [(str(column.key), Any) for column in CUSTOMERS.c]
+)
+_WIDTH = len(CUSTOMERS.c)
+
+
 @dataclass(frozen=True)
 class CustomerRow:
-    """A customer's columns (`row.email`, ...) and, when asked for, its verifications."""
+    """The compiled path's one form of a customer, read or written: its columns
+    (`row.email`, ...: a CustomerColumns) and, when asked for, its verifications."""
 
     row: Any
     verifications: list[Verification] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, customer: Customer) -> CustomerRow:
+        """A customer a write returned (the model the write bodies make)."""
+        fields: tuple[str, ...] = CustomerColumns._fields
+        return cls(CustomerColumns(*(getattr(customer, name) for name in fields)))
+
 
 def _build(kind: str, verifications: bool) -> Select[Any]:
-    if kind == "count":
-        return select(func.count().label("count")).select_from(CUSTOMERS)
     if kind == "verification":
         v = VERIFICATIONS.c
         columns = [v[name] for name in _VERIFICATION_COLUMNS]
         return select(*columns).where(v.id == bindparam("id", type_=v.id.type))
-    if kind in ("external_customer_id", "id"):
-        return _lookup(kind, verifications)
-    return _page(kind, verifications)
+    return _lookup(kind, verifications)
 
 
 def _per_dialect(kind: str, verifications: bool) -> PerDialect:
@@ -67,7 +87,7 @@ def _per_dialect(kind: str, verifications: bool) -> PerDialect:
 # Each statement, compiled once per dialect in the one statement cache (db/driver.py).
 _STATEMENTS = {
     (kind, verifications): _per_dialect(kind, verifications)
-    for kind in ("count", "verification", "external_customer_id", "id", "page", "after")
+    for kind in ("verification", "external_customer_id", "id")
     for verifications in (False, True)
 }
 
@@ -98,33 +118,56 @@ class CustomerReads:
         rows = await self.db.fetch(self._statement("verification", False), {"id": verification_id})
         return Verification(*rows[0]) if rows else None
 
-    async def newest_first(
-        self, first: int, after: tuple[Any, ...] | None, verifications: bool
-    ) -> tuple[list[CustomerRow], bool]:
-        """Up to `first` customers after the sort key `after` (None: from the start), and
-        whether more follow."""
-        values: dict[str, Any] = {"size": first + 1}
-        if after is not None:
-            values["after_created_at"], values["after_id"] = after
-        statement = self._statement("after" if after is not None else "page", verifications)
-        found = _grouped(await self.db.fetch(statement, values), verifications)
-        return found[:first], len(found) > first
+    async def page(
+        self,
+        conditions: Sequence[ColumnElement[bool]],
+        ordering: Ordering,
+        keyset: Keyset,
+        verifications: bool,
+        secret: bytes,
+        cursors: bool,
+    ) -> Page[CustomerRow]:
+        """The page of the customers that meet `conditions` (`customers.conditions`), as
+        `pages.fetch_page` reads it: the same statement, rows and cursors (made only when
+        `cursors`)."""
+        dialect = self.db.engine.dialect
+        statement, values = _SHAPES.on(
+            dialect,
+            ("page", verifications, *page_shape(ordering, keyset)),
+            conditions,
+            page_values(keyset),
+            lambda: page_query(conditions, ordering, keyset, verifications, dialect.name),
+        )
+        rows = _grouped(await self.db.fetch(statement, values), verifications)
+        return page_of(
+            rows, ordering, keyset, secret, key_of=lambda c: ordering.key_of(c.row), cursors=cursors
+        )
 
-    async def count(self) -> int:
-        """How many customers there are (what an unfiltered `totalCount` counts)."""
-        statement = self._statement("count", False)
-        (row,) = await self.db.fetch(statement, {})
+    async def count(self, conditions: Sequence[ColumnElement[bool]] = ()) -> int:
+        """How many customers meet `conditions` (what `totalCount` counts)."""
+        statement, values = _SHAPES.on(
+            self.db.engine.dialect, ("count",), conditions, {}, lambda: count_query_of(conditions)
+        )
+        (row,) = await self.db.fetch(statement, values)
         return int(row[0])
 
 
-def after_key(cursor: str, secret: bytes) -> tuple[Any, ...]:
-    """The sort key in a cursor of the default order; PageError when it is not one."""
-    return decode_cursor(NEWEST_FIRST, cursor, secret)
+def page_query(
+    conditions: Sequence[ColumnElement[bool]],
+    ordering: Ordering,
+    keyset: Keyset,
+    verifications: bool,
+    dialect: str,
+) -> Select[Any]:
+    """The statement of a page of customers, with their verifications when asked for."""
+    query = page_statement(select(*CUSTOMERS.c).where(*conditions), ordering, keyset)
+    if verifications:
+        query = _page_with_verifications(query, ordering, keyset.forward, dialect)
+    return query
 
 
-def cursor_of(customer: Any, secret: bytes) -> str:
-    """The cursor of a customer in the default order, as `pages.fetch_page` makes it."""
-    return encode_cursor(NEWEST_FIRST, (customer.created_at, customer.id), secret)
+# The pages' statements, by shape: a filter's and a cursor's values differ per request.
+_SHAPES = ByShape()
 
 
 def _with_verifications(customers: Any, order: Sequence[Any]) -> Select[Any]:
@@ -147,32 +190,41 @@ def _lookup(column: str, verifications: bool) -> Select[Any]:
     return _with_verifications(CUSTOMERS, ()).where(condition)
 
 
-def _page(kind: str, verifications: bool) -> Select[Any]:
-    """A page of the default order, after the sort key bound as after_created_at, after_id
-    when `kind` is "after": db/pages.py's keyset statement, with bound parameters."""
-    c = CUSTOMERS.c
-    after = None
-    if kind == "after":
-        after = [
-            bindparam("after_created_at", type_=c.created_at.type),
-            bindparam("after_id", type_=c.id.type),
-        ]
-    page = seek(select(*c), NEWEST_FIRST, after=after, limit=bindparam("size"))
-    if not verifications:
-        return page
+def _page_with_verifications(
+    page: Select[Any], ordering: Ordering, forward: bool, dialect: str
+) -> Select[Any]:
+    """`page` (a keyset page statement) as a subquery, each of its customers with its
+    verifications, oldest first, looked up by the index on their customer: on PostgreSQL a
+    LATERAL join (a plain join lets the planner hash every verification in the table)."""
     rows = page.subquery("c")
-    order = [rows.c[str(column.key)].desc() for column in NEWEST_FIRST.columns]
-    return _with_verifications(rows, order)
+    v = VERIFICATIONS.c
+    order = [*walk_order(ordering, forward, [rows.c[str(c.key)] for c in ordering.columns])]
+    if dialect != "postgresql":
+        return _with_verifications(rows, order)
+    # OFFSET 0 keeps PostgreSQL from pulling the LATERAL subquery up into a plain join
+    # (which it would hash): the subquery stays a look-up per customer of the page.
+    own = (
+        select(*(v[name] for name in _VERIFICATION_COLUMNS))
+        .where(v.customer_id == rows.c.id)
+        .offset(0)
+        .lateral("v")
+    )
+    labelled = [own.c[name].label(f"v_{name}") for name in _VERIFICATION_COLUMNS]
+    return (
+        select(*rows.c, *labelled)
+        .select_from(rows.outerjoin(own, true()))
+        .order_by(*order, own.c.id)
+    )
 
 
 def _grouped(rows: list[Any], verifications: bool) -> list[CustomerRow]:
     """The customers of the rows in order, each with the verifications joined to it."""
     if not verifications:
-        return [CustomerRow(row) for row in rows]
+        return [CustomerRow(CustomerColumns(*row)) for row in rows]
     found: list[CustomerRow] = []
     for row in rows:
         if not found or found[-1].row.id != row.id:
-            found.append(CustomerRow(row))
+            found.append(CustomerRow(CustomerColumns(*row[:_WIDTH])))
         if row.v_id is not None:
             found[-1].verifications.append(
                 Verification(row.v_id, row.v_type, row.v_status, row.v_created_at, row.v_updated_at)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_
+from sqlalchemy import Select, and_, bindparam, delete, func, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from db import events, rules
-from db.driver import PerDialect, SessionDriver
+from db.driver import PerDialect, SessionDriver, among
 from db.events import NewEvent
 from db.faults import UNIQUE_VIOLATIONS
 from db.models import Customer, EventType, KycStatus
@@ -353,7 +353,7 @@ async def list_customers(
     """One page of the customers that match, in one statement; PageError for a bad cursor.
 
     Cursors are signed with, and checked against, `cursor_secret`."""
-    query = select(Customer).where(*_conditions(where, now, ttl))
+    query = select(Customer).where(*conditions(where, now, ttl))
     return await fetch_page(
         session, query, order, first=first, after=after, last=last, before=before,
         secret=cursor_secret,
@@ -364,14 +364,21 @@ async def count_customers(
     session: AsyncSession, where: CustomerFilter, now: datetime, ttl: timedelta
 ) -> int:
     """How many customers match."""
-    query = sa_select(func.count()).select_from(Customer).where(*_conditions(where, now, ttl))
-    return (await session.execute(query)).scalar_one()
+    query = count_query_of(conditions(where, now, ttl))
+    return int((await session.execute(query)).scalar_one())
 
 
-def _conditions(where: CustomerFilter, now: datetime, ttl: timedelta) -> list[ColumnElement[bool]]:
+def count_query_of(conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """The statement that counts the customers that meet `conditions` (`totalCount`)."""
+    return sa_select(func.count().label("count")).select_from(CUSTOMERS).where(*conditions)
+
+
+def conditions(where: CustomerFilter, now: datetime, ttl: timedelta) -> list[ColumnElement[bool]]:
+    """The filter as SQL conditions, its values as literals (whoever runs the statement:
+    the session, or the compiled path's statements of one shape, db/driver.py's `ByShape`)."""
     conditions: list[ColumnElement[bool]] = []
     if where.external_customer_ids is not None:
-        conditions.append(col(Customer.external_customer_id).in_(where.external_customer_ids))
+        conditions.append(among(_C.external_customer_id, where.external_customer_ids))
     if where.email is not None:
         conditions.append(col(Customer.email_key) == rules.fold(where.email.strip()))
     if where.search is not None and (term := rules.fold(where.search.strip())):
@@ -408,11 +415,11 @@ def _prefix(column: Any, term: str) -> ColumnElement[bool]:
 def _kyc_status_in(statuses: set[KycStatus], stale_before: datetime) -> ColumnElement[bool]:
     """The newest verification's status is one of these, as reads see it: a PENDING started
     before `stale_before` counts as EXPIRED even before the sweep writes it down."""
-    status, started = col(Customer.kyc_status), col(Customer.kyc_started_at)
+    status, started = _C.kyc_status, _C.kyc_started_at
     pending, expired = KycStatus.PENDING in statuses, KycStatus.EXPIRED in statuses
     if pending == expired:  # both or neither: a stale PENDING is in, or out, either way
-        return status.in_(statuses)
-    stored = status.in_(statuses - {KycStatus.PENDING})
+        return among(status, sorted(statuses))
+    stored = among(status, sorted(statuses - {KycStatus.PENDING}))
     if pending:
         return or_(stored, and_(status == KycStatus.PENDING, started > stale_before))
     return or_(stored, and_(status == KycStatus.PENDING, started <= stale_before))

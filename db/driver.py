@@ -20,13 +20,13 @@ and the statements run on that transaction's driver connection, a round trip eac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import Dialect, Select
+from sqlalchemy import ColumnElement, Dialect, Select, false, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -45,7 +45,13 @@ class DriverStatement:
     @classmethod
     def compile(cls, query: Select[Any] | UpdateBase, dialect: Dialect) -> DriverStatement:
         """`query`'s rows are its selected columns, or an insert's or update's RETURNING."""
-        compiled = query.compile(dialect=dialect)
+        return cls.of(query, query.compile(dialect=dialect), dialect)
+
+    @classmethod
+    def of(
+        cls, query: Select[Any] | UpdateBase, compiled: Any, dialect: Dialect
+    ) -> DriverStatement:
+        """The statement `compiled` from `query` for `dialect`."""
         names = tuple(compiled.positiontup or ())
         binds = tuple(
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -107,6 +113,59 @@ class PerDialect:
                 self.build(dialect.name), dialect
             )
         return found
+
+
+def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (...)`, a bound value each (not SQLAlchemy's expanding list, which a
+    statement compiled once per shape cannot take); false for none."""
+    literals = [literal(value, column.type) for value in values]
+    return column.in_(literals) if literals else false()
+
+
+class ByShape:
+    """Statements whose values differ from request to request (a filter's, a cursor's sort
+    key, a page's size), compiled once per dialect and shape, and built only then: a
+    request names its shape (what its caller's own values decide: the order, the direction,
+    which cursors), gives its conditions (whose shape is SQLAlchemy's own cache key: the
+    conditions without their values) and its named values, and `build` makes the statement
+    from those conditions when the shape is new. The conditions' values are read off them
+    in the order their cache keys list them. Holds at most `limit` shapes, the oldest
+    dropped first."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self.limit = limit
+        self._compiled: dict[Hashable, tuple[DriverStatement, tuple[str, ...]]] = {}
+
+    def on(
+        self,
+        dialect: Dialect,
+        shape: Hashable,
+        conditions: Sequence[ColumnElement[bool]],
+        named: Mapping[str, Any],
+        build: Callable[[], Select[Any]],
+    ) -> tuple[DriverStatement, dict[str, Any]]:
+        """The statement of this shape compiled for `dialect`, and its values by bound name."""
+        keys = []
+        for condition in conditions:
+            key = condition._generate_cache_key()
+            if key is None:  # an element without a cache key: none of the conditions here
+                raise TypeError("a condition SQLAlchemy cannot cache")
+            keys.append(key)
+        cache = (dialect.name, shape, tuple(key.key for key in keys))
+        bound = [parameter for key in keys for parameter in key.bindparams]
+        found = self._compiled.get(cache)
+        if found is None:
+            if len(self._compiled) >= self.limit:
+                del self._compiled[next(iter(self._compiled))]
+            query = build()
+            compiled = query.compile(dialect=dialect)
+            names = tuple(compiled.bind_names[parameter] for parameter in bound)
+            found = self._compiled[cache] = DriverStatement.of(query, compiled, dialect), names
+        statement, names = found
+        values = dict(named)
+        for name, parameter in zip(names, bound, strict=True):
+            values[name] = parameter.effective_value
+        return statement, values
 
 
 class ConnectionBudget(NamedTuple):

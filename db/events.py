@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, delete, func, insert, update
+from sqlalchemy import Select, String, bindparam, delete, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
-from db.driver import PerDialect, SessionDriver
+from db.driver import PerDialect, SessionDriver, among
 from db.models import (
     CustomerEvent,
     EventCounter,
@@ -199,17 +199,18 @@ async def head(session: AsyncSession) -> int:
 
 async def pruned_through(session: AsyncSession) -> int:
     """No event at or below this number is kept any more."""
-    return (
-        await session.execute(
-            sa_select(col(EventCounter.pruned_through)).where(col(EventCounter.id) == _COUNTER)
-        )
-    ).scalar_one()
+    return int((await session.execute(pruned_through_query())).scalar_one())
 
 
-def _conditions(where: EventFilter) -> list[ColumnElement[bool]]:
+def pruned_through_query() -> Select[Any]:
+    """The statement that reads `pruned_through`."""
+    return sa_select(_COUNTER_ROW.pruned_through).where(_COUNTER_ROW.id == _COUNTER)
+
+
+def conditions(where: EventFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if where.types:
-        conditions.append(col(CustomerEvent.type).in_(where.types))
+        conditions.append(among(_EVENTS.c.type, where.types))
     if where.external_customer_id is not None:
         conditions.append(col(CustomerEvent.external_customer_id) == where.external_customer_id)
     return conditions
@@ -221,7 +222,7 @@ async def list_events(
     """A page of the feed, oldest first; PageError for a bad or pruned cursor."""
     if after is not None:
         await position_of(session, after, secret)
-    query = select(CustomerEvent).where(*_conditions(where))
+    query = select(CustomerEvent).where(*conditions(where))
     return await fetch_page(session, query, FEED, first=first, after=after, secret=secret)
 
 
@@ -231,7 +232,7 @@ async def events_after(
     """Up to `limit` events after `position` that match, oldest first."""
     query = (
         select(CustomerEvent)
-        .where(col(CustomerEvent.id) > position, *_conditions(where))
+        .where(col(CustomerEvent.id) > position, *conditions(where))
         .order_by(col(CustomerEvent.id))
         .limit(limit)
     )

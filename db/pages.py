@@ -12,12 +12,12 @@ import enum
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.rules import unstorable
@@ -123,6 +123,102 @@ def _from_json(value: Any, column: ColumnElement[Any]) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Keyset:
+    """A page request as read: its size, its direction, and the sort keys of its cursors."""
+
+    size: int
+    forward: bool
+    after: tuple[Any, ...] | None
+    before: tuple[Any, ...] | None
+
+
+def keyset(
+    ordering: Ordering,
+    *,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    secret: bytes,
+) -> Keyset:
+    """`first`/`after` walk forward, `last`/`before` backward, as Relay's connections do;
+    PageError for both sizes or neither, and for a cursor not of this ordering."""
+    if (first is None) == (last is None):
+        raise PageError("Give either first or last, not both.")
+    size = first if first is not None else last
+    assert size is not None
+    start, end = (
+        None if cursor is None else decode_cursor(ordering, cursor, secret)
+        for cursor in (after, before)
+    )
+    return Keyset(size, last is None, start, end)
+
+
+def page_statement(query: Select[Any], ordering: Ordering, page: Keyset) -> Select[Any]:
+    """`query` (which selects one entity) as the statement of `page`: one row more than the
+    page, to tell whether another follows."""
+    columns = ordering.columns
+    after, before = (
+        None
+        if key is None
+        else [
+            bindparam(f"page_{side}_{n}", value, type_=column.type)
+            for n, (value, column) in enumerate(zip(key, columns, strict=True))
+        ]
+        for side, key in (("after", page.after), ("before", page.before))
+    )
+    size: ColumnElement[int] = bindparam("page_size", page.size + 1)
+    return seek(query, ordering, after=after, before=before, forward=page.forward, limit=size)
+
+
+def page_values(page: Keyset) -> dict[str, Any]:
+    """The values `page_statement` binds, by name: for a statement of the same shape
+    compiled once (db/driver.py's `ByShape`)."""
+    values: dict[str, Any] = {"page_size": page.size + 1}
+    for side, key in (("after", page.after), ("before", page.before)):
+        for n, value in enumerate(key or ()):
+            values[f"page_{side}_{n}"] = value
+    return values
+
+
+def page_shape(ordering: Ordering, page: Keyset) -> tuple[Any, ...]:
+    """What decides the shape of `page_statement`'s statement besides its query."""
+    return (
+        ordering.name,
+        ordering.direction,
+        page.forward,
+        page.after is None,
+        page.before is None,
+    )
+
+
+def page_of(
+    rows: list[T],
+    ordering: Ordering,
+    page: Keyset,
+    secret: bytes,
+    *,
+    key_of: Callable[[T], tuple[Any, ...]] | None = None,
+    cursors: bool = True,
+) -> Page[T]:
+    """The page the rows of `page_statement` make, with a cursor for each row (none when
+    `cursors` is false: nobody asked for them). Whether rows lie on the other side of the
+    cursor is not looked up (that would be a second statement): a page that starts at a
+    cursor reports that rows may lie before it."""
+    more = len(rows) > page.size
+    rows = rows[: page.size]
+    if not page.forward:
+        rows.reverse()
+    key = key_of or ordering.key_of
+    return Page(
+        rows=rows,
+        cursors=[encode_cursor(ordering, key(row), secret) for row in rows] if cursors else [],
+        has_next=more if page.forward else page.before is not None,
+        has_previous=page.after is not None if page.forward else more,
+    )
+
+
 async def fetch_page(
     session: AsyncSession,
     query: Select[Any],
@@ -134,31 +230,11 @@ async def fetch_page(
     before: str | None = None,
     secret: bytes,
 ) -> Page[Any]:
-    """One page of `query` (which selects one entity) in `ordering`: a single statement.
-
-    `first`/`after` walk forward, `last`/`before` backward, as Relay's connections do. One row
-    more than the page is fetched to tell whether another page follows. Whether rows lie on
-    the other side of the cursor is not looked up (that would be a second statement): a page
-    that starts at a cursor reports that rows may lie before it.
-    """
-    if (first is None) == (last is None):
-        raise PageError("Give either first or last, not both.")
-    forward = last is None
-    size = first if first is not None else last
-    assert size is not None
-    start, end = (_key_in(ordering, cursor, secret) for cursor in (after, before))
-    query = seek(query, ordering, after=start, before=end, forward=forward, limit=size + 1)
-    rows = list((await session.scalars(query)).all())
-    more = len(rows) > size
-    rows = rows[:size]
-    if not forward:
-        rows.reverse()
-    return Page(
-        rows=rows,
-        cursors=[encode_cursor(ordering, ordering.key_of(row), secret) for row in rows],
-        has_next=more if forward else before is not None,
-        has_previous=after is not None if forward else more,
-    )
+    """One page of `query` (which selects one entity) in `ordering`, through the session:
+    `keyset`, `page_statement` and `page_of`, as the compiled path runs them on its driver."""
+    page = keyset(ordering, first=first, after=after, last=last, before=before, secret=secret)
+    rows = list((await session.scalars(page_statement(query, ordering, page))).all())
+    return page_of(rows, ordering, page, secret)
 
 
 def seek(
@@ -178,21 +254,19 @@ def seek(
         query = query.where(_beyond(ordering, after, descending))
     if before is not None:
         query = query.where(_beyond(ordering, before, not descending))
-    walk_descending = descending == forward
-    return query.order_by(
-        *(column.desc() if walk_descending else column.asc() for column in ordering.columns)
-    ).limit(limit)
+    return query.order_by(*walk_order(ordering, forward)).limit(limit)
 
 
-def _key_in(
-    ordering: Ordering, cursor: str | None, secret: bytes
-) -> list[ColumnElement[Any]] | None:
-    """The sort key in a cursor (None for none), as SQL literals of its columns' types."""
-    if cursor is None:
-        return None
-    key = decode_cursor(ordering, cursor, secret)
-    columns = ordering.columns
-    return [literal(value, column.type) for value, column in zip(key, columns, strict=True)]
+def walk_order(
+    ordering: Ordering, forward: bool, columns: Sequence[ColumnElement[Any]] | None = None
+) -> list[ColumnElement[Any]]:
+    """The ORDER BY of a page walking forward (or backward) in `ordering`: of its own
+    columns, or of `columns` standing for them (a subquery's)."""
+    walk_descending = (ordering.direction is Direction.DESC) == forward
+    return [
+        column.desc() if walk_descending else column.asc()
+        for column in (ordering.columns if columns is None else columns)
+    ]
 
 
 def _beyond(

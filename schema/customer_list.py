@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 
 from db import customers, models
-from db.pages import Direction, Page, PageError
+from db.pages import Direction, Ordering, Page, PageError
 from schema import fields
 from schema.context import Info
 from schema.errors import bad_input
@@ -167,6 +167,15 @@ def page_sizes(first: int | None, last: int | None) -> tuple[int | None, int | N
     return first, last
 
 
+def ordering_of(order_by: CustomerOrder | None) -> Ordering:
+    """The sort key `orderBy` names (newest first when it is null), whichever executor
+    reads it."""
+    order = order_by or CustomerOrder()
+    return customers.ordering(
+        mirror(order.field, customers.OrderField), mirror(order.direction, Direction)
+    )
+
+
 def first_page_size(first: int | None) -> int:
     """The size of a page that only walks forward (the event feed, a webhook's deliveries)."""
     size, _ = page_sizes(first, None)
@@ -206,10 +215,7 @@ class CustomerListQuery:
     ) -> CustomerConnection:
         first, last = page_sizes(first, last)
         where = (filter or CustomerFilter()).to_db()
-        order = order_by or CustomerOrder()
-        ordering = customers.ordering(
-            mirror(order.field, customers.OrderField), mirror(order.direction, Direction)
-        )
+        ordering = ordering_of(order_by)
         context = info.context
         now, ttl = context.clock(), context.kyc_ttl
         try:

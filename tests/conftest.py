@@ -86,7 +86,13 @@ def run_log() -> Iterator[None]:
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # httpx logs each request's URL at INFO: a test's own GETs carry made-up documents and
+    # variables in theirs, which are the tests' words, not the server's log.
+    client_log = logging.getLogger("httpx")
+    client_level = client_log.level
+    client_log.setLevel(logging.WARNING)
     yield
+    client_log.setLevel(client_level)
     root.removeHandler(handler)
     root.setLevel(level)
     handler.close()

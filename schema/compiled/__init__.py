@@ -1,19 +1,19 @@
 """The compiled path: the customer queries and writes answered from a plan compiled once per
 document.
 
-graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and
-a completion step for every field of every customer, and an ORM row for each. For the
+graphql-core executes a document field by field: a resolver call, a Strawberry wrapper and a
+completion step for every field of every customer, and an ORM row for each. For the
 documents clients send most (a customer by id, any object by its global id, a page of
-customers), `CompiledPath.answer` does instead what that execution would amount to: one
-statement on the driver (db/customer_rows.py) and one generated function that builds the
-response in selection order (plan.py). Whose record a principal may touch, and whose
-personal data it may see, are schema/access.py's `own_customer` and `shows_personal_data`,
-as for the resolvers: a customers:self token gets its own record and null for any other,
-and a request whose personal fields might show another customer's to it (a write's payload,
-say) is left to the resolvers, decided before anything is written. The customer and KYC
-writes run their mutation's one write body (schema/customer_mutations.py,
-schema/kyc_mutations.py: the resolvers run the same) and build the payload from its
-outcome.
+customers or of the event feed), `CompiledPath.answer` does instead what that execution
+would amount to: one statement on the driver (db/customer_rows.py, db/event_rows.py) and one
+generated function that builds the response in selection order (plan.py). Whose record a
+principal may touch, and whose personal data it may see, are schema/access.py's
+`own_customer` and `shows_personal_data`, as for the resolvers: a customers:self token gets
+its own record and null for any other, and a request whose personal fields might show
+another customer's to it (a write's payload, say) is left to the resolvers, decided before
+anything is written. The customer and KYC writes run their mutation's one write body
+(schema/customer_mutations.py, schema/kyc_mutations.py: the resolvers run the same) and
+build the payload from its outcome.
 
 `answer` returns None for anything it does not cover, or any request that graphql-core
 would answer with an error (a refused document or key, a variable or input that does not
@@ -37,12 +37,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from graphql import GraphQLError, GraphQLSchema
+from strawberry.utils.str_converters import to_snake_case
 
-from db import kyc
-from db.customer_rows import CustomerReads, after_key, cursor_of
+from db import customers, kyc
+from db.customer_rows import CustomerReads
+from db.event_rows import EventReads
+from db.events import FEED
 from db.keys import Principal, Scope
 from db.models import KycStatus, KycType
-from db.pages import PageError
+from db.pages import PageError, keyset
 from db.rules import DATA_FIELDS
 from schema import customer_mutations, ids, kyc_mutations
 from schema.access import own_customer, shows_personal_data
@@ -50,23 +53,33 @@ from schema.analysis import Analyser, Analysis
 from schema.compiled.plan import (
     DATA_COLUMNS,
     MISSING,
-    NULL_ONLY_ARGUMENTS,
     Needs,
     Plan,
     Root,
     argument,
     compile_plan,
     input_argument,
+    input_value,
 )
 from schema.compiled.selection import Unsupported
 from schema.compiled.trace import traced
 from schema.context import AppState, Writer
-from schema.customer_list import first_page_size
+from schema.customer_list import (
+    CustomerFilter,
+    CustomerOrder,
+    CustomerOrderField,
+    OrderDirection,
+    first_page_size,
+    ordering_of,
+    page_sizes,
+)
 from schema.errors import report
+from schema.events import CustomerEventFilter, CustomerEventType
 from schema.fields import Deleted
 from schema.ftv1 import Recorder
 from schema.kyc_mutations import DECISIONS
 from schema.text_input import variable_errors
+from schema.types import KycVerificationStatus
 
 _KYC_WRITES = {"startKycVerification", "recordKycResult", "reviewKycVerification"}
 _DECISIONS = {decision.name: status for decision, status in DECISIONS.items()}
@@ -91,6 +104,7 @@ class CompiledPath:
         self.schema = schema
         self.state = state
         self.reads = CustomerReads(state.db)
+        self.event_reads = EventReads(state.db)
 
     def plan(self, analysis: Analysis, name: str | None) -> Plan | None:
         """The plan of an analysed document, or None when the compiled path does not cover
@@ -200,6 +214,8 @@ class _Run:
             return await self.node(root, build, needs)
         if root.kind == "customers":
             return await self.page(root, build, needs)
+        if root.kind == "customerEvents":
+            return await self.events(root, build, needs)
         return await self.write(root, build, needs)
 
     async def write(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
@@ -275,40 +291,90 @@ class _Run:
         return None
 
     async def page(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
-        """`Query.customers` in the default order, from its first page or after a cursor."""
+        """`Query.customers`: any filter and order, forward or backward from a cursor, read
+        and paged as the resolver reads them (its helpers, customers.conditions, pages)."""
         if self.own is not None:
             raise Unsupported("a list without customers:read (FORBIDDEN)")
-        values = self.values
-        for name in NULL_ONLY_ARGUMENTS["customers"]:
-            if name in root.arguments and argument(root.arguments[name], values, None) not in (
-                None,
-                MISSING,
-            ):
-                raise Unsupported(f"customers({name}:)")
-        first = _first(root.arguments.get("first"), values)
-        after = root.arguments.get("after")
-        cursor = None if after is None else argument(after, values, str)
-        if cursor is MISSING:
-            cursor = None
-        if not isinstance(cursor, str | None):
-            raise Unsupported("an after that is not a string")
+        first = self._int(root, "first")
+        last = self._int(root, "last")
+        after, before = self._string(root, "after"), self._string(root, "before")
+        where = self._input(root, "filter")
+        order = self._input(root, "orderBy")
+        try:
+            first, last = page_sizes(first, last)
+            where_db = (None if where is None else _customer_filter(where)) or CustomerFilter()
+            ordering = ordering_of(None if order is None else _customer_order(order))
+            db_filter = where_db.to_db()
+        except GraphQLError:
+            raise Unsupported("a page size or filter the field refuses") from None
         secret = self.cursor_secret
-        key = None if cursor is None else after_key(cursor, secret)
-        rows, more = await self.reads.newest_first(first, key, needs.verifications)
-        signed = [cursor_of(r.row, secret) for r in rows] if needs.cursors else None
-        total = await self.reads.count() if needs.total else None
-        return build(rows, more, cursor, signed, total, self.now, self.ttl)
+        page = keyset(ordering, first=first, after=after, last=last, before=before, secret=secret)
+        sql = customers.conditions(db_filter, self.now, self.ttl)
+        found = await self.reads.page(
+            sql, ordering, page, needs.verifications, secret, needs.cursors
+        )
+        total = await self.reads.count(sql) if needs.total else None
+        return build(found, None, total, self.now, self.ttl)
+
+    async def events(self, root: Root, build: Callable[..., Any], needs: Needs) -> Any:
+        """`Query.customerEvents`: a page of the feed, as the resolver reads it."""
+        first = self._int(root, "first")
+        after = self._string(root, "after")
+        where = self._input(root, "filter")
+        try:
+            size = first_page_size(first)
+        except GraphQLError:
+            raise Unsupported("a page size the field refuses") from None
+        types = None if where is None else where.get("types")
+        event_filter = CustomerEventFilter(
+            types=None if types is None else [CustomerEventType[name] for name in types],
+            external_customer_id=None if where is None else where.get("externalCustomerId"),
+        )
+        secret = self.cursor_secret
+        page = keyset(FEED, first=size, after=after, last=None, before=None, secret=secret)
+        reads = self.path.event_reads
+        if page.after is not None and page.after[0] < await reads.pruned_through():
+            raise Unsupported("a pruned cursor (a BAD_USER_INPUT)")
+        found = await reads.page(event_filter.to_db(), page, secret, needs.event_verifications)
+        return build(found, after, None, self.now, self.ttl)
+
+    def _int(self, root: Root, name: str) -> int | None:
+        node = root.arguments.get(name)
+        value = None if node is None else argument(node, self.values, int)
+        if value is MISSING:
+            return None
+        if not isinstance(value, int | None) or isinstance(value, bool):
+            raise Unsupported(f"a {name} that is not an Int")
+        return value
+
+    def _string(self, root: Root, name: str) -> str | None:
+        node = root.arguments.get(name)
+        value = None if node is None else argument(node, self.values, str)
+        if value is MISSING:
+            return None
+        if not isinstance(value, str | None):
+            raise Unsupported(f"a {name} that is not a String")
+        return value
+
+    def _input(self, root: Root, name: str) -> dict[str, Any] | None:
+        """An input object argument, coerced (absent fields left out, defaults in)."""
+        node = root.arguments.get(name)
+        if node is None:
+            return None
+        value = input_value(self.path.schema, root.kind, name, node, self.values)
+        return None if value is MISSING else value
 
 
-def _first(node: Any, values: Mapping[str, Any]) -> int:
-    """The page size, as `Query.customers` reads `first` (`page_sizes`); Unsupported where it
-    refuses it."""
-    first = None if node is None else argument(node, values, int)
-    if first is MISSING:
-        first = None
-    if not isinstance(first, int | None):
-        raise Unsupported("a page size that is not an Int")
-    try:
-        return first_page_size(first)
-    except GraphQLError:
-        raise Unsupported("a page size the field refuses") from None
+def _customer_filter(given: Mapping[str, Any]) -> CustomerFilter:
+    """A coerced `CustomerFilter` input as Strawberry makes it for the resolver."""
+    values = {to_snake_case(name): value for name, value in given.items()}
+    if values.get("kyc_status") is not None:
+        values["kyc_status"] = [KycVerificationStatus[name] for name in values["kyc_status"]]
+    return CustomerFilter(**values)
+
+
+def _customer_order(given: Mapping[str, Any]) -> CustomerOrder:
+    """A coerced `CustomerOrder` input as Strawberry makes it for the resolver."""
+    return CustomerOrder(
+        field=CustomerOrderField[given["field"]], direction=OrderDirection[given["direction"]]
+    )

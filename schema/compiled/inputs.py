@@ -16,14 +16,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from graphql import (
+    BooleanValueNode,
     EnumValueNode,
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLError,
     GraphQLID,
     GraphQLInputObjectType,
     GraphQLInputType,
+    GraphQLList,
     GraphQLNonNull,
+    GraphQLScalarType,
     GraphQLString,
     IntValueNode,
+    ListValueNode,
     NullValueNode,
     ObjectValueNode,
     StringValueNode,
@@ -63,6 +69,20 @@ def coerce_input(value: Any, type_: GraphQLInputType) -> Any:
         if type(value) is not str:
             raise Unsupported("an ID that is neither a string nor an integer")
         return value
+    if type_ is GraphQLBoolean:
+        if type(value) is not bool:
+            raise Unsupported("a Boolean that is not a boolean")
+        return value
+    if isinstance(type_, GraphQLList):  # a single value stands for a list of one
+        items = value if isinstance(value, list) else [value]
+        if any(item is ABSENT for item in items):
+            raise Unsupported("a list item whose variable was not given")
+        return [coerce_input(item, type_.of_type) for item in items]
+    if isinstance(type_, GraphQLScalarType) and type_.name == "DateTime":
+        try:  # the scalar's own parse (schema/scalars.py), as graphql-core calls it
+            return type_.parse_value(value)
+        except (GraphQLError, ValueError, TypeError):
+            raise Unsupported("a DateTime the scalar refuses") from None
     if isinstance(type_, GraphQLEnumType):
         if isinstance(value, EnumName):
             value = value.name
@@ -103,6 +123,10 @@ def from_literal(node: ValueNode, variables: Mapping[str, Any], missing: object)
         return EnumName(node.value)
     if isinstance(node, IntValueNode):
         return int(node.value)  # an ID's; an Int where a String stands is refused
+    if isinstance(node, BooleanValueNode):
+        return node.value
+    if isinstance(node, ListValueNode):
+        return [from_literal(item, variables, missing) for item in node.values]
     if isinstance(node, ObjectValueNode):
         fields = {f.name.value: from_literal(f.value, variables, missing) for f in node.fields}
         return {name: value for name, value in fields.items() if value is not ABSENT}

@@ -1,10 +1,11 @@
 """A document's operation compiled into a plan: what to read, and code that builds the answer.
 
 The plan covers queries whose root fields are `customer(externalCustomerId:)`, `node(id:)`,
-`customers(first:, after:)` (the default order, no filter) and `__typename`, selecting
-anything of Customer, CustomerData, KycVerification, the connection, its edges and its page
-info; and mutations of one customer or KYC write (beside any `__typename`), their payloads
-selecting anything but the customer's `kycVerifications`.
+`customers` (every argument), `customerEvents` (every argument) and `__typename`, selecting
+anything of Customer, CustomerData, KycVerification, the connections, their edges and page
+info, and of CustomerEvent all but its `customer`; and mutations of one customer or KYC
+write (beside any `__typename`), their payloads selecting anything but the customer's
+`kycVerifications`.
 All with aliases, fragments, inline fragments, and `@skip`/`@include` on literals or Boolean
 variables.
 Anything else raises `Unsupported` and graphql-core answers.
@@ -58,6 +59,7 @@ from schema import ids
 from schema.access import PERSONAL_FIELDS
 from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
+from schema.events import changed_fields
 from schema.fields import FIELDS, MAKERS, Need, PageEnds, maker_name
 from schema.scalars import serialize as datetime_text
 
@@ -72,8 +74,8 @@ MISSING = object()  # a variable neither given nor defaulted
 @dataclass(frozen=True)
 class Variable:
     """A variable the operation declares, maybe with a default: a String, Int or Boolean, an
-    input object of Strings (`input_type`: a mutation's input), or of another type (`kind`
-    None) that the plan takes only when it is null or absent (a `filter` not given)."""
+    input object (`input_type`: a mutation's input, a list's filter or order), or of another
+    type (`kind` None) that the plan takes only when it is null or absent."""
 
     name: str
     kind: type | None
@@ -240,6 +242,30 @@ def input_argument(
     return coerced
 
 
+# The input object arguments of the lists, by root field and argument.
+_ARGUMENT_INPUTS = {
+    ("customers", "filter"): "CustomerFilter",
+    ("customers", "orderBy"): "CustomerOrder",
+    ("customerEvents", "filter"): "CustomerEventFilter",
+}
+
+
+def input_value(
+    schema: GraphQLSchema, field: str, name: str, node: ValueNode, variables: Mapping[str, Any]
+) -> Any:
+    """An input object argument of a list (`_ARGUMENT_INPUTS`), coerced to its type as a
+    dict, None, or `MISSING` (a variable not given); Unsupported where graphql-core would
+    refuse it."""
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value, MISSING)  # coerced with the others
+    literal = from_literal(node, variables, MISSING)
+    if literal is ABSENT:
+        return MISSING
+    input_type = schema.get_type(_ARGUMENT_INPUTS[(field, name)])
+    assert isinstance(input_type, GraphQLInputObjectType)
+    return coerce_input(literal, input_type)
+
+
 # -- code generation ---------------------------------------------------------------------------
 
 # The mutations the plan covers: the type of their `input`, and of their payload.
@@ -251,19 +277,31 @@ _WRITES = {
     "recordKycResult": ("RecordKycResultInput", "KycVerificationPayload"),
     "reviewKycVerification": ("ReviewKycVerificationInput", "KycVerificationPayload"),
 }
-_INPUTS = {input_type for input_type, _ in _WRITES.values()}
+# The input objects a variable may hold: a write's input, and the lists' filters and orders.
+_INPUTS = {
+    *(input_type for input_type, _ in _WRITES.values()),
+    "CustomerFilter",
+    "CustomerOrder",
+    "CustomerEventFilter",
+}
 ROOT_ARGUMENTS = {
     "customer": {"externalCustomerId"},
     "customers": {"first", "after", "last", "before", "filter", "orderBy"},
+    "customerEvents": {"first", "after", "filter"},
     "node": {"id"},
     **{mutation: {"input"} for mutation in _WRITES},
 }
-# Root arguments taken only as null (or a variable that is null or absent): the compiled
-# `customers` reads the default order, forwards, unfiltered.
-NULL_ONLY_ARGUMENTS = {"customers": ("last", "before", "filter", "orderBy")}
-# The generated code's namespace: a global id, how a DateTime is shown, a page's ends, and
-# the function of every field made by one (schema/fields.py).
-_HELPERS: dict[str, Any] = {"_id": ids.encode, "_at": datetime_text, "_ends": PageEnds, **MAKERS}
+# Root arguments taken only as null (or a variable that is null or absent): none now.
+NULL_ONLY_ARGUMENTS: dict[str, tuple[str, ...]] = {}
+# The generated code's namespace: a global id, how a DateTime is shown, a page's ends, an
+# event's changed fields, and the function of every field made by one (schema/fields.py).
+_HELPERS: dict[str, Any] = {
+    "_id": ids.encode,
+    "_at": datetime_text,
+    "_ends": PageEnds,
+    "_changed": changed_fields,
+    **MAKERS,
+}
 
 
 def _build(plan: Plan, collector: Collector) -> Built:
@@ -305,9 +343,12 @@ def _build(plan: Plan, collector: Collector) -> Built:
                 "def build(c, v, now, ttl):\n"
                 f"    return {customer} if c is not None else {verification}\n"
             )
+        elif name == "customerEvents":
+            body = code.events(collector.subfields("CustomerEventConnection", nodes))
+            source = f"def build(page, end, total, now, ttl):\n    return {body}\n"
         else:
             body = code.connection(collector.subfields("CustomerConnection", nodes))
-            source = f"def build(rows, more, after, cursors, total, now, ttl):\n    return {body}\n"
+            source = f"def build(page, end, total, now, ttl):\n    return {body}\n"
         namespace = dict(_HELPERS)
         # The source is ours: expressions of this module and response keys, which are GraphQL
         # names (letters, digits, underscores; the parser checked them) written with repr().
@@ -330,6 +371,7 @@ class Needs:
     """What a root field's builder reads besides the customers' columns."""
 
     verifications: bool  # each customer's verifications
+    event_verifications: bool  # each event's verification, as it is now
     cursors: bool  # the page's cursors
     total: bool  # the count of every match
     personal: bool  # a customer's personal fields (access.PERSONAL_FIELDS)
@@ -350,6 +392,7 @@ class _Code(Needs):
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
         self.verifications = False
+        self.event_verifications = False
         self.cursors = False
         self.total = False
         self.personal = False
@@ -453,15 +496,12 @@ class _Code(Needs):
     def connection(self, fields: Fields) -> str:
         def value_of(name: str, nodes: list[FieldNode]) -> str | None:
             if name == "nodes":
-                return f"[{self.customer(self._sub('Customer', nodes), 'c')} for c in rows]"
+                return f"[{self.customer(self._sub('Customer', nodes), 'c')} for c in page.rows]"
             if name == "edges":
                 edge = self._object("CustomerEdge", self._sub("CustomerEdge", nodes), edges)
-                return f"[{edge} for c, cursor in zip(rows, cursors or rows)]"
+                return f"[{edge} for c, cursor in zip(page.rows, page.cursors or page.rows)]"
             if name == "pageInfo":
-                ends = "_ends(more, after is not None, cursors)"
-                output = self.collector.schema.get_type("CustomerConnection")
-                assert isinstance(output, GraphQLObjectType)
-                return self._shown(ends, output.fields["pageInfo"].type, nodes, simple=False)
+                return self.page_info("CustomerConnection", nodes)
             if name == "totalCount":
                 self.total = True
                 return "total"
@@ -477,6 +517,49 @@ class _Code(Needs):
 
         return self._object("CustomerConnection", fields, value_of)
 
+    def events(self, fields: Fields) -> str:
+        """A page of the feed: each event `e` (an EventRow) with its cursor, and `v`, its
+        verification as it is now (None for none, or once deleted)."""
+        self.cursors = True  # each event shows its own cursor: made whatever is selected
+        rows = "for e, cursor in zip(page.rows, page.cursors) for v in (e.verification,)"
+
+        def event(nodes: list[FieldNode]) -> str:
+            def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+                if name == "verification":
+                    self.event_verifications = True
+                    verification = self.verification(self._sub("KycVerification", nodes))
+                    return f"(None if v is None else {verification})"
+                return _EVENT.get(name)
+
+            return self._object("CustomerEvent", self._sub("CustomerEvent", nodes), value_of)
+
+        def edges(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "node":
+                return event(nodes)
+            return "cursor" if name == "cursor" else None
+
+        def value_of(name: str, nodes: list[FieldNode]) -> str | None:
+            if name == "nodes":
+                return f"[{event(nodes)} {rows}]"
+            if name == "edges":
+                edge = self._object(
+                    "CustomerEventEdge", self._sub("CustomerEventEdge", nodes), edges
+                )
+                return f"[{edge} {rows}]"
+            if name == "pageInfo":
+                return self.page_info("CustomerEventConnection", nodes)
+            return None
+
+        return self._object("CustomerEventConnection", fields, value_of)
+
+    def page_info(self, connection: str, nodes: list[FieldNode]) -> str:
+        """A page's `page` PageInfo, as customer_list.page_info makes it: an empty page ends
+        at `end` (the events' after; None for customers)."""
+        ends = "_ends(page.has_next, page.has_previous, page.cursors, end)"
+        output = self.collector.schema.get_type(connection)
+        assert isinstance(output, GraphQLObjectType)
+        return self._shown(ends, output.fields["pageInfo"].type, nodes, simple=False)
+
     def payload(self, type_name: str, fields: Fields) -> str:
         """A write's payload, from its outcome `o` (schema/fields.py says which: a customer
         write's `CustomerOutcome`, a delete's `Deleted`, a KYC write's `VerificationOutcome`)."""
@@ -489,6 +572,21 @@ def _named(output: GraphQLOutputType) -> GraphQLObjectType:
     return named
 
 
+# An event `e` (an EventRow: its columns `e.row`), as schema/events.py's CustomerEvent shows
+# it; `verification` is built in `_Code.events`, `customer` falls back.
+_EVENT = {
+    "id": "_id('CustomerEvent', e.row.id)",
+    "cursor": "cursor",
+    "type": "e.row.type.name",
+    "externalCustomerId": "e.row.external_customer_id",
+    "status": "(None if e.row.status is None else e.row.status.name)",
+    "previousStatus": "(None if e.row.previous_status is None else e.row.previous_status.name)",
+    "changedFields": "_changed(e.row)",
+    "actor": "e.row.actor",
+    "occurredAt": "_at(e.row.occurred_at)",
+}
+
+
 # Every `Type.field` a plan builds, by type: `_Code._object` declines any other, and the
 # document falls back to graphql-core (tests/test_compiled_coverage.py writes them down).
 # Each field of schema/fields.py's table is built from its definition; the connection and its
@@ -499,6 +597,9 @@ COVERED: dict[str, frozenset[str]] = {
     **{type_name: frozenset(definitions) for type_name, definitions in FIELDS.items()},
     "CustomerConnection": frozenset({"nodes", "edges", "pageInfo", "totalCount"}),
     "CustomerEdge": frozenset({"node", "cursor"}),
+    "CustomerEventConnection": frozenset({"nodes", "edges", "pageInfo"}),
+    "CustomerEventEdge": frozenset({"node", "cursor"}),
+    "CustomerEvent": frozenset({*_EVENT, "verification"}),
 }
 
 

@@ -190,6 +190,28 @@ FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
         ("__typename", None),
     ),
     "Node": (("id", None), ("__typename", None)),
+    # The event feed.
+    "CustomerEventConnection": (
+        ("edges", "CustomerEventEdge"),
+        ("nodes", "CustomerEvent"),
+        ("pageInfo", "PageInfo"),
+        ("__typename", None),
+    ),
+    "CustomerEventEdge": (("cursor", None), ("node", "CustomerEvent"), ("__typename", None)),
+    "CustomerEvent": (
+        ("id", None),
+        ("cursor", None),
+        ("type", None),
+        ("externalCustomerId", None),
+        ("status", None),
+        ("previousStatus", None),
+        ("changedFields", None),
+        ("actor", None),
+        ("occurredAt", None),
+        ("verification", "KycVerification"),
+        ("customer", "Customer"),  # graphql-core's to answer
+        ("__typename", None),
+    ),
     # The customer writes' payloads.
     **dict.fromkeys(("CreateCustomerPayload", "UpdateCustomerPayload"), WRITTEN),
     "DeleteCustomerPayload": (
@@ -224,6 +246,9 @@ MISTAKES: dict[str, tuple[str, ...]] = {
     "CustomerData": ("mail", "email(format: LOWER)"),
     "KycVerification": ("state", "customer { id }"),
     "CustomerConnection": ("edges", "count", "pageInfo { total }"),
+    "CustomerEventConnection": ("events", "totalCount"),
+    "CustomerEventEdge": ("event",),
+    "CustomerEvent": ("kind", "changedFields { name }"),
     "CustomerEdge": ("node", "position"),
     "PageInfo": ("hasMore",),
     "Node": ("externalCustomerId", "status"),
@@ -236,7 +261,6 @@ MISTAKES: dict[str, tuple[str, ...]] = {
 }
 # Root fields outside the customer types: the compiled path must leave these to graphql-core.
 OTHER_ROOT_FIELDS = (
-    "customerEvents(first: 2) { nodes { type externalCustomerId } pageInfo { hasNextPage } }",
     '_entities(representations: [{__typename: "Customer", externalCustomerId: "c-1"}]) '
     "{ ... on Customer { id kycStatus } }",
     '__type(name: "Customer") { name kind }',
@@ -465,8 +489,13 @@ class Document:
         if how < 62 or (how < 96 and budget <= 0):
             connection = "CustomerConnection"
             return self.root_field("customers", self.customers_arguments, connection, depth, budget)
-        if how < 82:
+        if how < 76:
             return self.root_field("node", self.node_arguments, "Node", depth, budget)
+        if how < 82:
+            connection = "CustomerEventConnection"
+            return self.root_field(
+                "customerEvents", self.events_arguments, connection, depth, budget
+            )
         if how < 90:
             return f"{self.alias('__typename')}__typename{self.directives()}"
         if how < 96:
@@ -535,6 +564,20 @@ class Document:
             given = self.draw(st.permutations(given))  # the order of arguments is free
         return f"({', '.join(given)})" if given else ""
 
+    def events_arguments(self) -> str:
+        values = self.strategies
+        given = []
+        if self.chance(50):
+            given.append(f"first: {self.value('Int', values.sizes, WRONG_SIZES)}")
+        if self.chance(20):  # a customer's cursor is refused: another ordering
+            given.append(f"after: {self.value('String', values.cursors, WRONG_TEXT)}")
+        if self.chance(40):
+            filters = values.event_filters
+            given.append(f"filter: {self.value('CustomerEventFilter', filters, BAD_FILTERS)}")
+        if self.mistake(4):
+            given.append("last: 5")
+        return f"({', '.join(given)})" if given else ""
+
 
 @dataclass(frozen=True)
 class Strategies:
@@ -545,6 +588,7 @@ class Strategies:
     sizes: st.SearchStrategy[int | None]
     cursors: st.SearchStrategy[str]
     filters: st.SearchStrategy[dict[str, Any]]
+    event_filters: st.SearchStrategy[dict[str, Any]]
 
 
 @functools.cache
@@ -574,9 +618,26 @@ def strategies_for(catalog: Catalog, wrong: bool) -> Strategies:
         sizes=st.sampled_from(sizes),
         cursors=st.sampled_from([*catalog.cursors, *odd]),
         filters=st.fixed_dictionaries({}, optional=optional),
+        event_filters=st.fixed_dictionaries(
+            {},
+            optional={
+                "types": st.lists(st.sampled_from(EVENT_TYPES), max_size=2) | st.none(),
+                "externalCustomerId": st.sampled_from(catalog.external_ids) | st.none(),
+            },
+        ),
     )
 
 
+EVENT_TYPES = tuple(
+    EnumValue(name)
+    for name in (
+        "CUSTOMER_CREATED",
+        "CUSTOMER_UPDATED",
+        "CUSTOMER_DELETED",
+        "KYC_VERIFICATION_STARTED",
+        "KYC_VERIFICATION_STATUS_CHANGED",
+    )
+)
 SEARCHES = ["c", "ann", "", "Zo", "zoë", "ZOË", "😀", "%", "_", "c-1", "lee", "t-"]
 ORDERS = st.fixed_dictionaries(
     {}, optional={"field": st.sampled_from(ORDER_FIELDS), "direction": st.sampled_from(DIRECTIONS)}
