@@ -36,6 +36,7 @@ from web.cors import Cors
 from web.edge import App
 from web.health import healthz, readyz_route
 from web.jobs import sweep_forever
+from web.rate_limits import rate_limiter
 from web.settings import Settings, open_database
 from web.tokens import TokenVerifier
 from web.view import GRAPHIQL, GraphQLView
@@ -94,6 +95,16 @@ def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
     compiled = None
     if settings.compiled_path:
         compiled = Gate(CompiledPath(schema.analyser, schema._schema, state))
+    redis_url = settings.rate_limit_redis_url
+    rate_limits = rate_limiter(
+        schema.analyser,
+        state.clock,
+        max_cost=settings.rate_limit_max_cost,
+        restore_rate=settings.rate_limit_restore_rate,
+        redis_url=None if redis_url is None else redis_url.get_secret_value(),
+        redis_prefix=settings.rate_limit_redis_prefix,
+        redis_timeout=settings.rate_limit_redis_timeout_seconds,
+    )
     return GraphQLView(
         schema,
         state,
@@ -104,6 +115,7 @@ def graphql_view(state: AppState, settings: Settings) -> GraphQLView:
         credential_check_seconds=settings.ws_credential_check_seconds,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         compiled=compiled,
+        rate_limits=rate_limits,
     )
 
 
@@ -187,6 +199,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Star
             asyncio.create_task(state.feed.close(), name="the event listener"),
             asyncio.create_task(view.keys.close(), name="the key stamps"),
         ]
+        if view.rate_limits is not None:
+            closing.append(asyncio.create_task(view.rate_limits.close(), name="the rate limits"))
         if view.tokens is not None:
             closing.append(asyncio.create_task(view.tokens.close(), name="the JWKS fetch"))
         await stop_within([*tasks, *closing], STOP_SECONDS - CLOSE_SECONDS)

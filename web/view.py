@@ -27,6 +27,7 @@ from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, Body, BodyTimeout, parse_json, read_body
+from web.rate_limits import RateLimiter, Throttled
 from web.refusals import (
     GRAPHQL_RESPONSE,
     PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
@@ -119,6 +120,7 @@ class GraphQLView(GraphQL[Context, None]):
         credential_check_seconds: float = 5,
         max_subscriptions_per_connection: int = 10,
         compiled: Gate | None = None,
+        rate_limits: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -140,6 +142,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.tokens = tokens  # None: API keys only
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
+        self.rate_limits = rate_limits  # None: no request is metered
 
     request_adapter_class = ReadRequest
 
@@ -161,7 +164,11 @@ class GraphQLView(GraphQL[Context, None]):
         return extensions is None and super().should_render_graphql_ide(request)
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        context = Context(self.state, principal=getattr(request.state, "principal", None))
+        context = Context(
+            self.state,
+            principal=getattr(request.state, "principal", None),
+            throttle_status=getattr(request.state, "throttle_status", None),
+        )
         request.state.context = context
         return context
 
@@ -241,6 +248,8 @@ class GraphQLView(GraphQL[Context, None]):
                 if info := request_info():
                     info.principal = principal.name
             request.state.body = await read_body(request, self.body_timeout)
+            if self.rate_limits is not None:  # its cost drawn, or Throttled: web/rate_limits.py
+                request.state.throttle_status = await self.rate_limits.admit_request(request)
             response = await self.answer_compiled(request)
             if response is None:
                 response = await self.run(request)
@@ -250,6 +259,10 @@ class GraphQLView(GraphQL[Context, None]):
                 info.outcome = "refused"
         except KeysUnavailable as error:
             response = error.response()
+        except Throttled as error:
+            response = error.response(accepts_graphql_response(request.headers))
+            if info := request_info():
+                info.outcome = "refused"
         except BodyTimeout as error:
             close = {"connection": "close"}
             response = refusal(408, str(error), REQUEST_TIMEOUT, headers=close)
@@ -290,6 +303,8 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if answered is None:
             return None
+        throttle_status = getattr(request.state, "throttle_status", None)
+        answered.payload["extensions"]["cost"]["throttleStatus"] = throttle_status
         if info := request_info():
             info.operation_type, info.operation_name = answered[1:]
             info.outcome = outcome_of_data(answered.payload["data"])

@@ -47,7 +47,7 @@ from db.pages import PageError
 from db.rules import DATA_FIELDS
 from schema import customer_mutations, ids, kyc_mutations
 from schema.access import own_customer, shows_personal_data
-from schema.analysis import Analyser, Analysis
+from schema.analysis import Analyser, Analysis, cost_extension
 from schema.compiled.plan import (
     DATA_COLUMNS,
     MISSING,
@@ -127,7 +127,8 @@ class CompiledPath:
         except (Unsupported, PageError):
             return None
         operation = plan.operation.name.value if plan.operation.name else None
-        extensions = {"cost": {"requested": cost, "maximum": analysis.limits.max_cost}}
+        # throttleStatus is the view's to fill in (web/rate_limits.py), as for graphql-core.
+        extensions = {"cost": cost_extension(cost, cost, None)}
         payload = {"data": data, "extensions": extensions}
         return Answer(payload, plan.operation.operation.value, operation)
 
