@@ -18,13 +18,17 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
+from sqlalchemy import update
 from starlette.applications import Starlette
 
 from db import keys
 from db.engine import Database
 from db.keys import Scope
+from db.models import ApiKey
 from server import create_app, create_key_command
+from tests.support import sockets
 from tests.support.clock import Clock
+from tests.support.databases import add_key
 from tests.support.graphql_client import GraphQLClient
 from tests.support.proxy import proxy_to
 from web.metrics import REGISTRY
@@ -36,6 +40,7 @@ REDIS = ("127.0.0.1", 6379)
 # One customer by id: 2 points (the field and its one subfield), answered by either executor.
 READ = '{ customer(externalCustomerId: "c-1") { id } }'
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+SOCKET_KEY = keys.new_key()
 
 
 async def make_key(gql: GraphQLClient, name: str, **limits: Any) -> str:
@@ -191,6 +196,36 @@ async def test_the_command_line_makes_a_key_with_its_limits(
         rows = {row.name: row for row in await keys.list_keys(session)}
     assert (rows["cli"].max_cost, rows["cli"].restore_rate) == (3, None)
     assert "bad" not in rows
+
+
+@pytest.mark.one_executor("over WebSocket graphql-core answers every operation")
+async def test_socket_operations_draw_when_they_start(settings: Settings, clock: Clock) -> None:
+    app = create_app(settings, clock)
+    async with sockets.serving(app) as url:
+        await add_key(app.state.db, "socket", SOCKET_KEY, [Scope.CUSTOMERS_READ])
+        async with app.state.db.write() as session:  # a bucket of 3 points, 1 a second
+            await session.execute(
+                update(ApiKey).where(ApiKey.name == "socket").values(max_cost=3, restore_rate=1)  # type: ignore[arg-type]
+            )
+        async with sockets.socket(url) as ws:
+            await ws.init(SOCKET_KEY)
+            await ws.subscribe("1", READ)
+            ran = await ws.receive()
+            assert ran["type"] == "next"
+            assert ran["payload"]["extensions"]["cost"] == {
+                "requestedQueryCost": 2,
+                "actualQueryCost": 2,
+                "throttleStatus": status(3, 1, 1.0),
+            }
+            assert (await ws.receive()) == {"id": "1", "type": "complete"}
+            await ws.subscribe("2", READ)
+            refused = await ws.receive()
+            assert refused["type"] == "error"
+            (error,) = refused["payload"]
+            assert error["extensions"] == {"code": "THROTTLED", "retryAfter": 1}
+            clock.advance(timedelta(seconds=1))
+            await ws.subscribe("3", READ)  # the connection stays open
+            assert (await ws.receive())["type"] == "next"
 
 
 # -- Redis -------------------------------------------------------------------------------------
