@@ -135,6 +135,11 @@ async def test_a_request_its_bucket_can_never_hold_is_refused_for_good(
         (error,) = refused.json()["errors"]
         assert error["extensions"] == {"code": "MAX_COST_EXCEEDED"}
         assert "can never run" in error["message"]
+        assert cost(refused) == {
+            "requestedQueryCost": 2,
+            "actualQueryCost": None,
+            "throttleStatus": status(1, 1, 500.0),  # the default rate
+        }
 
 
 async def test_a_refused_document_draws_nothing(

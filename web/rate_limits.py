@@ -16,8 +16,8 @@ hand), read once per draw.
 The buckets live in this process (`MemoryBuckets`), or in Redis for every process and server
 to share (`RedisBuckets`: one Lua script per draw, atomic in Redis). A draw that Redis does
 not answer within RATE_LIMIT_REDIS_TIMEOUT_SECONDS fails open: the request runs unmetered
-(its throttleStatus is null), `rate_limit_unmetered` counts it, and a WARNING says so at most
-once a minute.
+(its throttleStatus is null), and so do the draws of the next second without asking Redis;
+`rate_limit_unmetered` counts each, and a WARNING says so at most once a minute.
 
 Every answer of a request that was drawn from carries `extensions.cost` in Shopify's shape
 (schema/analysis.py's `cost_extension`); its `throttleStatus` is made here.
@@ -51,6 +51,9 @@ logger = logging.getLogger("customer_api.rate_limits")
 THROTTLED = "THROTTLED"
 MAX_COST_EXCEEDED = "MAX_COST_EXCEEDED"
 WARN_EVERY_SECONDS = 60.0
+# After Redis failed to answer, draws skip it for this long (running unmetered at once), so
+# an outage adds its timeout to one request a second per process, not to every request.
+RETRY_REDIS_SECONDS = 1.0
 MEMORY_ENTRIES = 100_000  # buckets one process keeps before it forgets the full ones
 
 
@@ -153,10 +156,14 @@ class RedisBuckets:
         self.monotonic = monotonic
         self.warn_due = 0.0
         self.unmetered = 0  # since the last warning
+        self.retry_at = 0.0  # on the monotonic clock: when to ask Redis again after a failure
 
     async def draw(
         self, name: str, bucket: Bucket, cost: int, now: float
     ) -> tuple[bool, float] | None:
+        if self.retry_at and self.monotonic() < self.retry_at:
+            self.count_unmetered()
+            return None
         try:
             async with asyncio.timeout(self.timeout):
                 admitted, level = await self.script(
@@ -164,15 +171,17 @@ class RedisBuckets:
                     args=[bucket.size, repr(float(bucket.rate)), cost, repr(now)],
                 )
         except (RedisError, OSError, TimeoutError) as error:
-            self.failed(error)
+            self.retry_at = self.monotonic() + RETRY_REDIS_SECONDS
+            self.count_unmetered(error)
             return None
+        self.retry_at = 0.0
         return bool(admitted), float(level)
 
-    def failed(self, error: Exception) -> None:
+    def count_unmetered(self, error: Exception | None = None) -> None:
         metrics.RATE_LIMIT_UNMETERED.inc()
         self.unmetered += 1
         now = self.monotonic()
-        if now >= self.warn_due:
+        if error is not None and now >= self.warn_due:
             self.warn_due = now + WARN_EVERY_SECONDS
             logger.warning(
                 "Redis did not answer a rate-limit draw (%s): %d request(s) ran unmetered "
@@ -190,7 +199,12 @@ class Throttled(Exception):
     """A request refused before it ran: its bucket cannot pay for it (yet, or ever)."""
 
     def __init__(
-        self, code: str, message: str, cost: int, status: dict[str, Any], retry_after: int | None
+        self,
+        code: str,
+        message: str,
+        cost: int,
+        status: dict[str, Any] | None,
+        retry_after: int | None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -259,8 +273,10 @@ class RateLimiter:
             if analysis.document is not None and isinstance(variables, dict | None):
                 cost = analysis.admitted_cost(principal.scopes, variables) or 0
         bucket = self.bucket_of(principal)
+        now = self.clock().timestamp()
         if cost > bucket.size:
-            status = throttle_status(bucket, bucket.size)  # as far as this refusal can tell
+            drawn = await self.buckets.draw(principal.actor, bucket, 0, now)  # where it stands
+            status = None if drawn is None else throttle_status(bucket, drawn[1])
             raise Throttled(
                 MAX_COST_EXCEEDED,
                 f"This request costs {cost} points, more than its bucket ever holds "
@@ -269,7 +285,7 @@ class RateLimiter:
                 status,
                 None,
             )
-        drawn = await self.buckets.draw(principal.actor, bucket, cost, self.clock().timestamp())
+        drawn = await self.buckets.draw(principal.actor, bucket, cost, now)
         if drawn is None:
             return None
         admitted, level = drawn
