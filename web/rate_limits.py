@@ -318,7 +318,11 @@ def throttle_status(bucket: Bucket, level: float) -> dict[str, Any]:
 
 def operation_of(request: Request) -> tuple[object, object, object]:
     """The query, operationName and variables a request sends, as far as they can be read
-    (anything else is left to the executors to refuse: it then costs nothing)."""
+    (anything else is left to the executors to refuse: it then costs nothing). A persisted
+    document, once resolved into `request.state.persisted` (web/persisted.py), is that."""
+    persisted = getattr(request.state, "persisted", None)
+    if isinstance(persisted, Mapping):
+        return persisted.get("query"), persisted.get("operationName"), persisted.get("variables")
     if request.method == "GET":
         params = request.query_params
         variables: object = None
