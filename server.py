@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -67,10 +67,13 @@ async def run_command(settings: Settings, action: Callable[[Database], Awaitable
         await db.dispose()
 
 
-async def create_key_command(db: Database, name: str, scopes: Sequence[keys.Scope]) -> int:
+async def create_key_command(
+    db: Database, name: str, scopes: Sequence[keys.Scope], **bucket: Any
+) -> int:
+    """`keys create`; `bucket` is the key's own max_cost and restore_rate, if given."""
     async with db.write() as session:
         try:
-            key = await keys.create_key(session, name, scopes, utc_now(), created_by=keys.CLI)
+            key = await keys.create_key(session, name, scopes, utc_now(), keys.CLI, **bucket)
         except keys.KeyProblem as problem:
             print(problem, file=sys.stderr)
             return 1
@@ -106,7 +109,10 @@ async def revoke_key_command(db: Database, name: str) -> int:
 async def keys_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.keys_command == "create":
         scopes = sorted(keys.ALL_SCOPES) if args.all_scopes else [keys.Scope(s) for s in args.scope]
-        return await run_command(settings, lambda db: create_key_command(db, args.name, scopes))
+        bucket = {"max_cost": args.max_cost, "restore_rate": args.restore_rate}
+        return await run_command(
+            settings, lambda db: create_key_command(db, args.name, scopes, **bucket)
+        )
     if args.keys_command == "revoke":
         return await run_command(settings, lambda db: revoke_key_command(db, args.name))
     return await run_command(settings, list_keys_command)
@@ -154,6 +160,8 @@ def command_line() -> argparse.ArgumentParser:
         help="repeatable",
     )
     chosen.add_argument("--all-scopes", action="store_true", help="every scope")
+    create.add_argument("--max-cost", type=int, help="points its rate-limit bucket holds")
+    create.add_argument("--restore-rate", type=float, help="points a second its bucket regains")
     key_actions.add_parser(
         "list", help="name, prefix, scopes, created and last used", parents=[verbose]
     )

@@ -49,6 +49,8 @@ ALL_SCOPES = frozenset(Scope) - {Scope.CUSTOMERS_SELF}
 CLI = events.actor(events.ActorKind.SYSTEM, "cli")
 BOOTSTRAP = events.actor(events.ActorKind.SYSTEM, "bootstrap")
 NAME_CHARACTERS = 100  # the column's length
+# A key's own bucket: from 1 point, restoring more than nothing, within what the settings allow.
+MAX_BUCKET = 1_000_000_000
 
 
 class KeyProblem(ValueError):
@@ -72,6 +74,9 @@ class Principal:
     # The externalCustomerId of a customers:self token: what that scope lets it touch.
     customer: str | None = None
     issuer: str | None = None  # a token's identity provider; None for an API key
+    # The key's own rate-limit bucket (web/rate_limits.py); None: the server's defaults.
+    max_cost: int | None = None
+    restore_rate: float | None = None
 
     @property
     def actor(self) -> str:
@@ -88,6 +93,25 @@ def hash_key(key: str) -> str:
 def new_key() -> str:
     """A new key: the prefix and 32 random bytes, URL-safe."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def bucket_problems(max_cost: int | None, restore_rate: float | None) -> list[Problem]:
+    """What is wrong with a key's own rate limits: a maximum cost below 1 or a restore rate
+    not above 0 (or either past MAX_BUCKET, or not a number)."""
+    problems = []
+    if max_cost is not None and not 1 <= max_cost <= MAX_BUCKET:
+        problems.append(
+            Problem("max_cost", Code.INVALID, f"Use a whole number from 1 to {MAX_BUCKET}.")
+        )
+    if restore_rate is not None and not 0 < restore_rate <= MAX_BUCKET:  # NaN fails it too
+        problems.append(
+            Problem(
+                "restore_rate",
+                Code.INVALID,
+                f"Use a number of points a second above 0, at most {MAX_BUCKET}.",
+            )
+        )
+    return problems
 
 
 def key_problems(
@@ -129,11 +153,13 @@ async def make_key(
     *,
     created_by: str,
     granter: frozenset[Scope] | None = None,
+    max_cost: int | None = None,
+    restore_rate: float | None = None,
 ) -> NewKey | list[Problem]:
-    """Store a new key made by `created_by`, who holds `granter` (None: any scope), and
-    return it with its secret; or the problems with its name and scopes (TAKEN for a name
-    in use, revoked keys' names included)."""
-    problems = key_problems(name, scopes, granter)
+    """Store a new key made by `created_by`, who holds `granter` (None: any scope), with its
+    own rate limits if given, and return it with its secret; or the problems with its name,
+    scopes and limits (TAKEN for a name in use, revoked keys' names included)."""
+    problems = key_problems(name, scopes, granter) + bucket_problems(max_cost, restore_rate)
     if problems:
         return problems
     key = new_key()
@@ -144,6 +170,8 @@ async def make_key(
         scopes=" ".join(sorted(set(scopes))),
         created_at=now,
         created_by=created_by,
+        max_cost=max_cost,
+        restore_rate=restore_rate,
     )
     try:
         async with session.begin_nested():
@@ -160,10 +188,21 @@ async def create_key(
     scopes: Iterable[Scope],
     now: datetime,
     created_by: str = CLI,
+    *,
+    max_cost: int | None = None,
+    restore_rate: float | None = None,
 ) -> str:
     """Store a new key with any scopes and return it (KeyProblem saying why it cannot be):
     `make_key` for the command line, the first start and scripts."""
-    made = await make_key(session, name, list(scopes), now, created_by=created_by)
+    made = await make_key(
+        session,
+        name,
+        list(scopes),
+        now,
+        created_by=created_by,
+        max_cost=max_cost,
+        restore_rate=restore_rate,
+    )
     if isinstance(made, list):
         raise KeyProblem(" ".join(problem.message for problem in made))
     return made.secret
@@ -216,7 +255,8 @@ async def find_active_key_by_hash(session: AsyncSession, digest: str) -> ApiKey 
 
 
 def principal_of(row: ApiKey) -> Principal:
-    return Principal(row.name, frozenset(Scope(s) for s in row.scopes.split()))
+    scopes = frozenset(Scope(s) for s in row.scopes.split())
+    return Principal(row.name, scopes, max_cost=row.max_cost, restore_rate=row.restore_rate)
 
 
 async def touch(session: AsyncSession, key_id: int, now: datetime) -> None:

@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String
 from sqlalchemy import DateTime as SADateTime
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
@@ -182,6 +182,9 @@ class ApiKey(SQLModel, table=True):
     # NULL for keys made before these were recorded.
     created_by: str | None = Field(default=None, sa_column=Column(String(255)))
     revoked_by: str | None = Field(default=None, sa_column=Column(String(255)))
+    # Its own rate-limit bucket (points, and points a second); NULL: the server's defaults.
+    max_cost: int | None = Field(default=None, sa_column=Column(Integer))
+    restore_rate: float | None = Field(default=None, sa_column=Column(Float))
 
 
 class ServerSecret(SQLModel, table=True):

@@ -189,6 +189,8 @@ OPEN_FIELDS = frozenset(
                 "lastUsedAt",
                 "revokedAt",
                 "revokedBy",
+                "maxCost",
+                "restoreRate",
             )
         ),
         "ApiKeyEdge.cursor",

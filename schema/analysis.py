@@ -676,6 +676,7 @@ class ApplyAnalysis(SchemaExtension):
         self.analyser = analyser
         self.analysis: Analysis | None = None
         self.cost: int | None = None
+        self.ran = False  # whether execution went ahead (nothing refused it)
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
@@ -716,9 +717,24 @@ class ApplyAnalysis(SchemaExtension):
                 unstorable += [_detached(error) for error in analysis.unstorable]
                 if unstorable:
                     context.result = GraphQLExecutionResult(data=None, errors=unstorable)
+                else:
+                    self.ran = True
         yield
 
     def get_results(self) -> dict[str, Any]:
-        if self.cost is None:
+        # The principal's bucket, as the rate limiter left it (web/rate_limits.py).
+        throttle = getattr(self.execution_context.context, "throttle_status", None)
+        if self.cost is None and throttle is None:
             return {}
-        return {"cost": {"requested": self.cost, "maximum": self.analyser.limits.max_cost}}
+        cost = self.cost or 0
+        return {"cost": cost_extension(cost, cost if self.ran else None, throttle)}
+
+
+def cost_extension(
+    requested: int, actual: int | None, throttle: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`extensions.cost` of every response, in Shopify's shape, whichever executor answered:
+    the estimated cost; what was drawn for it (the estimate, when the request ran: nothing
+    is refunded; null when it did not); the principal's bucket after the draw (null when it
+    was not metered)."""
+    return {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle}

@@ -39,6 +39,13 @@ class ApiKey:
         description="When it was revoked; null while it is active."
     )
     revoked_by: str | None = strawberry.field(description="Who revoked it; null while active.")
+    max_cost: int | None = strawberry.field(
+        description="Points its rate-limit bucket holds; null: the server's RATE_LIMIT_MAX_COST."
+    )
+    restore_rate: float | None = strawberry.field(
+        description="Points a second its bucket regains; null: the server's "
+        "RATE_LIMIT_RESTORE_RATE."
+    )
 
     @classmethod
     def from_row(cls, row: models.ApiKey) -> ApiKey:
@@ -51,6 +58,8 @@ class ApiKey:
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,
             revoked_by=row.revoked_by,
+            max_cost=row.max_cost,
+            restore_rate=row.restore_rate,
         )
 
 
@@ -77,6 +86,15 @@ class CreateApiKeyInput:
         description="What it may do: at least one of " + ", ".join(sorted(keys.ALL_SCOPES))
         + "; only scopes you hold yourself."
     )  # fmt: skip
+    max_cost: int | None = strawberry.field(
+        default=None,
+        description="Points its rate-limit bucket holds (from 1; requests cost what "
+        "extensions.cost.requestedQueryCost says); null: the server's default.",
+    )
+    restore_rate: float | None = strawberry.field(
+        default=None,
+        description="Points a second its bucket regains (above 0); null: the server's default.",
+    )
 
 
 @strawberry.input(description="An API key to revoke.")
@@ -92,7 +110,8 @@ class CreateApiKeyPayload:
         "nowhere else, ever; keep it safe. Null on errors."
     )
     user_errors: list[UserError] = strawberry.field(
-        description="REQUIRED, TOO_LONG, INVALID (an unknown scope, or one you lack) or TAKEN."
+        description="REQUIRED, TOO_LONG, INVALID (an unknown scope, or one you lack; a "
+        "maxCost or restoreRate out of range) or TAKEN."
     )
 
 
@@ -156,6 +175,8 @@ class ApiKeyMutation:
                 context.clock(),
                 created_by=principal.actor,
                 granter=principal.scopes,
+                max_cost=input.max_cost,
+                restore_rate=input.restore_rate,
             )
         if isinstance(made, list):
             return CreateApiKeyPayload(api_key=None, secret=None, user_errors=user_errors(made))

@@ -83,6 +83,9 @@ class Context:
     principal: Principal | None = None  # the API key's, when the request had a valid one
     operation: Operation = field(default_factory=Operation)
     connection_params: dict[str, object] | None = None  # a WebSocket's connection_init payload
+    # The principal's rate-limit bucket after this request's draw: extensions.cost's
+    # throttleStatus (web/rate_limits.py); None when unmetered.
+    throttle_status: dict[str, object] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

@@ -190,6 +190,10 @@ def settings(
         # tests/test_webhooks.py turns it on.
         "webhook_worker": False,
         "compiled_path": compiled_path,
+        # The test's clock stands still, so no bucket refills: every request of a test draws
+        # from one bucket, which holds enough for any test. tests/test_rate_limits.py sets
+        # small ones and moves the clock.
+        "rate_limit_max_cost": 1_000_000_000,
     }
     return Settings(
         database_url=database_url, environment=environment, **{**defaults, **setting_overrides}

@@ -107,8 +107,23 @@ async def test_one_past_the_limit_is_refused_before_anything_runs(
 
 
 async def test_cost_is_reported(gql: GraphQLClient) -> None:
+    # The bucket (tests/conftest.py's RATE_LIMIT_MAX_COST) pays for the one that runs; a
+    # refused one costs nothing (tests/test_rate_limits.py tests the buckets).
     body = (await gql.post(CASES["cost"][0])).json()
-    assert body["extensions"]["cost"] == {"requested": 301, "maximum": 301}
+    throttle_status = {
+        "maximumAvailable": 1_000_000_000,
+        "currentlyAvailable": 1_000_000_000 - 301,
+        "restoreRate": 500.0,
+    }
+    assert body["extensions"]["cost"] == {
+        "requestedQueryCost": 301,
+        "actualQueryCost": 301,
+        "throttleStatus": throttle_status,
+    }
     refused = (await gql.post(CASES["cost"][1])).json()
-    assert refused["extensions"]["cost"] == {"requested": 302, "maximum": 301}
+    assert refused["extensions"]["cost"] == {
+        "requestedQueryCost": 302,
+        "actualQueryCost": None,
+        "throttleStatus": throttle_status,
+    }
     assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"

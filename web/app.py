@@ -38,6 +38,7 @@ from web.edge import App
 from web.health import healthz, readyz_route
 from web.jobs import sweep_forever
 from web.persisted import Documents, Policies, read_manifest
+from web.rate_limits import rate_limiter
 from web.settings import Settings, open_database
 from web.tokens import TokenVerifier
 from web.tracing import Tracing, tracing_of
@@ -118,6 +119,16 @@ def graphql_view(
     compiled = None
     if settings.compiled_path:
         compiled = Gate(CompiledPath(schema.analyser, schema._schema, state))
+    redis_url = settings.rate_limit_redis_url
+    rate_limits = rate_limiter(
+        schema.analyser,
+        state.clock,
+        max_cost=settings.rate_limit_max_cost,
+        restore_rate=settings.rate_limit_restore_rate,
+        redis_url=None if redis_url is None else redis_url.get_secret_value(),
+        redis_prefix=settings.rate_limit_redis_prefix,
+        redis_timeout=settings.rate_limit_redis_timeout_seconds,
+    )
     return GraphQLView(
         schema,
         state,
@@ -131,6 +142,7 @@ def graphql_view(
         traces=settings.ftv1_traces,
         tracing=tracing,
         documents=persisted_documents(schema.analyser, settings, compiled),
+        rate_limits=rate_limits,
     )
 
 
@@ -220,6 +232,8 @@ def create_app(
             asyncio.create_task(state.feed.close(), name="the event listener"),
             asyncio.create_task(view.keys.close(), name="the key stamps"),
         ]
+        if view.rate_limits is not None:
+            closing.append(asyncio.create_task(view.rate_limits.close(), name="the rate limits"))
         if view.tokens is not None:
             closing.append(asyncio.create_task(view.tokens.close(), name="the JWKS fetch"))
         await stop_within([*tasks, *closing], STOP_SECONDS - CLOSE_SECONDS)

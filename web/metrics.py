@@ -94,6 +94,11 @@ SWEEP_RUNS = Counter(
 SWEEP_ROWS = Counter(
     "kyc_expiry_sweep_rows", "KYC verifications the expiry sweeps expired.", registry=REGISTRY
 )
+RATE_LIMIT_UNMETERED = Counter(
+    "rate_limit_unmetered",
+    "Requests that ran without a rate-limit draw because Redis did not answer in time.",
+    registry=REGISTRY,
+)
 
 # What a label may hold: route and operation names are the client's to choose, so they are
 # bounded, else a client could grow the metrics without end.

@@ -321,6 +321,41 @@ class Settings(BaseSettings):
         "syntax trees take about 100 bytes a character).",
     )
 
+    # Rate limits per principal (web/rate_limits.py, docs/operations.md): each request's
+    # estimated cost is drawn from a leaky bucket of its key or token subject. The bucket holds
+    # MAX_COST by default, so any request the per-request limit admits fits a full bucket.
+    rate_limit_max_cost: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Points a principal's bucket holds (a key made with --max-cost has its own).",
+    )
+    rate_limit_restore_rate: float = Field(
+        default=500,
+        gt=0,
+        le=1_000_000_000,
+        description="Points a second a bucket regains (a key made with --restore-rate has "
+        "its own).",
+    )
+    rate_limit_redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://host:port/db: the buckets shared by every process through Redis; "
+        "unset: each process keeps its own.",
+    )
+    rate_limit_redis_timeout_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description="How long a bucket's draw may wait for Redis before the request runs "
+        "unmetered (fails open).",
+    )
+    rate_limit_redis_prefix: str = Field(
+        default="customer-api:bucket:",
+        min_length=1,
+        max_length=100,
+        description="What the buckets' Redis keys start with.",
+    )
+
     @field_validator("cors_allow_origins")
     @classmethod
     def _origins(cls, value: str) -> str:

@@ -31,6 +31,7 @@ from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, Body, BodyTimeout, parse_json, read_body
 from web.persisted import Documents, resolved_of
+from web.rate_limits import RateLimiter, Throttled
 from web.refusals import (
     GRAPHQL_RESPONSE,
     PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
@@ -136,6 +137,7 @@ class GraphQLView(GraphQL[Context, None]):
         traces: ftv1.Policy = "api_keys",
         tracing: Tracing | None = None,
         documents: Documents | None = None,
+        rate_limits: RateLimiter | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -160,6 +162,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.traces = traces  # who may have federated traces (schema/ftv1)
         self.tracing = tracing or Tracing.off()
         self.documents = documents  # persisted documents (web/persisted.py); None: none
+        self.rate_limits = rate_limits  # None: no request is metered
 
     request_adapter_class = ReadRequest
 
@@ -181,7 +184,11 @@ class GraphQLView(GraphQL[Context, None]):
         return extensions is None and super().should_render_graphql_ide(request)
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        context = Context(self.state, principal=getattr(request.state, "principal", None))
+        context = Context(
+            self.state,
+            principal=getattr(request.state, "principal", None),
+            throttle_status=getattr(request.state, "throttle_status", None),
+        )
         request.state.context = context
         return context
 
@@ -268,7 +275,11 @@ class GraphQLView(GraphQL[Context, None]):
                 request.headers, getattr(request.state, "principal", None), self.traces
             )
             with self.tracing.operation() as operation:  # web/tracing.py: a span, when on
+                # A persisted document is put in the request first: its cost is the document's.
                 response = self.answer_persisted(request)
+                if response is None and self.rate_limits is not None:
+                    # Its cost drawn, or Throttled: web/rate_limits.py.
+                    request.state.throttle_status = await self.rate_limits.admit_request(request)
                 if response is None:
                     response = await self.answer_compiled(request, trace)
                     operation.compiled = response is not None
@@ -281,6 +292,10 @@ class GraphQLView(GraphQL[Context, None]):
                 info.outcome = "refused"
         except KeysUnavailable as error:
             response = error.response()
+        except Throttled as error:
+            response = error.response(accepts_graphql_response(request.headers))
+            if info := request_info():
+                info.outcome = "refused"
         except BodyTimeout as error:
             close = {"connection": "close"}
             response = refusal(408, str(error), REQUEST_TIMEOUT, headers=close)
@@ -338,6 +353,9 @@ class GraphQLView(GraphQL[Context, None]):
         if answered is None:
             return None
         payload = answered.payload
+        payload["extensions"]["cost"]["throttleStatus"] = getattr(
+            request.state, "throttle_status", None
+        )
         outcome = outcome_of_answer(payload.get("errors") or [], payload["data"])
         if info := request_info():
             info.operation_type, info.operation_name = answered[1:]

@@ -59,6 +59,7 @@ from schema.context import Context
 from schema.errors import SERVICE_UNAVAILABLE, raised_at
 from web.auth import Unauthenticated, bearer_token
 from web.body import BadJSON, parse_json
+from web.rate_limits import RateLimiter, Throttled
 from web.tokens import KeysUnavailable, looks_like_jwt
 
 logger = logging.getLogger("customer_api.websocket")
@@ -76,6 +77,7 @@ class SocketSettings(Protocol):
 
     heartbeat_seconds: float
     credential_check_seconds: float
+    rate_limits: RateLimiter | None
 
     async def authenticate_connection(self, headers: Mapping[str, str]) -> Principal:
         """The principal of connection_init's headers; Unauthenticated when there is none."""
@@ -237,12 +239,19 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await operation.send_initial_errors([error])
             return
         # Strawberry's, with a context of the operation's own: loaders cache rows, and a
-        # connection lives long; the principal is the connection's.
+        # connection lives long; the principal is the connection's. Each operation's cost is
+        # drawn when it starts (a subscription's once), as over HTTP: web/rate_limits.py.
+        try:
+            throttle_status = await self.admit(operation)
+        except Throttled as refusal:
+            extensions = {"code": refusal.code, "retryAfter": refusal.retry_after}
+            await operation.send_initial_errors([GraphQLError(str(refusal), extensions=extensions)])
+            return
         try:
             result_source = await self.schema.stream(
                 operation.query,
                 variable_values=operation.variables,
-                context_value=dataclasses.replace(self.context),
+                context_value=dataclasses.replace(self.context, throttle_status=throttle_status),
                 root_value=self.root_value,
                 operation_name=operation.operation_name,
             )
@@ -259,6 +268,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
             self.operations.pop(operation.id, None)
             raise
+
+    async def admit(self, operation: Operation[Context, None]) -> dict[str, object] | None:
+        """The operation's throttleStatus once its cost is drawn; Throttled if it does not fit."""
+        limiter, principal = self.settings.rate_limits, self.context.principal
+        if limiter is None or principal is None:
+            return None
+        query, name, variables = operation.query, operation.operation_name, operation.variables
+        return await limiter.admit(principal, query, name, variables)
 
     async def _send_result_stream(self, operation: Operation[Context, None], source: Any) -> None:
         first = True

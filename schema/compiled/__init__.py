@@ -49,7 +49,7 @@ from db.pages import PageError, keyset
 from db.rules import DATA_FIELDS
 from schema import customer_mutations, ids, kyc_mutations
 from schema.access import own_customer, shows_personal_data
-from schema.analysis import Analyser, Analysis
+from schema.analysis import Analyser, Analysis, cost_extension
 from schema.compiled.plan import (
     DATA_COLUMNS,
     MISSING,
@@ -142,9 +142,8 @@ class CompiledPath:
             return None
         operation = plan.operation.name.value if plan.operation.name else None
         kind = plan.operation.operation.value
-        extensions: dict[str, Any] = {
-            "cost": {"requested": cost, "maximum": analysis.limits.max_cost}
-        }
+        # throttleStatus is the view's to fill in (web/rate_limits.py), as for graphql-core.
+        extensions: dict[str, Any] = {"cost": cost_extension(cost, cost, None)}
         try:
             values = plan.coerce(given or {})
             built = plan.for_conditions(values)

@@ -72,3 +72,11 @@ class GraphQLClient:
         result = await self.run("customer", externalCustomerId=external_id)
         customer: dict[str, Any] | None = result["customer"]
         return customer
+
+
+def without_throttle_status(response: httpx.Response) -> Any:
+    """The response's JSON without `extensions.cost.throttleStatus`: for comparing answers to
+    requests sent one after the other, which each drew from the principal's bucket."""
+    body = response.json()
+    body.get("extensions", {}).get("cost", {}).pop("throttleStatus", None)
+    return body
