@@ -88,6 +88,14 @@ def _binary_string(length: int) -> String:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
+def _folded_key(of_length: int) -> String:
+    """A case-folded copy of a value of at most `of_length` characters, compared as
+    `_binary_string` is. Folding can lengthen text ("ß" folds to "ss", "ﬃ" to "ffi"), so on
+    PostgreSQL, which enforces lengths, the key has none: the value's own column bounds it.
+    SQLite enforces no length, and keeps the value's in its declared type (migration 0011)."""
+    return String(of_length).with_variant(String(collation="C"), "postgresql")
+
+
 def _enum_column(kind: type[enum.StrEnum], **kwargs: Any) -> Column[Any]:
     # Stored as VARCHAR, not a native enum, so a new status is a code change, not a migration.
     return Column(SAEnum(kind, native_enum=False, length=32, create_constraint=False), **kwargs)
@@ -121,9 +129,9 @@ class Customer(SQLModel, table=True):
     # backend (SQLite's lower() folds ASCII only): the e-mail's is unique, and the e-mail
     # filter and order use it; the others serve the case-insensitive prefix search.
     email_key: str = Field(sa_column=Column(_binary_string(320), nullable=False, unique=True))
-    external_id_key: str = Field(sa_column=Column(_binary_string(255), nullable=False))
-    first_name_key: str | None = Field(default=None, sa_column=Column(_binary_string(100)))
-    last_name_key: str | None = Field(default=None, sa_column=Column(_binary_string(100)))
+    external_id_key: str = Field(sa_column=Column(_folded_key(255), nullable=False))
+    first_name_key: str | None = Field(default=None, sa_column=Column(_folded_key(100)))
+    last_name_key: str | None = Field(default=None, sa_column=Column(_folded_key(100)))
     phone: str | None = Field(default=None, sa_column=Column(String(20)))
     first_name: str | None = Field(default=None, sa_column=Column(String(100)))
     last_name: str | None = Field(default=None, sa_column=Column(String(100)))

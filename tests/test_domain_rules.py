@@ -61,9 +61,9 @@ Customer
                                                                   characters: new),
                                                                   ACCEPTED (at the limit: new)
     street/street2 TOO_LONG, INVALID                              here: REFUSED, ACCEPTED (new)
-    id, firstName, lastName at the limit, folding longer ("ß")    here: FOLDS_LONGER (new; fails
-                                                                  on PostgreSQL, marked xfail:
-                                                                  a server error, see its reason)
+    id, firstName, lastName at the limit, folding longer ("ß")    here: FOLDS_LONGER (new; was a
+                                                                  server error on PostgreSQL
+                                                                  until migration 0011)
     every problem reported together; any error writes nothing     A every_problem,
                                                                   refused_write_writes_nothing;
                                                                   here: each REFUSED case on create
@@ -199,22 +199,17 @@ async def stored(db: Database) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(autouse=True)
 async def compiled_answers_every_write(
-    app: Starlette, http: httpx.AsyncClient, compiled_path: bool, request: pytest.FixtureRequest
+    app: Starlette, http: httpx.AsyncClient, compiled_path: bool
 ) -> AsyncIterator[None]:
-    """With the compiled path on, it answered every request of the test but the event feed's
-    (which graphql-core always answers): so each case here ran on both executors, not on
-    graphql-core twice. (A case expected to fail, where the compiled path gave up, is not
-    held to it.)"""
+    """With the compiled path on, it answered every request of the test (the event feed's
+    too): so each case here ran on both executors, not on graphql-core twice."""
     sent: list[bytes] = []
 
     async def count(outgoing: httpx.Request) -> None:
-        if b"customerEvents" not in outgoing.content:
-            sent.append(outgoing.content)
+        sent.append(outgoing.content)
 
     http.event_hooks["request"].append(count)
     yield
-    if request.node.get_closest_marker("xfail"):
-        return
     answered: int = app.state.view.compiled_answers
     assert answered == (len(sent) if compiled_path else 0)
 
@@ -389,23 +384,8 @@ FOLDS_LONGER: list[tuple[str, str, dict[str, Any]]] = [
     ("create firstName", "f-1", {"firstName": "ß" * 100}),
     ("create lastName", "l-1", {"lastName": "ﬃ" * 100}),
 ]
-POSTGRESQL_KEYS_TOO_SHORT = (
-    "on PostgreSQL the case-folded key columns (external_id_key varchar(255), first_name_key "
-    "and last_name_key varchar(100)) cannot hold a valid value's folded form: the write fails "
-    "with StringDataRightTruncationError, answered as INTERNAL_SERVER_ERROR"
-)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "sqlite",
-        pytest.param(
-            "postgresql", marks=pytest.mark.xfail(strict=True, reason=POSTGRESQL_KEYS_TOO_SHORT)
-        ),
-    ],
-    indirect=True,
-)
 async def test_text_at_its_limit_is_stored_whatever_it_folds_to(gql: GraphQLClient) -> None:
     """One request per case, read raw: a server error is a wrong answer here, not a crash."""
 
