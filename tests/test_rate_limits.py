@@ -5,6 +5,7 @@ shared by two apps, and a Redis that stops answering lets requests through unmet
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -316,3 +317,22 @@ async def test_a_redis_that_stops_answering_fails_open(
             warnings = [r for r in caplog.records if r.name == "customer_api.rate_limits"]
             assert len(warnings) == 1
             assert "Redis did not answer a rate-limit draw" in warnings[0].getMessage()
+
+
+async def test_a_persisted_document_sent_by_its_hash_alone_draws_its_cost(
+    gql: GraphQLClient, http: httpx.AsyncClient
+) -> None:
+    """The cost is the stored document's: a hash alone is not a free request."""
+    key = await make_key(gql, "hashes", maxCost=5, restoreRate=0.5)
+    digest = hashlib.sha256(READ.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    headers = {"authorization": f"Bearer {key}"}
+    registered = await http.post(
+        "/graphql", json={"query": READ, "extensions": persisted}, headers=headers
+    )
+    assert cost(registered)["throttleStatus"] == status(5, 3, 0.5)
+    by_hash = await http.post("/graphql", json={"extensions": persisted}, headers=headers)
+    assert by_hash.json()["data"] == {"customer": None}
+    assert cost(by_hash)["throttleStatus"] == status(5, 1, 0.5)
+    throttled = await http.post("/graphql", json={"extensions": persisted}, headers=headers)
+    assert throttled.json()["errors"][0]["extensions"]["code"] == "THROTTLED"
