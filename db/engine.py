@@ -235,10 +235,12 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_busy_timeout_ms)
             self._write_turn = asyncio.Lock()
-        # Told the SQL of each statement run on a driver connection, `fetch`'s and a write
-        # session's SessionDriver's (the engine's own events do not see them), and when it
-        # ends (db/driver.py's StatementObserver).
+        # Told the SQL of every statement, and when it ends (db/driver.py's
+        # StatementObserver), whichever way it runs: on a driver connection (`fetch`'s, a
+        # write session's SessionDriver's, which tell them themselves) or through the ORM
+        # (the engine's events tell them: `_observe_orm_statements`).
         self.statement_observers: list[StatementObserver] = []
+        _observe_orm_statements(self.engine, self.statement_observers)
         observed = {OBSERVERS: self.statement_observers}
         self._readers = async_sessionmaker(
             self.engine.execution_options(**{_SQLITE_BEGIN: None}),
@@ -449,3 +451,28 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # round trip each): a connection is rolled back only when a transaction is open.
         if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
             dbapi_connection.rollback()
+
+
+def _observe_orm_statements(engine: AsyncEngine, observers: list[StatementObserver]) -> None:
+    """Tell `observers` of each statement the ORM runs, and of its end, as the driver
+    connections' runners do: one place for tracing and the tests' counts to watch. The ends
+    ride on the statement's execution context, which the three events share."""
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "before_cursor_execute")
+    def _before(_conn: Any, _cursor: Any, sql: str, _params: Any, context: Any, *_: Any) -> None:
+        if observers and context is not None:
+            context._statement_ends = started(observers, sql)
+
+    @event.listens_for(sync, "after_cursor_execute")
+    def _after(_conn: Any, _cursor: Any, _sql: str, _params: Any, context: Any, *_: Any) -> None:
+        if (ends := getattr(context, "_statement_ends", None)) is not None:
+            del context._statement_ends
+            ended(ends)
+
+    @event.listens_for(sync, "handle_error")
+    def _failed(exception_context: Any) -> None:
+        context = exception_context.execution_context
+        if (ends := getattr(context, "_statement_ends", None)) is not None:
+            del context._statement_ends
+            ended(ends, exception_context.original_exception)

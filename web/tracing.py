@@ -49,8 +49,6 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import SecretStr
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db import events
@@ -243,18 +241,13 @@ class Tracing:
                 )
 
     def watch(self, db: Database) -> None:
-        """A span for each statement `db` runs inside a traced request or delivery: those of
-        its driver connections (`Database.statement_observers`) and of its ORM sessions
-        (the engine's events). Statements outside a span (the background jobs' polls) get
-        none: each would be a trace of its own."""
+        """A span for each statement `db` runs inside a traced request or delivery, whichever
+        way it runs (`Database.statement_observers` are told of them all). Statements outside
+        a span (the background jobs' polls) get none: each would be a trace of its own."""
         if self.tracer is None:
             return
         statements = Statements(self.tracer, db.engine.dialect.name)
         db.statement_observers.append(statements.started)
-        engine = db.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", statements.before_cursor)
-        event.listen(engine, "after_cursor_execute", statements.after_cursor)
-        event.listen(engine, "handle_error", statements.cursor_failed)
 
     def delivery(
         self, parent: str | None, *, delivery_id: int, endpoint_id: int, attempt: int
@@ -369,32 +362,6 @@ class Statements:
             span.end()
 
         return ended
-
-    # The engine's events, for the ORM's statements: the span rides on the statement's
-    # execution context, which the three events share.
-
-    def before_cursor(
-        self, _conn: Connection, _cursor: Any, sql: str, _parameters: Any, context: Any, *_: Any
-    ) -> None:
-        span = self._start(sql)
-        if span is not None and context is not None:
-            context._customer_api_span = span
-
-    def after_cursor(
-        self, _conn: Connection, _cursor: Any, _sql: str, _parameters: Any, context: Any, *_: Any
-    ) -> None:
-        span = getattr(context, "_customer_api_span", None)
-        if span is not None:
-            del context._customer_api_span
-            span.end()
-
-    def cursor_failed(self, exception_context: Any) -> None:
-        context = exception_context.execution_context
-        span = getattr(context, "_customer_api_span", None)
-        if span is not None:
-            del context._customer_api_span
-            failed(span, exception_context.original_exception)
-            span.end()
 
 
 class TracedHTTP:
