@@ -99,20 +99,19 @@ class DriverStatement:
 
 
 class PerDialect:
-    """A statement built from the models, compiled once for each dialect it runs on.
-    `build` gets the dialect's name, for what differs between them (`ON CONFLICT`)."""
+    """A statement built from the models whose shape never changes: `ByShape`'s one shape,
+    compiled once for each dialect it runs on. `build` gets the dialect's name, for what
+    differs between them (`ON CONFLICT`)."""
 
     def __init__(self, build: Callable[[str], Select[Any] | UpdateBase]) -> None:
         self.build = build
-        self._compiled: dict[str, DriverStatement] = {}
+        self._shapes = ByShape(limit=4)  # a dialect each
 
     def on(self, dialect: Dialect) -> DriverStatement:
-        found = self._compiled.get(dialect.name)
-        if found is None:
-            found = self._compiled[dialect.name] = DriverStatement.compile(
-                self.build(dialect.name), dialect
-            )
-        return found
+        statement, _values = self._shapes.on(
+            dialect, None, (), {}, lambda: self.build(dialect.name)
+        )
+        return statement
 
 
 def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
@@ -142,7 +141,7 @@ class ByShape:
         shape: Hashable,
         conditions: Sequence[ColumnElement[bool]],
         named: Mapping[str, Any],
-        build: Callable[[], Select[Any]],
+        build: Callable[[], Select[Any] | UpdateBase],
     ) -> tuple[DriverStatement, dict[str, Any]]:
         """The statement of this shape compiled for `dialect`, and its values by bound name."""
         keys = []
