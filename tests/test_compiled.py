@@ -522,7 +522,7 @@ async def test_example_queries_answer_alike(
     seeded = await seed(pair.general.setup, clock)
     page = await pair.general.setup.run("customers", first=100)
     cursors = [edge["cursor"] for edge in page["customers"]["edges"]]
-    feed = await GraphQLClient(pair.general.http).run("customer_events", first=100)
+    feed = await pair.general.setup.run("customer_events", first=100)
     event_cursors = [node["cursor"] for node in feed["customerEvents"]["nodes"]]
     cases = query_cases(seeded, cursors, event_cursors)
     assert {name for name, _ in cases} == example_operations("query")

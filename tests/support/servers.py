@@ -52,8 +52,16 @@ def running_server(
 ) -> Iterator[Server]:
     """`python server.py` on port 0 (the OS picks a free one) until the block ends.
 
-    Its log lines go to `lines` (a queue several servers may share) as they come."""
-    env = {**os.environ, "DATABASE_URL": database_url, **settings}
+    Its log lines go to `lines` (a queue several servers may share) as they come. Its rate
+    limit bucket holds enough for any test, as the in-process apps' do (tests/conftest.py):
+    tests drive servers faster than any client should, and tests/test_rate_limits.py proves
+    the limits; a test may set RATE_LIMIT_MAX_COST itself."""
+    env = {
+        **os.environ,
+        "RATE_LIMIT_MAX_COST": "1000000000",
+        "DATABASE_URL": database_url,
+        **settings,
+    }
     port = settings.pop("PORT", "0")  # 0: the OS picks a free one
     command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", port]
     process = subprocess.Popen(
