@@ -278,7 +278,9 @@ def cpu_seconds(pid: int) -> float:
 
 def wrk(url: str, lua: Path, seconds: float, connections: int, core: str | None) -> list[int]:
     command = [
-        "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+        # wrk reads whole seconds ("5.0s" is refused).
+        "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        "--timeout", "30s",
         "-s", str(lua), url + "/graphql",
     ]  # fmt: skip
     if core is not None:
