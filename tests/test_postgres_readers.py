@@ -8,6 +8,7 @@ bounds end to end are tests/test_faults.py's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import asyncpg
@@ -17,6 +18,7 @@ from sqlalchemy import make_url
 
 from db.customer_rows import CustomerReads
 from db.engine import CountingPool, Database, Timeouts
+from db.postgres_readers import PostgresReaders
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
 
@@ -65,3 +67,23 @@ async def test_reads_fail_at_once_while_the_database_is_known_unreachable(
             await CustomerReads(db).count()
     finally:
         await db.dispose()
+
+
+async def test_a_read_waiting_for_its_turn_is_busy_not_unreachable(database_url: str) -> None:
+    """Only a read holding a connection is bounded and counted: under 32 clients on a few
+    connections, a read that waited its turn past the bound once counted as the database
+    being unreachable, and two of them tripped the latch (503s in a healthy bench run)."""
+    failures: list[None] = []
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    readers = PostgresReaders(
+        dsn, 1, bound=2.0, connect_args={}, check=lambda: None, failed=lambda: failures.append(None)
+    )
+    try:
+        # One connection, two reads of 1.2 s: the second waits 1.2 s for its turn, then
+        # holds it 1.2 s, 2.4 s in all against a bound of 2 s for the time a turn is held.
+        reads = [readers.fetch("SELECT $1::int, pg_sleep(1.2)", [n]) for n in range(2)]
+        answers = await asyncio.gather(*reads)
+        assert [next(iter(rows))[0] for rows in answers] == [0, 1]
+        assert failures == []
+    finally:
+        await readers.close()
