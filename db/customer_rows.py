@@ -105,17 +105,20 @@ class CustomerReads:
         self, external_customer_id: str, verifications: bool
     ) -> CustomerRow | None:
         statement = self._statement("external_customer_id", verifications)
-        rows = await self.db.fetch(statement, {"external_customer_id": external_customer_id})
+        values = {"external_customer_id": external_customer_id}
+        rows = await self.db.fetch(statement, values, point=True)
         found = _grouped(rows, verifications)
         return found[0] if found else None
 
     async def by_id(self, customer_id: int, verifications: bool) -> CustomerRow | None:
         statement = self._statement("id", verifications)
-        found = _grouped(await self.db.fetch(statement, {"id": customer_id}), verifications)
+        rows = await self.db.fetch(statement, {"id": customer_id}, point=True)
+        found = _grouped(rows, verifications)
         return found[0] if found else None
 
     async def verification(self, verification_id: int) -> Verification | None:
-        rows = await self.db.fetch(self._statement("verification", False), {"id": verification_id})
+        statement = self._statement("verification", False)
+        rows = await self.db.fetch(statement, {"id": verification_id}, point=True)
         return Verification(*rows[0]) if rows else None
 
     async def page(

@@ -292,10 +292,14 @@ class Database:
         async with self._write_turn, self._writers() as session, session.begin():
             yield session
 
-    async def fetch(self, statement: DriverStatement, values: Mapping[str, Any]) -> list[Any]:
+    async def fetch(
+        self, statement: DriverStatement, values: Mapping[str, Any], *, point: bool = False
+    ) -> list[Any]:
         """The rows of one read statement, run on a driver connection: one of the readers'
         (db/sqlite_readers.py, db/postgres_readers.py), or one of the pool's where the
         budget leaves no readers (a single connection, or an in-memory SQLite database).
+        `point`: it reads a few rows by a unique key, never a scan (SQLite's readers run
+        such a read on the event loop's thread, where it costs less than a hand-off).
 
         A single statement needs no transaction: it sees one snapshot (SQLite's reads begin
         nothing; PostgreSQL's autocommit statement is its own transaction). A connection
@@ -305,7 +309,10 @@ class Database:
         observers = self.statement_observers
         ends = started(observers, statement.sql) if observers else ()
         try:
-            raw = await self._fetch(statement.sql, parameters)
+            if point and self._sqlite_readers is not None:
+                raw = await self._sqlite_readers.fetch_point(statement.sql, parameters)
+            else:
+                raw = await self._fetch(statement.sql, parameters)
         except BaseException as error:
             ended(ends, error)
             raise

@@ -46,7 +46,7 @@ class EventReads:
     async def pruned_through(self) -> int:
         """No event at or below this number is kept any more (`events.pruned_through`)."""
         statement = _PRUNED_THROUGH.on(self.db.engine.dialect)
-        ((through,),) = await self.db.fetch(statement, {})
+        ((through,),) = await self.db.fetch(statement, {}, point=True)  # one row by its key
         return int(through)
 
     async def page(
