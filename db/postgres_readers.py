@@ -2,24 +2,27 @@
 
 The compiled read path runs one statement per request. Through the engine's pool each such
 read also costs a checkout and a check-in (greenlets, the pool's bookkeeping) and a pre-ping,
-a second round trip to the server for every read. asyncpg's own pool has neither: a read
-takes an idle connection (or opens one, up to `size`) and gives it back, with no reset; a
-connection that failed in any way, or whose read was cut short, is terminated instead.
+a second round trip to the server for every read. Here a read takes an idle connection (or
+opens one, up to `size`) and gives it back, with no reset: these connections only ever run
+one SELECT at a time and keep no session state. A connection that failed in any way, or
+whose read was cut short, is terminated instead. (asyncpg's own pool did the same with more
+per read: its release is shielded in a task of its own, and its acquire has timers and a
+queue of its own; the turns below make both needless.)
 
-Reads take their turns in arrival order (a FIFO semaphore of `size` turns, so asyncpg's own
-queue, where a newcomer can take a connection just given back from under a read that has
-waited longer, is never waited in): under 32 clients on 5 connections, a read left at the
-back of that queue over and over waited past its bound, and was counted as the database
-being unreachable. Waiting for a turn is this process being busy, not the database being
-sick, as for the engine's pool (db/engine.py's CountingPool): it counts for nothing. While a
-read holds its turn, the pre-ping's absence means a dead or hung server shows only in the
-read itself, so each read is bounded (opening a connection when none is idle, and the
-statement) by the connect timeout, and a read that fails because the database is unreachable
-counts as a failure towards the engine's latch (db/engine.py). The request then falls back
-to graphql-core, whose checkout pings: a second failure trips the latch, and the request
-answers SERVICE_UNAVAILABLE within the two bounds. A healthy but slow statement also gives
-up at the bound; graphql-core then runs it with the full statement timeout, and its
-successful checkout resets the latch.
+Reads take their turns in arrival order (a FIFO semaphore of `size` turns: asyncpg's pool
+queue, where a newcomer could take a connection just given back from under a read that had
+waited longer, is gone): under 32 clients on 5 connections, a read left at the back of that
+queue over and over waited past its bound, and was counted as the database being
+unreachable. Waiting for a turn is this process being busy, not the database being sick, as
+for the engine's pool (db/engine.py's CountingPool): it counts for nothing. While a read
+holds its turn, the pre-ping's absence means a dead or hung server shows only in the read
+itself, so each read is bounded (opening a connection when none is idle, and the statement)
+by the connect timeout, and a read that fails because the database is unreachable counts as
+a failure towards the engine's latch (db/engine.py). The request then falls back to graphql-
+core, whose checkout pings: a second failure trips the latch, and the request answers
+SERVICE_UNAVAILABLE within the two bounds. A healthy but slow statement also gives up at the
+bound; graphql-core then runs it with the full statement timeout, and its successful
+checkout resets the latch.
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ class PostgresReaders:
         self.dsn = dsn
         self.size = size
         self.bound = bound  # seconds for a whole read: the connection, then the statement
-        self.connect_args = connect_args  # the engine's: connect timeout, statement timeout
+        # The engine's connect arguments (connect timeout, server settings), without its
+        # timer per statement (command_timeout): each read is bounded as a whole here, and
+        # the server ends a long statement itself.
+        self.options = {k: v for k, v in connect_args.items() if k != "command_timeout"}
         self.check = check  # raises while the database is known to be unreachable
         self.failed = failed  # told of a read that found the database unreachable
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock = asyncio.Lock()
         self._turns = asyncio.Semaphore(size)  # FIFO: the longest waiting read goes first
+        self._idle: list[asyncpg.Connection] = []
+        self._opened: set[asyncpg.Connection] = set()  # idle or reading, for `terminate`
 
     async def fetch(self, sql: str, parameters: Sequence[Any]) -> Iterable[Sequence[Any]]:
         self.check()
@@ -62,55 +68,52 @@ class PostgresReaders:
             return await self._fetch(sql, parameters)
 
     async def _fetch(self, sql: str, parameters: Sequence[Any]) -> Iterable[Sequence[Any]]:
-        pool = self._pool or await self._open()
         connection = None
         try:
             async with asyncio.timeout(self.bound):
-                connection = await pool.acquire()  # an idle one, or one opened: never a queue
+                connection = self._take_idle() or await self._connect()
                 rows: Iterable[Sequence[Any]] = await connection.fetch(sql, *parameters)
         except BaseException as error:
             if connection is not None:
-                connection.terminate()  # mid-statement, maybe: never handed to another read
+                self._drop(connection)  # mid-statement, maybe: never handed to another read
             if isinstance(error, Exception) and fault_of(error) is Fault.UNAVAILABLE:
                 self.failed()
             raise
-        finally:
-            if connection is not None:
-                await pool.release(connection)
+        self._idle.append(connection)  # no reset: it keeps no session state (one SELECT)
         return rows
 
-    async def _open(self) -> asyncpg.Pool:
-        async with self._opening:
-            if self._pool is None:
-                # No timer per statement (command_timeout) nor per idle connection: each read
-                # is bounded as a whole above, and the server ends a long statement itself.
-                options = {k: v for k, v in self.connect_args.items() if k != "command_timeout"}
-                self._pool = await asyncpg.create_pool(
-                    self.dsn,
-                    min_size=0,
-                    max_size=self.size,
-                    reset=_nothing,
-                    max_inactive_connection_lifetime=0,
-                    init=_keep_alive,
-                    **options,
-                )
-        return self._pool
+    def _take_idle(self) -> asyncpg.Connection | None:
+        """The most recently used idle connection still open (the server may have ended
+        one meanwhile: it is dropped, and the next one tried)."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            self._drop(connection)
+        return None
+
+    async def _connect(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(self.dsn, **self.options)
+        keep_alive(connection)
+        self._opened.add(connection)
+        return connection
+
+    def _drop(self, connection: asyncpg.Connection) -> None:
+        self._opened.discard(connection)
+        connection.terminate()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        """Close every connection, once the reads in flight are done (the caller bounds the
+        wait, and `terminate`s what is left)."""
+        for _ in range(self.size):
+            await self._turns.acquire()  # from now on no read starts
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()
+            self._opened.discard(connection)
 
     def terminate(self) -> None:
         """Drop every connection at once (a stop that could not close them in time)."""
-        if self._pool is not None:
-            self._pool.terminate()
-
-
-async def _keep_alive(connection: asyncpg.Connection) -> None:
-    keep_alive(connection)
-
-
-async def _nothing(_connection: asyncpg.Connection) -> None:
-    """The reset of a connection given back: none. asyncpg's own (RESET ALL, UNLISTEN *, ...)
-    is a round trip per read, and these connections only ever run one SELECT at a time:
-    they keep no session state, and one whose SELECT failed is terminated, not given back."""
+        self._idle = []
+        for connection in list(self._opened):
+            self._drop(connection)
