@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphql import (
     ASTValidationRule,
@@ -150,6 +150,35 @@ class Analysis:
             return None
         cost = self.cost(variables)
         return cost if cost <= self.limits.max_cost else None
+
+
+class Admission(NamedTuple):
+    """A request's operation as the analysis admits it, worked out once per request: the
+    rate limit draws its cost, and the executor that answers runs it (web/view.py)."""
+
+    text: str
+    name: str | None
+    variables: Mapping[str, Any] | None
+    analysis: Analysis
+    cost: int | None  # `admitted_cost`: None when it may not run (refused, or no document)
+
+
+def admission(
+    analyser: Analyser,
+    granted: Collection[Scope],
+    text: object,
+    name: object,
+    variables: object,
+) -> Admission | None:
+    """The admission of what a request sends, or None when it is not an operation the
+    executors could run (no text, a name or variables of the wrong type: refused by them)."""
+    if not isinstance(text, str) or not isinstance(name, str | None):
+        return None
+    if not isinstance(variables, dict | None):
+        return None
+    analysis = analyser.analyse(text, name)
+    cost = None if analysis.document is None else analysis.admitted_cost(granted, variables)
+    return Admission(text, name, variables, analysis, cost)
 
 
 class Analyser:

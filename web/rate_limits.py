@@ -29,7 +29,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,13 +37,11 @@ from typing import Any, Protocol
 import orjson
 import redis.asyncio
 from redis.exceptions import RedisError
-from starlette.requests import Request
 from starlette.responses import Response
 
 from db.keys import Principal
-from schema.analysis import Analyser, cost_extension
+from schema.analysis import Admission, Analyser, admission, cost_extension
 from web import metrics
-from web.body import BadJSON, parse_json
 from web.refusals import GRAPHQL_RESPONSE
 
 logger = logging.getLogger("customer_api.rate_limits")
@@ -250,14 +248,6 @@ class RateLimiter:
         rate = principal.restore_rate or self.default.rate
         return Bucket(size, rate)
 
-    async def admit_request(self, request: Request) -> dict[str, Any] | None:
-        """The throttleStatus of an HTTP request's principal after its cost was drawn (None
-        with no principal, or unmetered); Throttled when it does not fit."""
-        principal: Principal | None = getattr(request.state, "principal", None)
-        if principal is None:
-            return None
-        return await self.admit(principal, *operation_of(request))
-
     async def admit(
         self,
         principal: Principal,
@@ -267,11 +257,12 @@ class RateLimiter:
     ) -> dict[str, Any] | None:
         """The principal's throttleStatus after the operation's cost was drawn (None when
         unmetered); Throttled when the bucket cannot pay for it."""
-        cost = 0
-        if isinstance(text, str) and isinstance(name, str | None):
-            analysis = self.analyser.analyse(text, name)
-            if analysis.document is not None and isinstance(variables, dict | None):
-                cost = analysis.admitted_cost(principal.scopes, variables) or 0
+        admitted = admission(self.analyser, principal.scopes, text, name, variables)
+        return await self.draw(principal, cost_of(admitted))
+
+    async def draw(self, principal: Principal, cost: int) -> dict[str, Any] | None:
+        """The principal's throttleStatus after `cost` was drawn (None when unmetered);
+        Throttled when the bucket cannot pay for it."""
         bucket = self.bucket_of(principal)
         now = self.clock().timestamp()
         if cost > bucket.size:
@@ -316,29 +307,10 @@ def throttle_status(bucket: Bucket, level: float) -> dict[str, Any]:
     }
 
 
-def operation_of(request: Request) -> tuple[object, object, object]:
-    """The query, operationName and variables a request sends, as far as they can be read
-    (anything else is left to the executors to refuse: it then costs nothing). A persisted
-    document, once resolved into `request.state.persisted` (web/persisted.py), is that."""
-    persisted = getattr(request.state, "persisted", None)
-    if isinstance(persisted, Mapping):
-        return persisted.get("query"), persisted.get("operationName"), persisted.get("variables")
-    if request.method == "GET":
-        params = request.query_params
-        variables: object = None
-        if text := params.get("variables"):
-            try:
-                variables = parse_json(text)
-            except BadJSON:
-                return None, None, None
-        return params.get("query"), params.get("operationName"), variables
-    try:
-        parsed = request.state.body.json()
-    except (ValueError, AttributeError):
-        return None, None, None
-    if not isinstance(parsed, Mapping):
-        return None, None, None  # a batch: refused
-    return parsed.get("query"), parsed.get("operationName"), parsed.get("variables")
+def cost_of(admitted: Admission | None) -> int:
+    """What a request draws: its estimated cost, or nothing when the executors will refuse it
+    (it does not parse or validate, asks for a forbidden field, or is past MAX_COST)."""
+    return 0 if admitted is None or admitted.cost is None else admitted.cost
 
 
 def rate_limiter(

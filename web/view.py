@@ -17,21 +17,21 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db.keys import Principal
-from schema import ftv1
+from schema import Schema, ftv1
+from schema.analysis import Admission, admission
 from schema.compiled.gate import Gate, Inbound
 from schema.context import AppState, Context
 from schema.errors import INTERNAL_ERROR, SERVICE_UNAVAILABLE
 from web.auth import ApiKeys, Unauthenticated, authenticate, unauthenticated
 from web.body import BadJSON, Body, BodyTimeout, parse_json, read_body
 from web.persisted import Documents, resolved_of
-from web.rate_limits import RateLimiter, Throttled
+from web.rate_limits import RateLimiter, Throttled, cost_of
 from web.refusals import (
     GRAPHQL_RESPONSE,
     PERSISTED_QUERY_NOT_SUPPORTED_MESSAGE,
@@ -106,6 +106,32 @@ def outcome_of_data(data: dict[str, Any] | None) -> str:
     return "ok"
 
 
+def sent(request: Request) -> tuple[object, object, object]:
+    """The query, operationName and variables a request sends, as far as they can be read
+    (anything else is left to the executors to refuse: it then costs nothing, and the
+    compiled path declines it). A persisted document, once resolved into
+    `request.state.persisted` (web/persisted.py), is that."""
+    persisted = getattr(request.state, "persisted", None)
+    if isinstance(persisted, Mapping):
+        return persisted.get("query"), persisted.get("operationName"), persisted.get("variables")
+    if request.method == "GET":
+        params = request.query_params
+        variables: object = None
+        if text := params.get("variables"):
+            try:
+                variables = parse_json(text)
+            except BadJSON:
+                return None, None, None
+        return params.get("query"), params.get("operationName"), variables
+    try:
+        parsed = request.state.body.json()
+    except (ValueError, AttributeError):
+        return None, None, None
+    if not isinstance(parsed, Mapping):
+        return None, None, None  # a batch: refused
+    return parsed.get("query"), parsed.get("operationName"), parsed.get("variables")
+
+
 class ReadRequest(StarletteRequestAdapter):
     """A request as Strawberry reads it, with the body the view read (a `Body`, which keeps
     its JSON value once the compiled path's gate parsed it)."""
@@ -124,7 +150,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     def __init__(
         self,
-        schema: BaseSchema,
+        schema: Schema,
         state: AppState,
         *,
         body_timeout: float,
@@ -152,6 +178,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.graphql_transport_ws_handler_class = TransportWSHandler
         self.websocket_adapter_class = TextFrames
         self.state = state  # what every request's Context shares
+        self.analyser = schema.analyser  # each document's analysis, cached (schema/analysis.py)
         self.heartbeat_seconds = heartbeat_seconds
         self.credential_check_seconds = credential_check_seconds
         self.keys = ApiKeys(state.db, state.clock, key_cache_seconds)
@@ -261,6 +288,8 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
         request = Request(with_lowercase_media_type(scope), receive)
+        graphql_response = accepts_graphql_response(request.headers)
+        principal: Principal | None = None
         try:
             # The GraphiQL page holds no data and loads without a key: the key goes into its
             # headers editor. Everything else needs one, checked before a byte of the body is
@@ -271,17 +300,21 @@ class GraphQLView(GraphQL[Context, None]):
                 if info := request_info():
                     info.principal = principal.actor
             request.state.body = await read_body(request, self.body_timeout)
-            trace = ftv1.requested(
-                request.headers, getattr(request.state, "principal", None), self.traces
-            )
+            trace = ftv1.requested(request.headers, principal, self.traces)
             with self.tracing.operation() as operation:  # web/tracing.py: a span, when on
                 # A persisted document is put in the request first: its cost is the document's.
-                response = self.answer_persisted(request)
-                if response is None and self.rate_limits is not None:
-                    # Its cost drawn, or Throttled: web/rate_limits.py.
-                    request.state.throttle_status = await self.rate_limits.admit_request(request)
+                response = self.answer_persisted(request, principal, graphql_response)
+                admitted = None
+                if response is None and principal is not None:
+                    # Analysed and priced once, for the rate limit and the compiled path.
+                    admitted = admission(self.analyser, principal.scopes, *sent(request))
+                    if self.rate_limits is not None:  # its cost drawn, or Throttled
+                        status = await self.rate_limits.draw(principal, cost_of(admitted))
+                        request.state.throttle_status = status
                 if response is None:
-                    response = await self.answer_compiled(request, trace)
+                    response = await self.answer_compiled(
+                        request, principal, graphql_response, trace, admitted
+                    )
                     operation.compiled = response is not None
                 if response is None:
                     with ftv1.recording(trace):
@@ -293,7 +326,7 @@ class GraphQLView(GraphQL[Context, None]):
         except KeysUnavailable as error:
             response = error.response()
         except Throttled as error:
-            response = error.response(accepts_graphql_response(request.headers))
+            response = error.response(graphql_response)
             if info := request_info():
                 info.outcome = "refused"
         except BodyTimeout as error:
@@ -304,24 +337,28 @@ class GraphQLView(GraphQL[Context, None]):
         except HTTPException as error:
             if info := request_info():
                 info.outcome = "refused"
-            graphql_response = accepts_graphql_response(request.headers)
             response = refusal_of_reason(
                 error.status_code, error.reason, graphql_response=graphql_response
             )
         await response(scope, receive, send)
         return None
 
-    def answer_persisted(self, request: Request) -> Response | None:
+    def answer_persisted(
+        self, request: Request, principal: Principal | None, graphql_response: bool
+    ) -> Response | None:
         """A persisted document's refusal (or PERSISTED_QUERY_NOT_FOUND), or None with the
         document it names put in the request for either path to run (web/persisted.py)."""
         if self.documents is None:
             return None
-        principal = getattr(request.state, "principal", None)
-        graphql_response = accepts_graphql_response(request.headers)
         return self.documents.answer(request, principal, self.parse_query_params, graphql_response)
 
     async def answer_compiled(
-        self, request: Request, trace: ftv1.Recorder | None = None
+        self,
+        request: Request,
+        principal: Principal | None,
+        graphql_response: bool,
+        trace: ftv1.Recorder | None = None,
+        admitted: Admission | None = None,
     ) -> Response | None:
         """The compiled path's answer, or None for Strawberry to answer: the gate
         (schema/compiled/gate.py) decides, from the request as plain values."""
@@ -341,8 +378,9 @@ class GraphQLView(GraphQL[Context, None]):
             media_type=headers.get("content-type", "").partition(";")[0],
             streams=streams,
             body=request.state.body,
-            principal=getattr(request.state, "principal", None),
+            principal=principal,
             trace=trace,
+            admitted=admitted,
         )
         if self.documents is not None and (read := self.documents.read_by_get(request)):
             # A persisted query by GET (Apollo's link sends its reads so): the same POST's.
@@ -361,7 +399,7 @@ class GraphQLView(GraphQL[Context, None]):
             info.operation_type, info.operation_name = answered[1:]
             info.outcome = "error" if outcome == UNAVAILABLE else outcome
         response = Response(self.encode_json(payload), media_type="application/json")
-        if accepts_graphql_response(headers):
+        if graphql_response:
             response.headers["content-type"] = GRAPHQL_RESPONSE
             if outcome == UNAVAILABLE:
                 response.status_code = 503
@@ -422,6 +460,11 @@ def with_lowercase_media_type(scope: Scope) -> Scope:
     """The scope with its Content-Type's media type in lower case: media types are
     case-insensitive (RFC 9110), and Strawberry compares them as written. Parameters (a
     multipart boundary) keep their case."""
+    for name, value in scope["headers"]:
+        if name == b"content-type" and not value.partition(b";")[0].islower():
+            break  # (digits and punctuation alone are not lower case: copied, harmlessly)
+    else:
+        return scope  # as it is, nearly always: not copied
     headers = []
     for name, value in scope["headers"]:
         if name == b"content-type":

@@ -49,7 +49,7 @@ from db.pages import PageError, keyset
 from db.rules import DATA_FIELDS
 from schema import customer_mutations, ids, kyc_mutations
 from schema.access import own_customer, shows_personal_data
-from schema.analysis import Analyser, Analysis, cost_extension
+from schema.analysis import Admission, Analyser, Analysis, admission, cost_extension
 from schema.compiled.plan import (
     DATA_COLUMNS,
     MISSING,
@@ -125,16 +125,17 @@ class CompiledPath:
         given: dict[str, Any] | None,
         principal: Principal,
         trace: Recorder | None = None,
+        admitted: Admission | None = None,
     ) -> Answer | None:
         """The answer to the operation `name` of the document `text` with the variables
         `given`, when the compiled path covers it; None for graphql-core to answer it. With
-        `trace`, its federated trace in `extensions.ftv1`."""
-        analysis = self.analyser.analyse(text, name)
-        if analysis.document is None:
-            return None
-        cost = analysis.admitted_cost(principal.scopes, given)
-        if cost is None:
-            return None
+        `trace`, its federated trace in `extensions.ftv1`. `admitted`: this very operation's
+        admission for `principal`, when the caller has it (schema/analysis.py)."""
+        if admitted is None:
+            admitted = admission(self.analyser, principal.scopes, text, name, given)
+        if admitted is None or admitted.cost is None:
+            return None  # graphql-core's refusal, or its to answer
+        analysis, cost = admitted.analysis, admitted.cost
         if analysis.unstorable or (given and variable_errors(given)):
             return None  # strings no column stores: refused with graphql-core's errors
         plan = self.plan(analysis, name)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from db.faults import fault_of
 from db.keys import Principal
+from schema.analysis import Admission
 from schema.compiled import Answer, CompiledPath
 from schema.errors import raised_at
 from schema.ftv1 import Recorder
@@ -50,6 +51,8 @@ class Inbound:
     body: JSONBody
     principal: Principal | None
     trace: Recorder | None = None  # a federated trace to fill (schema/ftv1), when asked for
+    # The operation the view analysed and priced for the rate limit: not worked out again.
+    admitted: Admission | None = None
 
 
 class Gate:
@@ -86,8 +89,15 @@ class Gate:
             or request.principal is None  # none authenticated: never so for a POST
         ):
             return None  # graphql-core's refusal, or its to answer
+        admitted = request.admitted
+        if admitted is not None and (
+            admitted.text is not text or admitted.name != name or admitted.variables is not given
+        ):
+            admitted = None  # of another reading of the request (never so): analysed again
         try:
-            answered = await self.path.answer(text, name, given, request.principal, request.trace)
+            answered = await self.path.answer(
+                text, name, given, request.principal, request.trace, admitted
+            )
         except Exception as error:
             if fault_of(error) is None:
                 logger.warning(
