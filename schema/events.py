@@ -14,20 +14,19 @@ from typing import Annotated, Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.utils.str_converters import to_camel_case
 
-from db import events, models, rules
+from db import events, models
 from db.engine import Database
 from db.faults import fault_of
 from db.feed import FeedSignal, TooManyForHolder, TooManySubscriptions
 from db.pages import PageError
-from schema import ids
+from schema import fields, ids
 from schema.context import Info
 from schema.customer_list import DEFAULT_PAGE, PageInfo, first_page_size, page_info
 from schema.errors import bad_input
 from schema.loaders import Loaders
 from schema.scalars import serialize
-from schema.translate import mirror, mirrors
+from schema.translate import changed_fields, mirror, mirrors
 from schema.types import Customer, KycVerification, KycVerificationStatus, Node
 
 # How many events a subscription reads from the table at a time.
@@ -77,6 +76,18 @@ class CustomerEventFilter:
         return events.EventFilter(types, self.external_customer_id)
 
 
+async def _customer_now(root: CustomerEvent, info: Info) -> Customer | None:
+    """The event's customer as it is now: a read of its own, which the compiled path leaves
+    to this resolver (tests/test_compiled_coverage.py's FALLS_BACK)."""
+    loaders = fields.loaders_for(root, info)
+    return Customer.from_optional(
+        await loaders.customer_by_external_id.load(root.source.external_customer_id)
+    )
+
+
+# Each field but `customer` is made from its definition in schema/fields.py, as the compiled
+# path's builder of the feed is.
+@fields.shown_as("CustomerEvent")
 @strawberry.type(
     description=(
         "Something that happened to a customer, told without personal data: the fields that "
@@ -84,77 +95,60 @@ class CustomerEventFilter:
     )
 )
 class CustomerEvent(Node):
-    cursor: str = strawberry.field(
+    id: strawberry.ID = fields.field(
+        "CustomerEvent.id",
+        description="The object's global id, for `Query.node`; opaque and stable.",
+    )
+    cursor: str = fields.field(
+        "CustomerEvent.cursor",
         description="The event's place in the feed: pass it as `after` to the feed or the "
-        "subscription to resume right after it."
+        "subscription to resume right after it.",
     )
-    type: CustomerEventType = strawberry.field(description="What happened.")
-    external_customer_id: str = strawberry.field(description="Whose it is: your system's id.")
-    status: KycVerificationStatus | None = strawberry.field(
-        description="KYC events: the verification's status as this change left it."
+    type: CustomerEventType = fields.field("CustomerEvent.type", description="What happened.")
+    external_customer_id: str = fields.field(
+        "CustomerEvent.externalCustomerId", description="Whose it is: your system's id."
     )
-    previous_status: KycVerificationStatus | None = strawberry.field(
-        description="KYC_VERIFICATION_STATUS_CHANGED: the status before the change."
+    status: KycVerificationStatus | None = fields.field(
+        "CustomerEvent.status",
+        description="KYC events: the verification's status as this change left it.",
     )
-    changed_fields: list[str] = strawberry.field(
+    previous_status: KycVerificationStatus | None = fields.field(
+        "CustomerEvent.previousStatus",
+        description="KYC_VERIFICATION_STATUS_CHANGED: the status before the change.",
+    )
+    changed_fields: list[str] = fields.field(
+        "CustomerEvent.changedFields",
         description="CUSTOMER_UPDATED: the names of the CustomerData fields that changed, in "
-        "the contract's order; never their values. Empty for other types."
+        "the contract's order; never their values. Empty for other types.",
     )
-    actor: str = strawberry.field(
+    actor: str = fields.field(
+        "CustomerEvent.actor",
         description="Who made the change, its kind first: `key:<the API key's name>`, "
         "`token:<the token's issuer>#<its subject>`, or `system:expiry-sweep` for the expiry of "
         "a verification. Events recorded before this form name the key, the subject, or "
-        '"system" alone.'
+        '"system" alone.',
     )
-    occurred_at: datetime = strawberry.field(
-        description="When it happened; for an expiry, the moment the verification expired."
+    occurred_at: datetime = fields.field(
+        "CustomerEvent.occurredAt",
+        description="When it happened; for an expiry, the moment the verification expired.",
     )
-    row: strawberry.Private[models.CustomerEvent]
-    loaders: strawberry.Private[Loaders | None] = None
-
-    @strawberry.field(description="The customer as it is now; null once it is deleted.")
-    async def customer(self, info: Info) -> Customer | None:
-        loaders = self.loaders or info.context.loaders
-        row = await loaders.customer_by_external_id.load(self.external_customer_id)
-        return Customer.from_optional(row)
-
-    @strawberry.field(
+    customer: Customer | None = strawberry.field(
+        resolver=_customer_now,
+        description="The customer as it is now; null once it is deleted.",
+    )
+    verification: KycVerification | None = fields.field(
+        "CustomerEvent.verification",
         description="KYC events: the verification as it is now (an object with an id is the "
         "same everywhere, so a client's cache stays true); null for other events, and once "
-        "its customer is deleted. `status` has what this change set."
+        "its customer is deleted. `status` has what this change set.",
     )
-    async def verification(self, info: Info) -> KycVerification | None:
-        if self.row.verification_id is None:
-            return None
-        loaders = self.loaders or info.context.loaders
-        row = await loaders.verification.load(self.row.verification_id)
-        return KycVerification.from_optional(row)
+    source: strawberry.Private[models.CustomerEvent]
+    # A subscription's own loaders for each event (fields.loaders_for); None: the request's.
+    loaders: strawberry.Private[Loaders | None] = None
 
     @classmethod
-    def from_row(
-        cls, row: models.CustomerEvent, secret: bytes, loaders: Loaders | None = None
-    ) -> CustomerEvent:
-        return cls(
-            id=ids.encode("CustomerEvent", row.id),
-            cursor=events.cursor_of(row, secret),
-            type=mirror(row.type, CustomerEventType),
-            external_customer_id=row.external_customer_id,
-            status=None if row.status is None else mirror(row.status, KycVerificationStatus),
-            previous_status=None
-            if row.previous_status is None
-            else mirror(row.previous_status, KycVerificationStatus),
-            changed_fields=changed_fields(row),
-            actor=row.actor,
-            occurred_at=row.occurred_at,
-            row=row,
-            loaders=loaders,
-        )
-
-
-def changed_fields(row: models.CustomerEvent) -> list[str]:
-    """The contract's names of the columns an update changed, in the contract's order."""
-    changed = set(row.changed_fields.split())
-    return [to_camel_case(field) for field in rules.DATA_FIELDS if field in changed]
+    def from_row(cls, row: models.CustomerEvent, loaders: Loaders | None = None) -> CustomerEvent:
+        return cls(source=row, loaders=loaders)
 
 
 def verification_of(row: models.CustomerEvent) -> models.KycVerification | None:
@@ -196,7 +190,7 @@ def webhook_body(row: models.CustomerEvent, cursor_secret: bytes) -> bytes:
             "externalCustomerId": row.external_customer_id,
             "verification": verification,
             "previousStatus": None if row.previous_status is None else row.previous_status.name,
-            "changedFields": changed_fields(row),
+            "changedFields": changed_fields(row.changed_fields),
             "actor": row.actor,
         },
     }
@@ -254,9 +248,12 @@ class EventQuery:
                 )
         except PageError as error:
             raise bad_input(str(error)) from None
-        nodes = [CustomerEvent.from_row(row, info.context.cursor_secret) for row in page.rows]
+        nodes = [CustomerEvent.from_row(row) for row in page.rows]
         return CustomerEventConnection(
-            edges=[CustomerEventEdge(cursor=node.cursor, node=node) for node in nodes],
+            edges=[
+                CustomerEventEdge(cursor=cursor, node=node)
+                for cursor, node in zip(page.cursors, nodes, strict=True)
+            ],
             nodes=nodes,
             page_info=page_info(page, empty_end=after),
         )
@@ -300,7 +297,7 @@ class EventSubscription:
                 for row in rows:
                     position = row.id
                     # Fresh loaders for each event: `customer` shows the customer as it is now.
-                    yield CustomerEvent.from_row(row, context.cursor_secret, Loaders(db))
+                    yield CustomerEvent.from_row(row, Loaders(db))
                 if len(rows) < BATCH:
                     await signal.wait_beyond(max(seen, position), IDLE_SECONDS)
         finally:

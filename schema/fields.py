@@ -1,15 +1,17 @@
-"""One definition per field of the customer types, from which both executors are made.
+"""One definition per field of the customer and event types, from which both executors are made.
 
 Each `Type.field` of `FIELDS` says what it reads from its source (a column, or what an
-executor reads beside the row: a customer's verifications, a page's cursors), how its value
-is made (a column as stored, one function of the source and the request's clock, or the
-source itself seen as another type), and, by `schema/access.py`'s `PERSONAL_FIELDS`, whether
-it is personal data that `guard_personal_data` shows only to a principal that may see it.
+executor reads beside the row: a customer's verifications, a page's cursors, an event's own
+cursor and its verification), how its value is made (a column as stored, one function of
+the source and the request's clock, or the source itself seen as another type), and, by
+`schema/access.py`'s `PERSONAL_FIELDS`, whether it is personal data that
+`guard_personal_data` shows only to a principal that may see it.
 A value is in the db layer's terms (its enums, datetimes): how it is shown follows from the
 field's GraphQL type, which `schema/types.py` and its siblings declare with the description.
 
 - Strawberry's resolvers are `field(coordinate, description=...)`: one resolver per field,
-  made from its definition here (`schema/types.py`, the payloads, `PageInfo`).
+  made from its definition here (`schema/types.py`, the payloads, `PageInfo`,
+  `schema/events.py`'s `CustomerEvent`).
 - The compiled path's builders are generated from the same definitions
   (`schema/compiled/plan.py`): a column becomes an attribute access in the generated code, a
   function is called through the code's namespace, and the type says how a value is shown.
@@ -22,7 +24,9 @@ The sources, by type: `Customer` and `CustomerData` a customer row (`models.Cust
 row the compiled path read: the same column names); `KycVerification` a verification row;
 `PageInfo` a `PageEnds`; `UserError` and `UserWarning` a `rules.Problem`; a customer write's
 payload its `customers.CustomerOutcome`, a delete's a `Deleted`, a KYC write's its
-`kyc.VerificationOutcome`.
+`kyc.VerificationOutcome`; `CustomerEvent` an event row (`models.CustomerEvent`, or the
+compiled path's: the same column names). `CustomerEvent.customer` alone is not defined here:
+a resolver of its own (schema/events.py) that the compiled path declines.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ from typing import Any, NamedTuple
 import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
-from db import kyc, rules
+from db import events, kyc, rules
 from db.models import KycStatus
 from schema import ids
 from schema.access import PERSONAL_FIELDS, guard_personal_data
 from schema.context import Info
-from schema.translate import MIRRORED, input_path
+from schema.loaders import Loaders
+from schema.translate import MIRRORED, changed_fields, input_path
 
 # A value made from the source, the request's one reading of the clock, and the KYC ttl.
 Make = Callable[[Any, datetime, timedelta], Any]
@@ -56,6 +61,12 @@ class Need(enum.Enum):
     VERIFICATIONS = "verifications"
     # The cursors of a page's rows, signed (db/pages.py).
     CURSORS = "cursors"
+    # An event's own cursor in the feed: `events.cursor_of` for the resolvers (a subscription
+    # has no page), the page's cursor of its row for the compiled path.
+    EVENT_CURSOR = "event cursor"
+    # An event's verification as it is now (None once deleted): the loader `verification`
+    # for the resolvers, the compiled path's statement with a JOIN.
+    EVENT_VERIFICATION = "event verification"
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,11 @@ def column(name: str, of: str | None = None) -> Field:
 
 def made(make: Make, *needs: Need) -> Field:
     return Field(make=make, needs=frozenset(needs))
+
+
+def read(need: Need, of: str | None = None) -> Field:
+    """The value is what the executor read beside the source for `need` (shown as `of`)."""
+    return Field(reads=need, of=of, needs=frozenset({need}))
 
 
 class PageEnds(NamedTuple):
@@ -125,6 +141,10 @@ def _deleted(deleted: Deleted, _now: datetime, _ttl: timedelta) -> str | None:
     return None if deleted.problems else deleted.external_customer_id
 
 
+def _changed_fields(event: Any, _now: datetime, _ttl: timedelta) -> list[str]:
+    return changed_fields(event.changed_fields)
+
+
 # A problem as a UserError or a UserWarning shows it: the one conversion of problems.
 _PROBLEM = {"field": made(_input_path), "message": column("message"), "code": column("code")}
 # A customer write's payload, from its `customers.CustomerOutcome`: the sandbox's warnings too.
@@ -141,9 +161,7 @@ FIELDS: Mapping[str, Mapping[str, Field]] = {
         "data": Field(of="CustomerData"),  # the same row
         "createdAt": column("created_at"),
         "updatedAt": column("updated_at"),
-        "kycVerifications": Field(
-            reads=Need.VERIFICATIONS, of="KycVerification", needs=frozenset({Need.VERIFICATIONS})
-        ),
+        "kycVerifications": read(Need.VERIFICATIONS, of="KycVerification"),
         "kycStatus": made(_kyc_status),
     },
     # CustomerData's fields are named as the table's columns (rules.DATA_FIELDS).
@@ -174,6 +192,19 @@ FIELDS: Mapping[str, Mapping[str, Field]] = {
         "verification": column("verification", of="KycVerification"),
         "customer": column("customer", of="Customer"),
         "userErrors": column("problems", of="UserError"),
+    },
+    # An event as it was recorded: its status is the one the change set, never expired since.
+    "CustomerEvent": {
+        "id": Field(node="CustomerEvent"),
+        "cursor": read(Need.EVENT_CURSOR),
+        "type": column("type"),
+        "externalCustomerId": column("external_customer_id"),
+        "status": column("status"),
+        "previousStatus": column("previous_status"),
+        "changedFields": made(_changed_fields),
+        "actor": column("actor"),
+        "occurredAt": column("occurred_at"),
+        "verification": read(Need.EVENT_VERIFICATION, of="KycVerification"),
     },
 }
 
@@ -253,6 +284,14 @@ def _shown(field: Field) -> Callable[[Any], Any]:
     return plain
 
 
+def loaders_for(root: Any, info: Info) -> Loaders:
+    """The loaders a Strawberry object reads its related rows with: its own where it brings
+    them (a subscription's event: fresh for each, so it shows its rows as they are now),
+    else the request's."""
+    own: Loaders | None = getattr(root, "loaders", None)
+    return own or info.context.loaders
+
+
 def field(coordinate: str, *, description: str) -> Any:
     """The Strawberry field of `coordinate` (its type is the class attribute's annotation),
     resolved by its definition in FIELDS, and guarded where it is personal data."""
@@ -272,10 +311,27 @@ def field(coordinate: str, *, description: str) -> Any:
 
         async def verifications(root: Any, info: Info) -> Any:
             guard(info, root.source)
-            rows = await info.context.loaders.verifications_of.load(root.source.id)
+            rows = await loaders_for(root, info).verifications_of.load(root.source.id)
             return shown(rows)
 
         resolve = verifications
+    elif defined.reads is Need.EVENT_VERIFICATION:
+
+        async def verification(root: Any, info: Info) -> Any:
+            guard(info, root.source)
+            key = root.source.verification_id
+            if key is None:
+                return None
+            return shown(await loaders_for(root, info).verification.load(key))
+
+        resolve = verification
+    elif defined.reads is Need.EVENT_CURSOR:
+
+        def cursor(root: Any, info: Info) -> Any:
+            guard(info, root.source)
+            return events.cursor_of(root.source, info.context.cursor_secret)
+
+        resolve = cursor
     elif defined.column is not None:
         name = defined.column
 

@@ -43,3 +43,10 @@ def input_path(field: str) -> list[str]:
     Named as Strawberry names the inputs' attributes, which are the columns' names."""
     name = to_camel_case(field)
     return ["input", "data", name] if field in rules.DATA_FIELDS else ["input", name]
+
+
+def changed_fields(columns: str) -> list[str]:
+    """The contract's names of the data fields an event stored as changed (their columns,
+    space-separated), in the contract's order."""
+    changed = set(columns.split())
+    return [to_camel_case(name) for name in rules.DATA_FIELDS if name in changed]

@@ -50,7 +50,7 @@ class WebhookDelivery(Node):
     @strawberry.field(description="The event; null once it is past retention.")
     async def event(self, info: Info) -> CustomerEvent | None:
         row = await info.context.loaders.event.load(self.event_id)
-        return None if row is None else CustomerEvent.from_row(row, info.context.cursor_secret)
+        return None if row is None else CustomerEvent.from_row(row)
 
     @classmethod
     def from_row(cls, row: models.WebhookDelivery) -> WebhookDelivery:

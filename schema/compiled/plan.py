@@ -59,7 +59,6 @@ from schema import ids
 from schema.access import PERSONAL_FIELDS
 from schema.compiled.inputs import ABSENT, coerce_input, from_literal
 from schema.compiled.selection import Collector, Fields, Unsupported, condition_variables
-from schema.events import changed_fields
 from schema.fields import FIELDS, MAKERS, Need, PageEnds, maker_name
 from schema.scalars import serialize as datetime_text
 
@@ -293,13 +292,12 @@ ROOT_ARGUMENTS = {
 }
 # Root arguments taken only as null (or a variable that is null or absent): none now.
 NULL_ONLY_ARGUMENTS: dict[str, tuple[str, ...]] = {}
-# The generated code's namespace: a global id, how a DateTime is shown, a page's ends, an
-# event's changed fields, and the function of every field made by one (schema/fields.py).
+# The generated code's namespace: a global id, how a DateTime is shown, a page's ends, and
+# the function of every field made by one (schema/fields.py).
 _HELPERS: dict[str, Any] = {
     "_id": ids.encode,
     "_at": datetime_text,
     "_ends": PageEnds,
-    "_changed": changed_fields,
     **MAKERS,
 }
 
@@ -378,11 +376,12 @@ class Needs:
 
 
 class Source(NamedTuple):
-    """Where generated code finds a field's source: an expression for it, and one for the
-    verifications read with it (a customer's; None where they were not read)."""
+    """Where generated code finds a field's source: an expression for it, and one for each
+    thing read with it (schema/fields.py's `Need`s: a customer's verifications, an event's
+    cursor and verification), where it was read."""
 
     row: str
-    verifications: str | None = None
+    beside: Mapping[Need, str] = {}
 
 
 class _Code(Needs):
@@ -431,13 +430,16 @@ class _Code(Needs):
 
         def value_of(name: str, nodes: list[FieldNode]) -> str:
             definition = definitions[name]
-            self.verifications = self.verifications or Need.VERIFICATIONS in definition.needs
-            self.cursors = self.cursors or Need.CURSORS in definition.needs
+            needs = definition.needs
+            self.verifications = self.verifications or Need.VERIFICATIONS in needs
+            self.event_verifications = self.event_verifications or Need.EVENT_VERIFICATION in needs
+            self.cursors = self.cursors or bool({Need.CURSORS, Need.EVENT_CURSOR} & needs)
             output = graphql_type.fields[name].type
-            if definition.reads is Need.VERIFICATIONS:
-                if source.verifications is None:
+            if definition.reads is not None:
+                read = source.beside.get(definition.reads)
+                if read is None:
                     raise Unsupported(f"{type_name}.{name} not read here")  # another read
-                return self._shown(source.verifications, output, nodes, simple=True)
+                return self._shown(read, output, nodes, simple=True)
             if definition.column is not None:
                 return self._shown(f"{source.row}.{definition.column}", output, nodes, simple=True)
             if definition.node is not None:
@@ -487,7 +489,8 @@ class _Code(Needs):
 
     def customer(self, fields: Fields, c: str) -> str:
         """A customer `c` (a CustomerRow)."""
-        return self.defined("Customer", fields, Source(f"{c}.row", f"{c}.verifications"))
+        beside = {Need.VERIFICATIONS: f"{c}.verifications"}
+        return self.defined("Customer", fields, Source(f"{c}.row", beside))
 
     def verification(self, fields: Fields) -> str:
         """A verification `v`."""
@@ -522,16 +525,10 @@ class _Code(Needs):
         verification as it is now (None for none, or once deleted)."""
         self.cursors = True  # each event shows its own cursor: made whatever is selected
         rows = "for e, cursor in zip(page.rows, page.cursors) for v in (e.verification,)"
+        source = Source("e.row", {Need.EVENT_CURSOR: "cursor", Need.EVENT_VERIFICATION: "v"})
 
         def event(nodes: list[FieldNode]) -> str:
-            def value_of(name: str, nodes: list[FieldNode]) -> str | None:
-                if name == "verification":
-                    self.event_verifications = True
-                    verification = self.verification(self._sub("KycVerification", nodes))
-                    return f"(None if v is None else {verification})"
-                return _EVENT.get(name)
-
-            return self._object("CustomerEvent", self._sub("CustomerEvent", nodes), value_of)
+            return self.defined("CustomerEvent", self._sub("CustomerEvent", nodes), source)
 
         def edges(name: str, nodes: list[FieldNode]) -> str | None:
             if name == "node":
@@ -572,21 +569,6 @@ def _named(output: GraphQLOutputType) -> GraphQLObjectType:
     return named
 
 
-# An event `e` (an EventRow: its columns `e.row`), as schema/events.py's CustomerEvent shows
-# it; `verification` is built in `_Code.events`, `customer` falls back.
-_EVENT = {
-    "id": "_id('CustomerEvent', e.row.id)",
-    "cursor": "cursor",
-    "type": "e.row.type.name",
-    "externalCustomerId": "e.row.external_customer_id",
-    "status": "(None if e.row.status is None else e.row.status.name)",
-    "previousStatus": "(None if e.row.previous_status is None else e.row.previous_status.name)",
-    "changedFields": "_changed(e.row)",
-    "actor": "e.row.actor",
-    "occurredAt": "_at(e.row.occurred_at)",
-}
-
-
 # Every `Type.field` a plan builds, by type: `_Code._object` declines any other, and the
 # document falls back to graphql-core (tests/test_compiled_coverage.py writes them down).
 # Each field of schema/fields.py's table is built from its definition; the connection and its
@@ -599,7 +581,6 @@ COVERED: dict[str, frozenset[str]] = {
     "CustomerEdge": frozenset({"node", "cursor"}),
     "CustomerEventConnection": frozenset({"nodes", "edges", "pageInfo"}),
     "CustomerEventEdge": frozenset({"node", "cursor"}),
-    "CustomerEvent": frozenset({*_EVENT, "verification"}),
 }
 
 
