@@ -177,10 +177,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"in process, SQLite, {args.rounds} rounds of {args.requests} requests each")
     print(f"{'workload':<34}{'CPU us/req (median)':>20}{'min':>8}{'max':>8}")
     for name, values in figures.items():
-        print(
-            f"{name:<34}{statistics.median(values):>20.0f}"
-            f"{min(values):>8.0f}{max(values):>8.0f}"
-        )
+        print(f"{name:<34}{statistics.median(values):>20.0f}{min(values):>8.0f}{max(values):>8.0f}")
     if args.json:
         print(json.dumps({k: statistics.median(v) for k, v in figures.items()}))
 
