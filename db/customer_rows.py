@@ -58,7 +58,10 @@ _WIDTH = len(CUSTOMERS.c)  # a joined row's verification columns come after the 
 _new_tuple = tuple.__new__  # a named tuple from a row's values, without its Python constructor
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which made
+# CustomerRow half the cost of grouping a page, one per customer. (Never hashable either
+# way: its verifications are a list.)
+@dataclass(slots=True)
 class CustomerRow:
     """The compiled path's one form of a customer, read or written: its columns by name
     (`row.email`, ...: a CustomerColumns, or a read's row, which names them alike) and,
