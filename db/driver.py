@@ -4,8 +4,9 @@ The compiled read path (schema/compiled/) answers its documents with a statement
 request. Through an ORM session each of them costs SQLAlchemy's per-call machinery (a
 greenlet, an execution context, a cursor wrapper, ORM rows); here the statement is built
 from the models with SQLAlchemy Core and compiled for the dialect once, and each request
-only binds its values and converts the rows with the columns' own types' processors, so a
-value reads exactly as the ORM would read it.
+only binds its values and converts the rows as the columns' own types' processors do, so a
+value reads exactly as the ORM would read it (for the types this schema uses, by expressions
+that do what their processors do, written into each statement's row reader: `conversion`).
 
 Reads run on the readers' connections (`Database.fetch`: db/sqlite_readers.py,
 db/postgres_readers.py), bounded by the engine's timeouts and its unreachable-latch. Every
@@ -23,12 +24,80 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Dialect, Select, false, literal
+from sqlalchemy import ColumnElement, Dialect, Enum, Select, false, literal
+from sqlalchemy.engine import processors
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
+
+from db.models import UTCDateTime
+
+
+class Conversion(NamedTuple):
+    """How a row reader converts one column's driver value: `expression`, Python source in
+    `{v}` (a name holding the value) and `{c}` (a name holding `constant`)."""
+
+    expression: str
+    constant: Any = None
+
+
+class _Memo(dict[Any, Any]):
+    """A pure processor's answers for the values known in advance; any other value is given
+    to the processor itself (an Enum's raises its own LookupError for a value it lacks)."""
+
+    def __init__(self, process: Callable[[Any], Any], known: Iterable[Any]) -> None:
+        super().__init__((value, process(value)) for value in known)
+        self.process = process
+
+    def __missing__(self, value: Any) -> Any:
+        return self.process(value)
+
+
+# The names the expressions below use besides `{v}` and `{c}`.
+_READER_NAMES: dict[str, Any] = {
+    "_new": tuple.__new__,
+    "_fromiso": datetime.fromisoformat,
+    "_UTC": UTC,
+    "_EPOCH": datetime(1970, 1, 1, tzinfo=UTC),
+    "_NAIVE_EPOCH": datetime(1970, 1, 1),
+}
+# UTCDateTime.process_result_value, inline, `_d` holding the value while it is looked at. A
+# naive value is made UTC by arithmetic, exact to the microsecond: `replace(tzinfo=...)`
+# costs 0.7 us a value on CPython 3.11, four times the arithmetic.
+_AS_UTC = (
+    "(_EPOCH + (_d - _NAIVE_EPOCH) if (_d := {value}).tzinfo is None else _d.astimezone(_UTC))"
+)
+
+
+def conversion(column_type: TypeEngine[Any], dialect: Dialect) -> Conversion | None:
+    """How a row reader converts a value of `column_type` (its dialect's implementation) as
+    the type's result processor does on `dialect`; None for a type without one.
+
+    The one place that knows how the schema's types read. SQLAlchemy's processors are
+    Python closures around Python methods (a TypeDecorator's calls its own
+    `process_result_value` around its impl's processor; an Enum's calls a method that looks
+    the value up), and a page's rows call them for every value: in a compiled read they
+    cost more than the statement itself. So the reader does their work inline instead, the
+    same work, which tests/test_driver_rows.py holds to the processors' answers for every
+    column of the tables the compiled reads return. Any other type keeps its processor.
+    """
+    process = column_type.result_processor(dialect, None)
+    if process is None:
+        return None
+    if isinstance(column_type, Enum):  # a string among known values, None included
+        return Conversion("{c}[{v}]", _Memo(process, [None, *column_type.enums]))
+    if type(column_type) is UTCDateTime:
+        # The impl's own processor, which the decorator's result_processor calls first.
+        parse = column_type.impl_instance.result_processor(dialect, None)
+        if parse is None:  # asyncpg's timestamptz: an aware datetime
+            return Conversion("None if {v} is None else " + _AS_UTC.format(value="{v}"))
+        if parse is processors.str_to_datetime:  # SQLite's text, no regexp of its own
+            return Conversion("None if {v} is None else " + _AS_UTC.format(value="_fromiso({v})"))
+    return Conversion("{c}({v})", process)
 
 
 @dataclass(frozen=True)
@@ -39,7 +108,7 @@ class DriverStatement:
     names: tuple[str, ...]  # the bound parameters, in the order the SQL takes them
     binds: tuple[Callable[[Any], Any] | None, ...]
     fixed: Mapping[str, Any]  # values the statement sets itself (SQLite's OFFSET 0, say)
-    results: tuple[Callable[[Any], Any] | None, ...]
+    results: tuple[Conversion | None, ...]  # each column's, in order
     row: type[NamedTuple]  # each row, its values named by the columns' labels
 
     @classmethod
@@ -59,7 +128,7 @@ class DriverStatement:
         )
         columns = list(query.exported_columns)
         results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            conversion(column.type.dialect_impl(dialect), dialect) for column in columns
         )
         labels = [str(column.key) for column in columns]
         row = NamedTuple("Row", [(label, Any) for label in labels])  # type: ignore[misc]
@@ -87,13 +156,18 @@ class DriverStatement:
     @cached_property
     def reader(self) -> Callable[[Sequence[Any]], Any]:
         """One driver row to a `row`: a function written for this statement's columns, so
-        that a column without a conversion costs nothing per row."""
-        values = ", ".join(
-            f"r[{n}]" if read is None else f"p{n}(r[{n}])" for n, read in enumerate(self.results)
+        that a column without a conversion costs nothing per row, and the row is made
+        without the Python frame of a named tuple's constructor."""
+        names = [f"v{n}" for n in range(len(self.results))]
+        items = "".join(  # the row's tuple: each value and a comma, so that one is a tuple too
+            f"{name if read is None else read.expression.format(v=name, c=f'c{n}')}, "
+            for n, (name, read) in enumerate(zip(names, self.results, strict=True))
         )
-        namespace: dict[str, Any] = {f"p{n}": read for n, read in enumerate(self.results)}
-        namespace["Row"] = self.row
-        exec(f"def read(r):\n    return Row({values})\n", namespace)  # source of our own
+        namespace = {**_READER_NAMES, "Row": self.row}
+        namespace.update((f"c{n}", read.constant) for n, read in enumerate(self.results) if read)
+        unpack = f"    {', '.join(names)}, = r\n" if names else ""
+        source = f"def read(r):\n{unpack}    return _new(Row, ({items}))\n"
+        exec(source, namespace)  # source of our own
         reader: Callable[[Sequence[Any]], Any] = namespace["read"]
         return reader
 
