@@ -50,10 +50,6 @@ class Verification(NamedTuple):
     updated_at: datetime
 
 
-# A customer's columns by name (`email`, `kyc_status`, ...), in the table's order.
-CustomerColumns: type[tuple[Any, ...]] = NamedTuple(  # type: ignore[misc]
-    "CustomerColumns", [(str(column.key), Any) for column in CUSTOMERS.c]
-)
 _WIDTH = len(CUSTOMERS.c)  # a joined row's verification columns come after the customer's
 _new_tuple = tuple.__new__  # a named tuple from a row's values, without its Python constructor
 
@@ -63,18 +59,12 @@ _new_tuple = tuple.__new__  # a named tuple from a row's values, without its Pyt
 # way: its verifications are a list.)
 @dataclass(slots=True)
 class CustomerRow:
-    """The compiled path's one form of a customer, read or written: its columns by name
-    (`row.email`, ...: a CustomerColumns, or a read's row, which names them alike) and,
-    when asked for, its verifications."""
+    """The compiled path's one form of a customer read: its columns by name (`row.email`,
+    ...: the read's own row, whose labels are the columns' names) and, when asked for, its
+    verifications. (A write's payload is built from the model the write body returns.)"""
 
     row: Any
     verifications: list[Verification] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, customer: Customer) -> CustomerRow:
-        """A customer a write returned (the model the write bodies make)."""
-        fields: tuple[str, ...] = CustomerColumns._fields
-        return cls(CustomerColumns(*(getattr(customer, name) for name in fields)))
 
 
 def _build(kind: str, verifications: bool) -> Select[Any]:
