@@ -29,6 +29,8 @@ def problem(text: str) -> str | None:
 
 def variable_errors(variables: dict[str, Any]) -> list[GraphQLError]:
     """An error for each unstorable string (or object key) in the variables, with its path."""
+    if _storable(variables):
+        return []  # nearly always: no path is spelt out for nothing
     errors = []
     names = [(None, "A variable name", name) for name in variables]
     queue: deque[tuple[str | None, str, Any]] = deque(names)
@@ -46,6 +48,18 @@ def variable_errors(variables: dict[str, Any]) -> list[GraphQLError]:
             for index, item in enumerate(value):
                 queue.append((f"{path}[{index}]", f"The value at {path}[{index}]", item))
     return errors
+
+
+def _storable(value: Any) -> bool:
+    """Whether every string and object key in a JSON value is storable (its depth is bounded
+    by the request body's, web/body.py)."""
+    if isinstance(value, str):
+        return unstorable(value) is None
+    if isinstance(value, dict):
+        return all(unstorable(key) is None and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
 
 
 class _Literals(Visitor):

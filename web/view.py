@@ -294,7 +294,10 @@ class GraphQLView(GraphQL[Context, None]):
             # The GraphiQL page holds no data and loads without a key: the key goes into its
             # headers editor. Everything else needs one, checked before a byte of the body is
             # read: a client without a key never gets the server to hold its upload.
-            if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+            page = request.method == "GET" and self.should_render_graphql_ide(
+                self.request_adapter_class(request)
+            )
+            if not page:
                 principal = await authenticate(self.keys, request.headers, self.tokens)
                 request.state.principal = principal
                 if info := request_info():
