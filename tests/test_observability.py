@@ -3,6 +3,7 @@ outside GraphQL, and the key cache (through the app over HTTP, on both backends)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -207,6 +208,26 @@ async def test_a_failure_in_the_key_check_is_json_with_an_error_id(
 
 
 # -- the key cache and the last-used stamp ------------------------------------------------------
+
+
+async def test_requests_that_find_a_key_expired_together_read_it_once(db: Database) -> None:
+    """32 clients of one key found its entry expired at once, every cache_seconds, and each
+    read the key: now the first read is shared by every request that waits meanwhile."""
+    async with db.write() as session:
+        key = await keys.create_key(session, "shared", [Scope.CUSTOMERS_READ], utc_now())
+    read: list[str] = []
+    api_keys = ApiKeys(db, utc_now, cache_seconds=5, monotonic=lambda: 0.0)
+    db.statement_observers.append(lambda sql: read.append(sql) if "api_key" in sql else None)
+    try:
+        found = await asyncio.gather(*(api_keys.principal(key) for _ in range(20)))
+        assert {principal.name for principal in found} == {"shared"}
+        assert len([sql for sql in read if sql.lstrip().upper().startswith("SELECT")]) == 1
+        assert api_keys.loading == {}  # the read is done with
+        with pytest.raises(Unauthenticated):  # an unknown key: every waiter is told so
+            await asyncio.gather(*(api_keys.principal("cak_unknown") for _ in range(3)))
+    finally:
+        db.statement_observers.pop()
+        await api_keys.close()
 
 
 async def test_a_cached_principal_lives_at_most_the_cache_time(db: Database) -> None:

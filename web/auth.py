@@ -82,6 +82,10 @@ class ApiKeys:
         # request reads no wall clock for it but once a minute.
         self.stamp_due: dict[int, float] = {}
         self.stamps: set[asyncio.Task[None]] = set()
+        # A read of a key in progress, by its hash: the requests that find its entry expired
+        # together share it (32 concurrent clients of one key each read it before, every
+        # `cache_seconds`: that many reads at once, and a long tail while they ran).
+        self.loading: dict[str, asyncio.Future[_Cached]] = {}
 
     async def principal(self, key: str) -> keys.Principal:
         """The key's principal; Unauthenticated for an unknown or revoked key."""
@@ -89,10 +93,25 @@ class ApiKeys:
         now = self.monotonic()
         cached = self.cache.get(digest)
         if cached is None or cached.until <= now:
-            cached = await self._load(digest, now)
+            cached = await self._load_once(digest, now)
         if now >= self.stamp_due.get(cached.key_id, now):
             self._stamp(cached, now)
         return cached.principal
+
+    async def _load_once(self, digest: str, now: float) -> _Cached:
+        """The key read once for every request that waits for it meanwhile; a request
+        cancelled while it waits leaves the read to the others."""
+        loading = self.loading.get(digest)
+        if loading is None:
+            loading = self.loading[digest] = asyncio.ensure_future(self._load(digest, now))
+            loading.add_done_callback(lambda done: self._loaded(digest, done))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, digest: str, done: asyncio.Future[_Cached]) -> None:
+        if self.loading.get(digest) is done:
+            del self.loading[digest]
+        if not done.cancelled():
+            done.exception()  # read here: every waiter may have gone (it still raises to each)
 
     async def _load(self, digest: str, now: float) -> _Cached:
         async with self.db.read() as session:
