@@ -477,7 +477,7 @@ def same_answers(ours: str, ceiling: str, key: str, loads: list[Workload]) -> No
 
 def bench_backend(url: str, args: argparse.Namespace) -> dict[str, tuple[Figures, Figures]]:
     key = asyncio.run(prepare(url, args.customers))
-    loads = workloads(args.customers)
+    loads = [w for w in workloads(args.customers) if args.only in w.name]
     server_core, client_core = (None, None) if args.no_pin else ("1", "0")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
@@ -584,6 +584,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--short", action="store_true", help="2 rounds of 3 s, 2,000 customers")
+    parser.add_argument(
+        "--only", default="", help="the workloads whose name holds this (all by default)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument(
         "--profile",

@@ -10,13 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.types import Message
 
 from tests.support.databases import TEST_API_KEY
 from tests.support.refusals import refused
 from web.access_log import printable
-from web.body import MAX_JSON_DEPTH, BadJSON, parse_json
+from web.body import MAX_JSON_DEPTH, BadJSON, _parse_json_strictly, parse_json
 
 BAD_BODIES = [
     (b'{"query": "{ __typename }", "x": "\xff"}', "The request body is not UTF-8 (byte 34)."),
@@ -47,6 +49,49 @@ def test_parse_json_names_what_is_wrong(body: bytes, message: str) -> None:
     with pytest.raises(BadJSON) as raised:
         parse_json(body)
     assert str(raised.value) == message
+
+
+def _outcome(parse: Any, data: bytes) -> tuple[str, str]:
+    """What `parse` makes of `data`, types and all (1, 1.0 and True are told apart)."""
+    try:
+        return "value", repr(parse(data))
+    except BadJSON as error:
+        return "refused", str(error)
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False)
+    | st.text()  # lone surrogates too: the json module reads their escapes, orjson refuses
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_VALUES, ascii_only=st.booleans(), cut=st.integers(0, 200), junk=st.binary(max_size=3))
+def test_parse_json_reads_every_body_as_the_json_module_does(
+    value: Any, ascii_only: bool, cut: int, junk: bytes
+) -> None:
+    """orjson's fast path (web/body.py) gives the json module's value or its error, for
+    JSON texts and for texts broken at any byte."""
+    text = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    for data in (text, text[:cut] + junk + text[cut:], text[:cut]):
+        assert _outcome(parse_json, data) == _outcome(_parse_json_strictly, data)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a": 1, "b": 2, "a": 3}', b'-9223372036854775809', b'18446744073709551616',
+    b'[1e400]', b'"\\ud800"', b'\xef\xbb\xbf{}', b'{"a": "\x01"}', b'[' * 64 + b']' * 64,
+    b'[' * 65 + b']' * 65, b' \n{"q": [true, false, null, -0]}\t',
+])  # fmt: skip
+def test_parse_json_fast_path_edges(data: bytes) -> None:
+    assert _outcome(parse_json, data) == _outcome(_parse_json_strictly, data)
 
 
 def test_parse_json_takes_sane_values() -> None:
