@@ -146,14 +146,15 @@ def parse_json(data: str | bytes) -> Any:
         except orjson.JSONDecodeError:
             pass  # said below, in the json module's words
         else:
-            if _plain(value, MAX_JSON_DEPTH):
+            if _within(value, MAX_JSON_DEPTH, floats=False):
                 return value
     return _parse_json_strictly(data)
 
 
-def _plain(value: Any, limit: int) -> bool:
-    """No float anywhere in `value`, and arrays and objects no deeper than `limit`."""
-    if isinstance(value, float):
+def _within(value: Any, limit: int, *, floats: bool = True) -> bool:
+    """Whether arrays and objects nest no deeper than `limit` in `value` (and, unless
+    `floats`, it holds no float); iterative, so never a recursion."""
+    if not floats and isinstance(value, float):
         return False
     stack = [(value, 1)]
     while stack:
@@ -168,7 +169,7 @@ def _plain(value: Any, limit: int) -> bool:
         if depth > limit:
             return False
         for child in children:
-            if isinstance(child, float):
+            if not floats and isinstance(child, float):
                 return False
             if isinstance(child, dict | list):
                 stack.append((child, depth + 1))
@@ -187,7 +188,7 @@ def _parse_json_strictly(data: str | bytes) -> Any:
         raise BadJSON(_too_deep()) from None
     except json.JSONDecodeError as error:
         raise BadJSON(f"The request body is not JSON: {error}.") from None
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
+    if not _within(value, MAX_JSON_DEPTH):
         raise BadJSON(_too_deep())
     return value
 
@@ -204,21 +205,3 @@ def _constant(text: str) -> Any:
 
 def _too_deep() -> str:
     return f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} deep."
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether arrays and objects nest deeper than `limit`; iterative, so never a recursion."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
