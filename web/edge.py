@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from web import metrics
@@ -134,4 +134,29 @@ class App(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         # With tracing on, a server span around the edge (web/tracing.py): the access line and
         # every other line of the request are written inside it, with its trace id.
-        return self.tracing.asgi(Edge(self.router, self.cors))
+        return self.tracing.asgi(Edge(ExactRoutes(self.router), self.cors))
+
+
+class ExactRoutes:
+    """The router, with its routes of one exact path and every method (ASGI apps: /graphql)
+    found by a look-up in a dict: Starlette's router tries each route's regular expression
+    in turn and wraps the call in three more, about 15 us of a 300 us lookup. Anything else
+    (another route, a root path, a WebSocket) goes to the router as before. A route found so
+    gets what the router would give it: the scope's router, endpoint and path parameters."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.exact = {
+            route.path: route
+            for route in router.routes
+            if isinstance(route, Route) and route.methods is None and not route.param_convertors
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.exact.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope.get("root_path"):
+            return await self.router(scope, receive, send)
+        scope.setdefault("router", self.router)
+        scope["endpoint"] = route.endpoint
+        scope["path_params"] = {}
+        return await route.app(scope, receive, send)
