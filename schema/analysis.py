@@ -35,10 +35,13 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    ListValueNode,
     NameNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValueNode,
+    VariableNode,
     get_named_type,
     is_composite_type,
     parse,
@@ -112,6 +115,7 @@ class Analysis:
     # What another step works out once from this document and keeps with it, so that it is
     # evicted with it and the cache's bounds hold for it too (the compiled path's plan).
     derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _allowed: dict[frozenset[Scope], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def required_scopes(self) -> dict[str, frozenset[Scope]]:
         """The scopes each guarded field needs (any one of them), by schema coordinate."""
@@ -124,6 +128,18 @@ class Analysis:
             for use in self.guarded
             if use.scopes.isdisjoint(granted)
         ]
+
+    def _allows(self, granted: Collection[Scope]) -> bool:
+        """Whether a key with `granted` may read every field (`forbidden` is empty): kept
+        with the analysis for each principal's scopes, which are few."""
+        if not isinstance(granted, frozenset):
+            return not self.forbidden(granted)
+        allowed = self._allowed.get(granted)
+        if allowed is None:
+            allowed = not self.forbidden(granted)
+            if len(self._allowed) < 16:  # tokens may carry scopes of any spelling: bounded
+                self._allowed[granted] = allowed
+        return allowed
 
     def cost(self, variables: Mapping[str, Any] | None) -> int:
         """The estimated cost with these variables (defaults apply where one is not given)."""
@@ -146,7 +162,7 @@ class Analysis:
     ) -> int | None:
         """The request's cost when it may run (`refusals` would be empty), else None: the
         cost is worked out once for both the check and the response's extensions."""
-        if self.errors or self.forbidden(granted):
+        if self.errors or not self._allows(granted):
             return None
         cost = self.cost(variables)
         return cost if cost <= self.limits.max_cost else None
@@ -363,6 +379,35 @@ def _page_size(
     return min(max(1, size), MAX_PAGE)
 
 
+def _priced_variables(plan: CostPlan) -> bool:
+    """Whether a variable is given to an argument the cost reads (a page's size, or
+    `_entities`' representations): else the cost is the same whatever the variables."""
+    sets = [*plan.roots, *plan.fragments.values()]
+    while sets:
+        for item in sets.pop().fields:
+            if item.coordinate in PAGED_FIELDS:
+                read = [item.arguments[n] for n in ("first", "last") if n in item.arguments]
+            elif item.coordinate in REPRESENTATION_LISTS:
+                read = [item.arguments[n] for n in ("representations",) if n in item.arguments]
+            else:
+                read = []
+            if any(_holds_variable(node) for node in read):
+                return True
+            if item.child is not None:
+                sets.append(item.child)
+    return False
+
+
+def _holds_variable(node: ValueNode) -> bool:
+    if isinstance(node, VariableNode):
+        return True
+    if isinstance(node, ListValueNode):
+        return any(_holds_variable(value) for value in node.values)
+    if isinstance(node, ObjectValueNode):
+        return any(_holds_variable(field.value) for field in node.fields)
+    return False
+
+
 def _multiplier(item: _CostField, values: Mapping[str, Any], limits: Limits) -> int:
     """How many of what is inside a field there are, for a list field that is not paged."""
     if item.coordinate in ESTIMATED_LISTS:
@@ -492,7 +537,7 @@ class _Walk:
             defaults=defaults,
             constant=None,
         )
-        if not any(definition.variable_definitions for definition, _, _ in chosen):
+        if not _priced_variables(plan):  # no variable's value can change the cost
             plan = CostPlan(**{**plan.__dict__, "constant": plan.cost({}, self.limits)})
         return tuple(unique), plan
 

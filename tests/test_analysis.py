@@ -326,6 +326,31 @@ def test_variables_and_their_defaults_are_priced(
     assert analysis.cost(variables) == cost
 
 
+@pytest.mark.parametrize(
+    ("query", "priced"),
+    [
+        ("query($id: String!) { customer(externalCustomerId: $id) { id } }", False),
+        (
+            "query($id: String!) { customers(first: 3) { nodes { id } } "
+            "a: customer(externalCustomerId: $id) { id } }",
+            False,
+        ),
+        (PAGE.format(""), True),
+        ("query($n: Int) { customers(last: $n) { nodes { id } } }", True),
+        ("query($n: Int) { ...F } fragment F on Query { customers(first: $n) { nodes { id } } }",
+         True),
+        ("query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id } } }", True),
+        ("query($c: _Any!) { _entities(representations: [$c]) { ... on Customer { id } } }", True),
+    ],
+)  # fmt: skip
+def test_a_cost_no_variable_can_change_is_worked_out_once(query: str, priced: bool) -> None:
+    """The plan keeps its cost as a constant when no variable reaches what the cost reads;
+    then any variables give the same cost as the full evaluation."""
+    analysis = analyse(query)
+    assert analysis.plan is not None
+    assert (analysis.plan.constant is None) is priced
+
+
 def test_entities_cost_once_per_representation() -> None:
     query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Customer { id } } }"
     representations = [{"__typename": "Customer", "id": str(n)} for n in range(7)]
