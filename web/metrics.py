@@ -107,6 +107,10 @@ _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
 MAX_OPERATION_NAMES = 200
 _operation_names: set[str] = set()
 _pool_status: Callable[[], tuple[int, int]] | None = None
+# With worker processes, /metrics is read in one of them and reads the others' gauges from
+# their files: each worker writes its pool's after every request. One process is read at
+# the scrape itself (`exposition`), so its requests need not.
+_sample_every_request = False
 
 
 def operation_label(name: str | None) -> str:
@@ -123,8 +127,9 @@ def operation_label(name: str | None) -> str:
 
 def watch_pool(status: Callable[[], tuple[int, int]] | None) -> None:
     """Report this pool's in-use and waiting counts (None: stop, at shutdown)."""
-    global _pool_status
+    global _pool_status, _sample_every_request
     _pool_status = status
+    _sample_every_request = bool(os.environ.get(MULTIPROCESS_DIR))
     _sample_pool()
     if status is None and os.environ.get(MULTIPROCESS_DIR):
         # A stopping worker's live gauges (in use, waiting, in progress) leave the sums.
@@ -162,7 +167,8 @@ def observe_request(path: str, status: int, info: RequestInfo, seconds: float) -
         kind = info.operation_type or "unknown"
         _requests(operation_label(info.operation_name), kind, info.outcome).inc()
         _latency(kind, info.outcome).observe(seconds)
-    _sample_pool()
+    if _sample_every_request:
+        _sample_pool()
 
 
 def count_transition(before: KycStatus | None, after: KycStatus, count: int) -> None:
