@@ -35,6 +35,7 @@ import asyncpg
 
 from db.faults import Fault, fault_of
 from db.keepalive import keep_alive
+from db.tasks import Deadlines
 
 
 class PostgresReaders:
@@ -57,6 +58,9 @@ class PostgresReaders:
         self.options = {k: v for k, v in connect_args.items() if k != "command_timeout"}
         self.check = check  # raises while the database is known to be unreachable
         self.failed = failed  # told of a read that found the database unreachable
+        # Each read's bound, kept by one timer for all of them (db/tasks.py): a read on an
+        # idle connection is over long before any timer could fire.
+        self._deadlines = Deadlines()
         self._turns = asyncio.Semaphore(size)  # FIFO: the longest waiting read goes first
         self._idle: list[asyncpg.Connection] = []
         self._opened: set[asyncpg.Connection] = set()  # idle or reading, for `terminate`
@@ -70,7 +74,7 @@ class PostgresReaders:
     async def _fetch(self, sql: str, parameters: Sequence[Any]) -> Iterable[Sequence[Any]]:
         connection = None
         try:
-            async with asyncio.timeout(self.bound):
+            with self._deadlines.within(self.bound):
                 connection = self._take_idle() or await self._connect()
                 rows: Iterable[Sequence[Any]] = await connection.fetch(sql, *parameters)
         except BaseException as error:

@@ -4,17 +4,16 @@ parsed as strict JSON within sane limits.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from db.tasks import Deadlines
 from web.refusals import PAYLOAD_TOO_LARGE, refusal
 
 MAX_JSON_DEPTH = 64  # arrays and objects inside one another; real requests use under ten
@@ -121,10 +120,11 @@ class Body(bytes):
         return body
 
 
-async def read_body(request: Request, seconds: float) -> Body:
-    """The whole body; BodyTimeout when it is not complete within `seconds`."""
+async def read_body(request: Request, seconds: float, deadlines: Deadlines) -> Body:
+    """The whole body; BodyTimeout when it is not complete within `seconds` (kept by
+    `deadlines`: nearly every body arrives with its head, and needs no timer of its own)."""
     try:
-        async with asyncio.timeout(seconds):
+        with deadlines.within(seconds):
             return Body(await request.body())
     except TimeoutError:
         raise BodyTimeout(f"The request body did not arrive within {seconds:g} seconds.") from None

@@ -23,6 +23,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db.keys import Principal
+from db.tasks import Deadlines
 from schema import Schema, ftv1
 from schema.analysis import Admission, admission
 from schema.compiled.gate import Gate, Inbound
@@ -183,6 +184,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.credential_check_seconds = credential_check_seconds
         self.keys = ApiKeys(state.db, state.clock, key_cache_seconds)
         self.body_timeout = body_timeout
+        self.deadlines = Deadlines()  # the bodies' (db/tasks.py: one timer for all of them)
         self.tokens = tokens  # None: API keys only
         self.graphiql_page = (STATIC / "graphiql.html").read_text()  # read once, not per request
         self.compiled = compiled  # None: graphql-core answers every request
@@ -290,6 +292,7 @@ class GraphQLView(GraphQL[Context, None]):
         request = Request(with_lowercase_media_type(scope), receive)
         graphql_response = accepts_graphql_response(request.headers)
         principal: Principal | None = None
+        response: Response | JSONAnswer | None
         try:
             # The GraphiQL page holds no data and loads without a key: the key goes into its
             # headers editor. Everything else needs one, checked before a byte of the body is
@@ -302,7 +305,7 @@ class GraphQLView(GraphQL[Context, None]):
                 request.state.principal = principal
                 if info := request_info():
                     info.principal = principal.actor
-            request.state.body = await read_body(request, self.body_timeout)
+            request.state.body = await read_body(request, self.body_timeout, self.deadlines)
             trace = ftv1.requested(request.headers, principal, self.traces)
             with self.tracing.operation() as operation:  # web/tracing.py: a span, when on
                 # A persisted document is put in the request first: its cost is the document's.
@@ -362,7 +365,7 @@ class GraphQLView(GraphQL[Context, None]):
         graphql_response: bool,
         trace: ftv1.Recorder | None = None,
         admitted: Admission | None = None,
-    ) -> Response | None:
+    ) -> JSONAnswer | None:
         """The compiled path's answer, or None for Strawberry to answer: the gate
         (schema/compiled/gate.py) decides, from the request as plain values."""
         if self.compiled is None:
@@ -401,12 +404,11 @@ class GraphQLView(GraphQL[Context, None]):
         if info := request_info():
             info.operation_type, info.operation_name = answered[1:]
             info.outcome = "error" if outcome == UNAVAILABLE else outcome
-        response = Response(self.encode_json(payload), media_type="application/json")
-        if graphql_response:
-            response.headers["content-type"] = GRAPHQL_RESPONSE
-            if outcome == UNAVAILABLE:
-                response.status_code = 503
-        return response
+        if not graphql_response:
+            return JSONAnswer(self.encode_json(payload), 200, _JSON)
+        return JSONAnswer(
+            self.encode_json(payload), 503 if outcome == UNAVAILABLE else 200, _GRAPHQL_RESPONSE
+        )
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         resolved = resolved_of(request.starlette)
@@ -457,6 +459,28 @@ class GraphQLView(GraphQL[Context, None]):
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "The request body must be a JSON object.")
         return parsed
+
+
+_JSON = b"application/json"
+_GRAPHQL_RESPONSE = GRAPHQL_RESPONSE.encode()
+
+
+class JSONAnswer:
+    """An answer of JSON bytes, with the status and headers Starlette's Response would send
+    (Content-Length, then Content-Type), without building its header object: the compiled
+    path answers every request so."""
+
+    __slots__ = ("body", "media_type", "status")
+
+    def __init__(self, body: bytes, status: int, media_type: bytes) -> None:
+        self.body = body
+        self.status = status
+        self.media_type = media_type
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", b"%d" % len(self.body)), (b"content-type", self.media_type)]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def with_lowercase_media_type(scope: Scope) -> Scope:
