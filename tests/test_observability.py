@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from schema.errors import TracebackThrottle
 from tests.support.databases import TEST_API_KEY
 from tests.support.graphql_client import GraphQLClient
 from web.auth import ApiKeys, Unauthenticated
-from web.logs import JsonFormatter, RequestIdFilter
+from web.logs import PLAIN, JsonFormatter, PlainFormatter, RequestIdFilter
 from web.requests import RequestInfo, current
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
@@ -166,6 +167,21 @@ def test_json_log_lines_carry_the_request_id_and_fields() -> None:
     assert entry["request_id"] == "req-1"
     assert (entry["message"], entry["status"], entry["operation"]) == ("POST /g", 200, "Customers")
     assert (entry["level"], entry["logger"]) == ("info", "customer_api.access")
+
+
+def test_log_times_are_written_as_ever_second_by_second() -> None:
+    """The formatters write each second's text once (web/logs.py: SecondsCache): every
+    record's time is still what logging.Formatter, and strftime of the UTC time, write."""
+    plain, json_form, reference = PlainFormatter(), JsonFormatter(), logging.Formatter(PLAIN)
+    base = 1_780_000_000.0
+    for created in (base + 0.001, base + 0.999, base + 1.0, base + 0.5, base + 86_400.25):
+        record = logging.LogRecord("x", logging.INFO, "x", 1, "m", (), None)
+        record.created, record.msecs, record.request_id = created, (created % 1) * 1000, "-"
+        assert plain.format(record) == reference.format(record)
+        moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        assert json.loads(json_form.format(record))["time"] == (
+            f"{moment}.{int(record.msecs):03d}Z"
+        )
 
 
 def test_a_burst_of_one_failure_shows_its_traceback_once_a_minute_with_a_count() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,13 +34,44 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class SecondsCache:
+    """A record's time down to the second, written once a second (strftime is a third of a
+    plain line's formatting; the server writes many lines a second). One tuple is replaced
+    whole, so threads that log too read a pair that belongs together."""
+
+    def __init__(self, form: str, convert: Callable[[float], time.struct_time]) -> None:
+        self.form = form
+        self.convert = convert
+        self.last: tuple[int, str] = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        last_second, written = self.last
+        if second != last_second:
+            written = time.strftime(self.form, self.convert(created))
+            self.last = (second, written)
+        return written
+
+
+class PlainFormatter(logging.Formatter):
+    """PLAIN, its time written as logging.Formatter writes it (local time, milliseconds)."""
+
+    def __init__(self) -> None:
+        super().__init__(PLAIN)
+        self.seconds = SecondsCache(self.default_time_format, self.converter)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return f"{self.seconds(record.created)},{int(record.msecs):03d}"  # as "%s,%03d" does
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, request id, extra fields."""
 
+    seconds = SecondsCache("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self.seconds(record.created) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -61,7 +93,7 @@ def configure_logging(level: str, form: str) -> None:
     """Send every logger (uvicorn's too) to stderr in the chosen form."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(PLAIN))
+    handler.setFormatter(JsonFormatter() if form == "json" else PlainFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
