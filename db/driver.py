@@ -180,12 +180,18 @@ class PerDialect:
     def __init__(self, build: Callable[[str], Select[Any] | UpdateBase]) -> None:
         self.build = build
         self._shapes = ByShape(limit=4)  # a dialect each
+        # What `_shapes` compiled, by dialect: a statement on every request's path (a
+        # lookup's read, each of a write's) is found with one look-up, not a shape's key.
+        self._found: dict[str, DriverStatement] = {}
 
     def on(self, dialect: Dialect) -> DriverStatement:
-        statement, _values = self._shapes.on(
-            dialect, None, (), {}, lambda: self.build(dialect.name)
-        )
-        return statement
+        found = self._found.get(dialect.name)
+        if found is None:
+            found, _values = self._shapes.on(
+                dialect, None, (), {}, lambda: self.build(dialect.name)
+            )
+            self._found[dialect.name] = found
+        return found
 
 
 def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

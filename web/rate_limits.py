@@ -244,6 +244,8 @@ class RateLimiter:
 
     def bucket_of(self, principal: Principal) -> Bucket:
         """The principal's bucket: its key's own limits where it has them, else the default."""
+        if not principal.max_cost and not principal.restore_rate:
+            return self.default  # nearly every principal's: not made anew for each request
         size = principal.max_cost or self.default.size
         rate = principal.restore_rate or self.default.rate
         return Bucket(size, rate)
