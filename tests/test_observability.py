@@ -4,6 +4,7 @@ outside GraphQL, and the key cache (through the app over HTTP, on both backends)
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -24,7 +25,7 @@ from schema.errors import TracebackThrottle
 from tests.support.databases import TEST_API_KEY
 from tests.support.graphql_client import GraphQLClient
 from web.auth import ApiKeys, Unauthenticated
-from web.logs import PLAIN, JsonFormatter, PlainFormatter, RequestIdFilter
+from web.logs import PLAIN, JsonFormatter, LoopTurnHandler, PlainFormatter, RequestIdFilter
 from web.requests import RequestInfo, current
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
@@ -182,6 +183,64 @@ def test_log_times_are_written_as_ever_second_by_second() -> None:
         assert json.loads(json_form.format(record))["time"] == (
             f"{moment}.{int(record.msecs):03d}Z"
         )
+
+
+class Writes(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+
+def _handler_and_logger() -> tuple[Writes, LoopTurnHandler, logging.Logger]:
+    stream = Writes()
+    handler = LoopTurnHandler(stream, deferred=frozenset({"turns"}))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.Logger("turns")  # not registered: no other handler sees it
+    logger.addHandler(handler)
+    return stream, handler, logger
+
+
+async def test_a_turns_log_lines_are_written_at_its_end_in_one_write() -> None:
+    stream, _, logger = _handler_and_logger()
+    for n in range(3):
+        logger.warning("line %d", n)
+    assert stream.writes == []  # the turn is not over
+    await asyncio.sleep(0)  # the next turn: the handler's call_soon has run
+    assert stream.writes == ["line 0\nline 1\nline 2\n"]
+    logger.warning("line 3")
+    await asyncio.sleep(0)
+    assert stream.writes[1:] == ["line 3\n"]
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_those_waiting() -> None:
+    stream, handler, logger = _handler_and_logger()
+    logger.warning("from the loop")
+    await asyncio.to_thread(logger.warning, "from a thread")
+    assert "".join(stream.writes) == "from the loop\nfrom a thread\n"
+    logger.warning("last")
+    handler.flush()  # as logging.shutdown does at exit
+    assert "".join(stream.writes).endswith("from a thread\nlast\n")
+
+
+async def test_other_loggers_lines_are_written_at_once_after_those_waiting() -> None:
+    stream, handler, logger = _handler_and_logger()
+    logger.warning("an access line")  # waits for the turn's end
+    other = logging.Logger("other")
+    other.addHandler(handler)
+    other.warning("Application shutdown complete.")
+    assert stream.writes == ["an access line\nApplication shutdown complete.\n"]
+
+
+def test_without_a_loop_lines_are_written_at_once() -> None:
+    stream, _, logger = _handler_and_logger()
+    logger.warning("now")
+    assert stream.writes == ["now\n"]
 
 
 def test_a_burst_of_one_failure_shows_its_traceback_once_a_minute_with_a_count() -> None:

@@ -10,9 +10,10 @@ import logging
 
 from starlette.types import Scope
 
+from web.logs import ACCESS
 from web.requests import RequestInfo
 
-access_logger = logging.getLogger("customer_api.access")
+access_logger = logging.getLogger(ACCESS)
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a decoded path
 # (%0a, %1b) would otherwise forge log lines or write terminal escape sequences. The
