@@ -107,8 +107,7 @@ class FeedSignal:
             await cancel_and_wait(task)
 
     async def _read_head(self) -> None:
-        async with self.db.read() as session:
-            self._advance(await events.head(session))
+        self._advance(await events.read_head(self.db))
 
     async def _poll(self) -> None:
         while True:

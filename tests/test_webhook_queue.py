@@ -37,9 +37,8 @@ async def test_the_worker_wakes_for_a_retry_not_for_the_deliveries_queued_behind
         [head] = await webhooks.claim(session, now, limit=5)
         failed = webhooks.Outcome(500, "answered HTTP 500", 3)
         await webhooks.record_attempt(session, head, failed, now, schedule=[60])
-    async with db.read() as session:
-        assert not await webhooks.any_due(session, now)
-        due = await webhooks.next_due(session)
+    assert not await webhooks.any_due(db, now)
+    due = await webhooks.next_due(db)
     assert due is not None
     assert due > now  # the head's retry, not a delivery queued behind it
 
