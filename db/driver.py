@@ -14,9 +14,11 @@ statement run here, a read's or a write's, is reported to `Database.statement_ob
 (a write session carries them in its `info`), so that a test counting statements sees them
 all.
 
-Writes take the same way inside a write session (`SessionDriver`): the session still owns
-the connection and the transaction (its begin, commit, rollback, and SQLite's write turn),
-and the statements run on that transaction's driver connection, a round trip each.
+Writes take the same way (`WriteDriver`), on the driver connection of a write transaction:
+`Database.transaction()`'s, which begins and ends it on the driver itself (the customer
+writes, made only of such statements), or an ORM write session's, which owns its begin,
+commit and rollback (the writes that still go through the ORM). A statement is a round trip
+either way.
 """
 
 from __future__ import annotations
@@ -273,7 +275,7 @@ class ConnectionBudget(NamedTuple):
         return cls(kept, total - readers - kept, readers)
 
 
-_DRIVER = "session_driver"  # session.info's key: the transaction, and its SessionDriver
+_DRIVER = "session_driver"  # session.info's key: the transaction, and its WriteDriver
 # session.info's key: the statement observers of the Database whose session it is, told the
 # SQL of each statement run here, as `Database.fetch` tells them of its own.
 OBSERVERS = "statement_observers"
@@ -299,10 +301,11 @@ def ended(ends: Sequence[StatementEnd], error: BaseException | None = None) -> N
         end(error)
 
 
-class SessionDriver:
-    """The driver connection (aiosqlite's or asyncpg's) under a session's transaction.
+class WriteDriver:
+    """The driver connection (aiosqlite's or asyncpg's) under a write transaction: one
+    `Database.transaction()` yields, or an ORM write session's (`of`).
 
-    Getting it begins the session's transaction, as its first statement would: on SQLite the
+    Getting a session's begins its transaction, as its first statement would: on SQLite the
     engine's begin hook sends `BEGIN IMMEDIATE`. SQLAlchemy's asyncpg adapter begins its
     transaction only when its own cursor first runs a statement, so it is begun here: else
     these statements would each commit on their own. The session commits or rolls back.
@@ -320,20 +323,20 @@ class SessionDriver:
         self.observers = observers
 
     @classmethod
-    async def of(cls, session: AsyncSession) -> SessionDriver:
+    async def of(cls, session: AsyncSession) -> WriteDriver:
         """The session's, made once per transaction (a write and its event append share it:
         each making its own cost a greenlet and a checkout of the session's connection)."""
         transaction = session.get_transaction()
         made = session.info.get(_DRIVER)
         if made is not None and transaction is not None and made[0] is transaction:
-            driver: SessionDriver = made[1]
+            driver: WriteDriver = made[1]
             return driver
         driver = await cls._make(session)
         session.info[_DRIVER] = (transaction, driver)
         return driver
 
     @classmethod
-    async def _make(cls, session: AsyncSession) -> SessionDriver:
+    async def _make(cls, session: AsyncSession) -> WriteDriver:
         connection = await session.connection()
         adapted = (await connection.get_raw_connection()).dbapi_connection
         if connection.dialect.name == "postgresql" and adapted._transaction is None:  # type: ignore[union-attr]

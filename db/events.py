@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
-from db.driver import PerDialect, SessionDriver, among
+from db.driver import PerDialect, WriteDriver, among
 from db.engine import Database
 from db.models import (
     CustomerEvent,
@@ -112,12 +112,19 @@ current_trace: Callable[[], str | None] = _untraced
 
 
 async def record(session: AsyncSession, events: Sequence[NewEvent], now: datetime) -> None:
+    """`append` for a write made through the ORM: what the session still holds is written
+    first, since the counter must be the transaction's last write."""
+    if not events:
+        return
+    await session.flush()
+    await append(await WriteDriver.of(session), events, now)
+
+
+async def append(driver: WriteDriver, events: Sequence[NewEvent], now: datetime) -> None:
     """Append events to the feed in this transaction. Call it last before the commit: from
     here until the commit, other writers wait for the counter (that is the order guarantee)."""
     if not events:
         return
-    await session.flush()  # what the ORM still holds comes first: the counter is the last write
-    driver = await SessionDriver.of(session)
     ((last,),) = await driver.run(_NEXT, {"count": len(events)})
     trace = current_trace()
     for number, event in enumerate(events, start=last - len(events) + 1):

@@ -146,9 +146,9 @@ async def create(
     writer: Writer, external_customer_id: str, data: Mapping[str, str | None]
 ) -> customers.CustomerOutcome:
     """createCustomer: `data` holds every data field, None for those not given."""
-    async with writer.db.write() as session:
+    async with writer.db.transaction() as driver:
         return await customers.create_customer(
-            session, external_customer_id, data, writer.environment,
+            driver, external_customer_id, data, writer.environment,
             now=writer.now, who=writer.actor,
         )  # fmt: skip
 
@@ -160,9 +160,9 @@ async def update(
     if writer.own_customer(Scope.CUSTOMERS_WRITE) not in (None, external_customer_id):
         # A customers:self token changing another customer: as if there were none.
         return customers.CustomerOutcome(problems=[customers.not_found(external_customer_id)])
-    async with writer.db.write() as session:
+    async with writer.db.transaction() as driver:
         return await customers.update_customer(
-            session, external_customer_id, patch, writer.environment,
+            driver, external_customer_id, patch, writer.environment,
             now=writer.now, who=writer.actor,
         )  # fmt: skip
 

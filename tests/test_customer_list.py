@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import select
 
 from db import customers, kyc, models, rules
+from db.driver import WriteDriver
 from db.engine import Database
 from db.models import KycStatus, KycType
 from schema import ids
@@ -41,7 +42,7 @@ async def seed(db: Database, clock: Clock) -> None:
                 clock.advance(timedelta(milliseconds=1))
             n = (i * 7919) % N
             written = await customers.create_customer(
-                session,
+                await WriteDriver.of(session),
                 f"{'C' if n % 2 else 'c'}-{n:04d}",
                 {
                     "email": f"{'User' if i % 2 else 'user'}{(i * 31) % N:04d}@example.com",
@@ -69,7 +70,7 @@ async def seed(db: Database, clock: Clock) -> None:
             if i % 4 == 0:  # ties in updatedAt too
                 clock.advance(timedelta(milliseconds=i % 8 == 0))
                 await customers.update_customer(
-                    session,
+                    await WriteDriver.of(session),
                     row.external_customer_id,
                     {"city": f"City {i}"},
                     now=clock(),

@@ -245,9 +245,13 @@ async def test_readers_never_see_an_event_behind_their_cursor(settings: Settings
 
     async def write(db: Database, w: int) -> None:
         for n in range(15):
-            async with db.write() as session:
+            async with db.transaction() as driver:
                 written = await customers.create_customer(
-                    session, f"w{w}-{n}", {"email": f"w{w}-{n}@example.com"}, now=utc_now(), who="t"
+                    driver,
+                    f"w{w}-{n}",
+                    {"email": f"w{w}-{n}@example.com"},
+                    now=utc_now(),
+                    who="t",
                 )
                 assert written.customer is not None
                 await asyncio.sleep(0)  # let another writer interleave before this commit
@@ -282,9 +286,13 @@ async def test_events_are_in_the_table_with_their_change(settings: Settings) -> 
     try:
 
         async def roll_back() -> None:
-            async with db.write() as session:
+            async with db.transaction() as driver:
                 await customers.create_customer(
-                    session, "gone", {"email": "gone@example.com"}, now=utc_now(), who="t"
+                    driver,
+                    "gone",
+                    {"email": "gone@example.com"},
+                    now=utc_now(),
+                    who="t",
                 )
                 raise RuntimeError("roll back")
 

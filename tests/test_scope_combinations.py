@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from db import customers, kyc, webhooks
+from db.driver import WriteDriver
 from db.engine import Database
 from db.models import KycStatus, KycType
 from schema import ids
@@ -82,10 +83,10 @@ class Seeds:
         email = f"{external_id}@example.com"
         now = self.clock()
         async with self.db.write() as session:
+            driver = await WriteDriver.of(session)
             outcome = await customers.create_customer(
-                session, external_id, {"email": email, "phone": "+12015550123"},
-                now=now, who="test",
-            )  # fmt: skip
+                driver, external_id, {"email": email, "phone": "+12015550123"}, now=now, who="test"
+            )
             assert outcome.customer is not None
             assert outcome.customer.id is not None
             key = outcome.customer.id

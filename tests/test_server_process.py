@@ -18,6 +18,7 @@ import pytest
 from sqlmodel import col, select
 
 from db import customers, kyc, migrate
+from db.driver import WriteDriver
 from db.engine import Database
 from db.models import KycStatus, KycType, KycVerification, utc_now
 from tests.support.databases import TEST_API_KEY, Databases
@@ -108,7 +109,7 @@ async def add_stale_verifications(database_url: str, count: int) -> None:
             data = {"email": f"stale{n}@example.com"}
             assert (
                 await customers.create_customer(
-                    session, f"s-{n}", data, now=two_days_ago, who="tests"
+                    await WriteDriver.of(session), f"s-{n}", data, now=two_days_ago, who="tests"
                 )
             ).customer
             await kyc.start_verification(

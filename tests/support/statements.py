@@ -13,7 +13,7 @@ def counting_statements(db: Database) -> Iterator[list[str]]:
     """The SQL statements on customer data run inside the block.
 
     Statements reach the database three ways: through the ORM session, and through
-    `Database.fetch` and a write's `SessionDriver` on a driver connection; all three tell
+    `Database.fetch` and a write's `WriteDriver` on a driver connection; all three tell
     `Database.statement_observers` (db/engine.py, db/driver.py), the one place to watch.
 
     The API key's look-up (one per request, and its last-used stamp once a minute) is left
