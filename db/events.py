@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, delete, func, insert, update
+from sqlalchemy import Select, String, bindparam, cast, delete, func, insert, literal, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -125,7 +125,7 @@ async def append(driver: WriteDriver, events: Sequence[NewEvent], now: datetime)
     here until the commit, other writers wait for the counter (that is the order guarantee)."""
     if not events:
         return
-    ((last,),) = await driver.run(_NEXT, {"count": len(events)})
+    last = (await driver.run(_NEXT, {"count": len(events)}))[0].last
     trace = current_trace()
     for number, event in enumerate(events, start=last - len(events) + 1):
         verification = event.verification
@@ -148,31 +148,34 @@ async def append(driver: WriteDriver, events: Sequence[NewEvent], now: datetime)
     for event in events:
         for observe in event_observers:
             observe(event.type)
-    if not driver.sqlite:
-        await driver.run(_NOTIFY, {"channel": CHANNEL, "last": str(last)})
 
 
-# record()'s statements, run on the transaction's driver connection (db/driver.py).
+# append()'s statements, run on the transaction's driver connection (db/driver.py).
 _COUNTER_ROW = EventCounter.__table__.c  # type: ignore[attr-defined]
 _EVENTS = CustomerEvent.__table__  # type: ignore[attr-defined]
-_NEXT = PerDialect(
-    lambda _dialect: (
+
+
+def _next(dialect: str) -> Any:
+    # The counter moves on by the events' count; on PostgreSQL the same statement notifies
+    # the listeners (delivered at the commit, so none is woken before the events can be
+    # read): one round trip, where a NOTIFY of its own was another.
+    counted = (
         update(EventCounter.__table__)  # type: ignore[attr-defined]
         .where(_COUNTER_ROW.id == _COUNTER)
         .values(last=_COUNTER_ROW.last + bindparam("count", type_=_COUNTER_ROW.last.type))
         .returning(_COUNTER_ROW.last)
     )
-)
+    if dialect != "postgresql":
+        return counted
+    counter = counted.cte("counter")
+    notified = func.pg_notify(literal(CHANNEL, String()), cast(counter.c.last, String()))
+    return sa_select(counter.c.last, notified.label("notified"))
+
+
+_NEXT = PerDialect(_next)
 _INSERT = PerDialect(
     lambda _dialect: insert(_EVENTS).values(
         {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _EVENTS.c}
-    )
-)
-_NOTIFY = PerDialect(
-    lambda _dialect: sa_select(
-        func.pg_notify(
-            bindparam("channel", type_=String()), bindparam("last", type_=String())
-        ).label("notified")
     )
 )
 

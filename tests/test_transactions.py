@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
 import pytest
 
 from db import customers, events
 from db.engine import Database
 from db.models import utc_now
+from tests.support.pg_locks import dsn_of
 
 
 async def stored(db: Database, external_id: str) -> bool:
@@ -83,3 +85,20 @@ async def test_a_cancelled_transaction_is_never_handed_on_mid_transaction(db: Da
         await create(db, f"next-{n}")
     assert not await stored(db, "cancelled")
     assert all([await stored(db, f"next-{n}") for n in range(16)])
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_write_notifies_the_feed_listeners_with_its_newest_event(
+    db: Database, database_url: str
+) -> None:
+    """Subscriptions and webhook workers of every process wake on this (db/feed.py); without
+    it they would see new events only at the 2 s safety poll."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(dsn_of(database_url))
+    try:
+        await listener.add_listener(events.CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+        await create(db, "heard")
+        async with asyncio.timeout(10):  # a bound on a wait that should end at once
+            assert await heard.get() == str(await head(db))
+    finally:
+        await listener.close()
