@@ -171,7 +171,9 @@ def test_sigterm_while_the_database_is_black_holed_exits_0_in_time(
 # lock, and the writes queued behind it go through.
 
 COUNTER_UPDATE = b"UPDATE event_counter SET last"  # in the statement's text (its Parse)
-UPDATED_ONE_ROW = b"UPDATE 1\x00"  # in the reply: the statement ran, the lock is taken
+# In the reply: the statement (a SELECT of the counter's new number from its UPDATE, which
+# notifies too: db/events.py) ran, and the lock is taken.
+UPDATED_ONE_ROW = b"SELECT 1\x00"
 HELD_AT_MOST = Timeouts.idle_in_transaction + 1.5  # the bound, and a busy machine's margin
 
 
