@@ -9,6 +9,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -312,7 +313,7 @@ class Database:
 
     @asynccontextmanager
     async def _driver_transaction(self) -> AsyncIterator[WriteDriver]:
-        pooled = await self.engine.raw_connection()
+        pooled = await self._begun()
         connection: Any = pooled.driver_connection
         run = connection.execute_fetchall if self.is_sqlite else connection.execute
         # Back to the pool only after a COMMIT or ROLLBACK that ended: a connection left
@@ -320,7 +321,6 @@ class Database:
         # away, never given to another request mid-transaction.
         reusable = False
         try:
-            await run("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
             try:
                 yield WriteDriver(self.engine.dialect, connection, self.statement_observers)
             except Exception:
@@ -332,6 +332,55 @@ class Database:
             reusable = True
         finally:
             await greenlet_spawn(pooled.close if reusable else pooled.invalidate)
+
+    async def _begun(self) -> PoolProxiedConnection:
+        """A pool connection inside a new transaction.
+
+        On PostgreSQL the BEGIN is the checkout's ping, bounded as the ping is: the pre-ping
+        would be a round trip of its own before it. A BEGIN changes nothing, so a connection
+        that died in the pool (a restarted server) fails it harmlessly, and it is sent once
+        more on a connection the pool pings, or opens: what the pre-ping would have done. A
+        BEGIN that times out is not sent again, as a ping that times out is not (a reconnect
+        would wait out another timeout on a database that just failed to answer)."""
+        if self.is_sqlite:
+            pooled = await self.engine.raw_connection()
+            await self._begin(pooled, "BEGIN IMMEDIATE")
+            return pooled
+        skipped = _BEGIN_PINGS.set(True)
+        try:
+            pooled = await self.engine.raw_connection()
+        finally:
+            _BEGIN_PINGS.reset(skipped)
+        try:
+            await self._begin(pooled, "BEGIN")
+            return pooled
+        except Exception as error:
+            if isinstance(error, TimeoutError) or fault_of(error) is not Fault.UNAVAILABLE:
+                raise
+        pooled = await self.engine.raw_connection()
+        await self._begin(pooled, "BEGIN")
+        return pooled
+
+    async def _begin(self, pooled: PoolProxiedConnection, begin: str) -> None:
+        connection: Any = pooled.driver_connection
+        try:
+            if self.is_sqlite:
+                await connection.execute_fetchall(begin)
+            else:
+                await connection.execute(begin, timeout=self.timeouts.connect)
+        except BaseException as error:
+            if not self.is_sqlite:
+                # As a failed ping: dropped at once (a polite close would wait on a server
+                # that did not answer). A BEGIN that timed out tells the latch, as a ping that
+                # timed out does; a connection found closed does not (the one the pool pings
+                # or opens next tells it, if the server is gone).
+                if isinstance(error, TimeoutError):
+                    pool = self.engine.pool
+                    if isinstance(pool, CountingPool):
+                        pool.latch.trip()
+                connection.terminate()
+            await greenlet_spawn(pooled.invalidate)
+            raise
 
     async def fetch(
         self, statement: DriverStatement, values: Mapping[str, Any], *, point: bool = False
@@ -415,6 +464,11 @@ class Database:
             await self._postgres_readers.close()
 
 
+# Set while `Database.transaction()` checks a connection out on PostgreSQL: its BEGIN, the
+# next round trip, is the connection's ping.
+_BEGIN_PINGS: ContextVar[bool] = ContextVar("begin_pings", default=False)
+
+
 def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeouts | None) -> None:
     """A pre-ping that fails sets the latch, so the reconnect that follows it (and every other
     caller's) fails at once instead of waiting out a connect timeout too. On PostgreSQL the
@@ -432,6 +486,8 @@ def _latch_on_failed_pings(engine: AsyncEngine, latch: _Latch, timeouts: Timeout
     bounded = timeouts is not None and dialect.name == "postgresql"
 
     def do_ping(dbapi_connection: DBAPIConnection) -> bool:
+        if _BEGIN_PINGS.get():
+            return True
         try:
             if bounded and timeouts is not None:
                 await_(_round_trip(dbapi_connection, timeouts.connect))
