@@ -240,7 +240,7 @@ class Database:
             self._write_turn = asyncio.Lock()
         # Told the SQL of every statement, and when it ends (db/driver.py's
         # StatementObserver), whichever way it runs: on a driver connection (`fetch`'s, a
-        # write session's WriteDriver's, which tell them themselves) or through the ORM
+        # write's WriteDriver's, which tell them themselves) or through the ORM
         # (the engine's events tell them: `_observe_orm_statements`).
         self.statement_observers: list[StatementObserver] = []
         _observe_orm_statements(self.engine, self.statement_observers)
@@ -299,9 +299,9 @@ class Database:
     async def transaction(self) -> AsyncIterator[WriteDriver]:
         """A write transaction on a pool connection's driver, without an ORM session, for a
         write made only of compiled statements (db/driver.py): committed when the block
-        ends, rolled back when it raises. The connection is checked out as a session's is
-        (the unreachable-latch, PostgreSQL's pre-ping), and on SQLite the write waits for
-        this process's turn as `write()`'s do. What it spares is the session's begin,
+        ends, rolled back when it raises. The connection is checked out of the same pool,
+        behind the same unreachable-latch (on PostgreSQL its BEGIN is its ping: `_begun`),
+        and on SQLite the write waits for this process's turn as `write()`'s do. What it spares is the session's begin,
         connection, commit and close, each a step through SQLAlchemy's greenlets: about
         0.4 ms of CPU a write on PostgreSQL (bench/README.md)."""
         if self._write_turn is None:
