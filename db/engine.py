@@ -301,9 +301,9 @@ class Database:
         write made only of compiled statements (db/driver.py): committed when the block
         ends, rolled back when it raises. The connection is checked out of the same pool,
         behind the same unreachable-latch (on PostgreSQL its BEGIN is its ping: `_begun`),
-        and on SQLite the write waits for this process's turn as `write()`'s do. What it spares is the session's begin,
-        connection, commit and close, each a step through SQLAlchemy's greenlets: about
-        0.4 ms of CPU a write on PostgreSQL (bench/README.md)."""
+        and on SQLite the write waits for this process's turn as `write()`'s do. What it
+        spares is the session's begin, connection, commit and close, each a step through
+        SQLAlchemy's greenlets: about 0.4 ms of CPU a write on PostgreSQL (bench/README.md)."""
         if self._write_turn is None:
             async with self._driver_transaction() as driver:
                 yield driver
