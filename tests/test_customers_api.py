@@ -144,7 +144,10 @@ async def test_every_problem_reported_together_and_nothing_written(
     assert await count_customers(db) == 0
 
 
-WRITE = re.compile(r'^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)', re.IGNORECASE)
+# A write, or a CTE that writes (PostgreSQL's counter update, which notifies: db/events.py).
+WRITE = re.compile(
+    r'^\s*(?:WITH\s+\w+\s+AS\s*\(\s*)?(?:INSERT INTO|UPDATE|DELETE FROM)\s+"?(\w+)', re.IGNORECASE
+)
 
 
 def tables_written(statements: list[str]) -> list[str]:
