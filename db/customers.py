@@ -151,9 +151,8 @@ async def update_customer(
     email = _accepted(checked.values["email"], checked.problems, "email")
     # An e-mail left as it is is the customer's own, which no other can hold: most patches
     # read nothing more.
-    if email == stored["email"]:
-        email = None
-    problems = checked.problems + await _taken(driver, None, email, exclude=stored["id"])
+    new_email = None if email == stored["email"] else email
+    problems = checked.problems + await _taken(driver, None, new_email, exclude=stored["id"])
     if problems:
         return CustomerOutcome(problems=rules.in_field_order(problems), warnings=checked.warnings)
 

@@ -209,8 +209,8 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(
         default=Timeouts.connect,
         gt=0,
-        description="Longest wait to open a PostgreSQL connection; also bounds the pre-ping and "
-        "each compiled read.",
+        description="Longest wait to open a PostgreSQL connection; also bounds the pre-ping, a "
+        "write's BEGIN (which is its connection's ping) and each compiled read.",
     )
     db_pool_timeout_seconds: float = Field(
         default=Timeouts.pool_checkout,
