@@ -12,8 +12,9 @@ process, on any server) finds every event below n already committed: nothing can
 behind a cursor once it was handed out. A sequence would not do: a transaction that took a
 smaller number could commit after one that took a larger number. The price is that writers
 queue for the counter between their last statement and their commit; on SQLite writers are
-serialised anyway (BEGIN IMMEDIATE). On PostgreSQL the same transaction sends a NOTIFY, which
-is delivered at commit, to wake the readers of every server process (`db.feed`).
+serialised anyway (BEGIN IMMEDIATE). On PostgreSQL the counter's statement also writes the
+first event and sends a NOTIFY, which is delivered at commit, to wake the readers of every
+server process (`db.feed`).
 
 No personal data: an event names the customer by externalCustomerId and the fields that
 changed, never their values.
@@ -34,7 +35,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, cast, delete, func, insert, literal, update
+from sqlalchemy import (
+    Select,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    update,
+)
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -125,29 +137,40 @@ async def append(driver: WriteDriver, events: Sequence[NewEvent], now: datetime)
     here until the commit, other writers wait for the counter (that is the order guarantee)."""
     if not events:
         return
-    last = (await driver.run(_NEXT, {"count": len(events)}))[0].last
     trace = current_trace()
-    for number, event in enumerate(events, start=last - len(events) + 1):
-        verification = event.verification
-        row = {
-            "id": number,
-            "type": event.type,
-            "external_customer_id": event.external_customer_id,
-            "changed_fields": " ".join(event.changed_columns),
-            "verification_id": verification.id if verification else None,
-            "verification_type": verification.type if verification else None,
-            "status": verification.status if verification else None,
-            "previous_status": event.previous_status,
-            "verification_created_at": verification.created_at if verification else None,
-            "actor": event.actor,
-            "occurred_at": event.occurred_at,
-            "recorded_at": now,
-            "traceparent": trace,
-        }
-        await driver.run(_INSERT, {f"set_{name}": value for name, value in row.items()})
+    rows = [_row(event, now, trace) for event in events]
+    # The counter's statement numbers them all and may write the first itself (`_next`).
+    numbered = (await driver.run(_NEXT, {"count": len(rows), **_binds(rows[0])}))[0]
+    first = numbered.last - len(rows) + 1
+    for number, row in enumerate(rows[numbered.carried :], start=first + numbered.carried):
+        await driver.run(_INSERT, {"set_id": number, **_binds(row)})
     for event in events:
         for observe in event_observers:
             observe(event.type)
+
+
+def _row(event: NewEvent, now: datetime, trace: str | None) -> dict[str, Any]:
+    """An event's columns but its number."""
+    verification = event.verification
+    return {
+        "type": event.type,
+        "external_customer_id": event.external_customer_id,
+        "changed_fields": " ".join(event.changed_columns),
+        "verification_id": verification.id if verification else None,
+        "verification_type": verification.type if verification else None,
+        "status": verification.status if verification else None,
+        "previous_status": event.previous_status,
+        "verification_created_at": verification.created_at if verification else None,
+        "actor": event.actor,
+        "occurred_at": event.occurred_at,
+        "recorded_at": now,
+        "traceparent": trace,
+    }
+
+
+def _binds(row: Mapping[str, Any]) -> dict[str, Any]:
+    # Not named as the columns: SQLAlchemy keeps those names for its own VALUES.
+    return {f"set_{name}": value for name, value in row.items()}
 
 
 # append()'s statements, run on the transaction's driver connection (db/driver.py).
@@ -155,27 +178,41 @@ _COUNTER_ROW = EventCounter.__table__.c  # type: ignore[attr-defined]
 _EVENTS = CustomerEvent.__table__  # type: ignore[attr-defined]
 
 
+def _event_values(number: ColumnElement[int]) -> dict[str, Any]:
+    """An INSERT's values: the event numbered `number`, the rest bound as `_binds` names them."""
+    bound = {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _EVENTS.c if c.key != "id"}
+    return {"id": number, **bound}
+
+
 def _next(dialect: str) -> Any:
-    # The counter moves on by the events' count; on PostgreSQL the same statement notifies
-    # the listeners (delivered at the commit, so none is woken before the events can be
-    # read): one round trip, where a NOTIFY of its own was another.
+    # The counter moves on by the events' count, and says how many of them the statement
+    # wrote itself (`carried`). On PostgreSQL it writes the first (every customer write's
+    # only one) and notifies the listeners, delivered at the commit so that none is woken
+    # before the events can be read: one round trip, where the counter, the insert and a
+    # NOTIFY were three. SQLite's statements cannot write from a WITH, and cost no round
+    # trip: there it moves the counter only.
+    count = bindparam("count", type_=_COUNTER_ROW.last.type)
     counted = (
         update(EventCounter.__table__)  # type: ignore[attr-defined]
         .where(_COUNTER_ROW.id == _COUNTER)
-        .values(last=_COUNTER_ROW.last + bindparam("count", type_=_COUNTER_ROW.last.type))
+        .values(last=_COUNTER_ROW.last + count)
         .returning(_COUNTER_ROW.last)
     )
     if dialect != "postgresql":
-        return counted
+        return counted.returning(literal_column("0").label("carried"))
     counter = counted.cte("counter")
+    first_number = sa_select(counter.c.last - count + 1).scalar_subquery()
+    first = insert(_EVENTS).values(_event_values(first_number)).cte("first_event")
     notified = func.pg_notify(literal(CHANNEL, String()), cast(counter.c.last, String()))
-    return sa_select(counter.c.last, notified.label("notified"))
+    return sa_select(
+        counter.c.last, notified.label("notified"), literal_column("1").label("carried")
+    ).add_cte(first)
 
 
 _NEXT = PerDialect(_next)
 _INSERT = PerDialect(
     lambda _dialect: insert(_EVENTS).values(
-        {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _EVENTS.c}
+        _event_values(bindparam("set_id", type_=_EVENTS.c.id.type))
     )
 )
 

@@ -9,10 +9,11 @@ import contextlib
 
 import asyncpg
 import pytest
+from sqlmodel import col, select
 
 from db import customers, events
 from db.engine import Database
-from db.models import utc_now
+from db.models import CustomerEvent, EventType, utc_now
 from tests.support.pg_locks import dsn_of
 
 
@@ -85,6 +86,32 @@ async def test_a_cancelled_transaction_is_never_handed_on_mid_transaction(db: Da
         await create(db, f"next-{n}")
     assert not await stored(db, "cancelled")
     assert all([await stored(db, f"next-{n}") for n in range(16)])
+
+
+async def test_events_appended_together_are_numbered_in_order_without_a_gap(
+    db: Database,
+) -> None:
+    """The counter's statement numbers them all (on PostgreSQL it writes the first too)."""
+    before = await head(db)
+    now = utc_now()
+    told = [
+        events.NewEvent(EventType.CUSTOMER_UPDATED, f"c-{n}", "t", now, ["city"]) for n in range(3)
+    ]
+    async with db.transaction() as driver:
+        await events.append(driver, told, now)
+        await events.append(driver, told[:1], now)
+    async with db.read() as session:
+        rows = list(await session.scalars(select(CustomerEvent).order_by(col(CustomerEvent.id))))
+    assert [(row.id, row.external_customer_id) for row in rows] == [
+        (before + 1, "c-0"),
+        (before + 2, "c-1"),
+        (before + 3, "c-2"),
+        (before + 4, "c-0"),
+    ]
+    assert {(row.type, row.changed_fields, row.actor) for row in rows} == {
+        (EventType.CUSTOMER_UPDATED, "city", "t")
+    }
+    assert await head(db) == before + 4
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
