@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Dialect,
     Select,
     String,
     bindparam,
@@ -52,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
-from db.driver import PerDialect, WriteDriver, among
+from db.driver import DriverStatement, PerDialect, WriteDriver, among
 from db.engine import Database
 from db.models import (
     CustomerEvent,
@@ -249,6 +250,12 @@ def head_query() -> Select[Any]:
 # `head` for what reads it over and over outside a session (SQLite's feed poll, twenty
 # times a second), compiled once: a session and an ORM statement cost about 0.3 ms a read.
 _HEAD = PerDialect(lambda _dialect: head_query())
+
+
+def head_statement(dialect: Dialect) -> DriverStatement:
+    """`head`'s statement, compiled for `dialect` (PostgreSQL's listener runs it on its own
+    connection)."""
+    return _HEAD.on(dialect)
 
 
 async def read_head(db: Database) -> int:

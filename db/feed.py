@@ -125,6 +125,7 @@ class FeedSignal:
         # peer that vanished without a word) would otherwise keep the check waiting forever,
         # and subscribers on the idle poll. Retries back off up to the fallback interval.
         bound = self.db.timeouts.connect
+        head = events.head_statement(self.db.engine.dialect)  # `events.head`, compiled
         backoff = _Backoff(self.poll_seconds, self.fallback_seconds)
         while True:
             connection = None
@@ -137,8 +138,8 @@ class FeedSignal:
                     await connection.add_listener(events.CHANNEL, self._notified)
                 while True:  # the safety net, and a check that the connection is alive
                     async with asyncio.timeout(bound):
-                        last = await connection.fetchval(_HEAD)
-                    self._advance(last)
+                        raw = await connection.fetch(head.sql, *head.parameters({}))
+                    self._advance(head.rows(raw)[0].last)
                     backoff.succeeded()
                     await asyncio.sleep(self.fallback_seconds)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
@@ -155,9 +156,6 @@ class FeedSignal:
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload.isdigit():
             self._advance(int(payload))
-
-
-_HEAD = "SELECT last FROM event_counter WHERE id = 1"
 
 
 class _Backoff:
