@@ -541,7 +541,7 @@ def profile(
         target = out / f"profile-{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.{kind}"
         recorder = subprocess.Popen(
             [spy, "record", "--pid", str(ours.pid), "--duration", str(int(args.seconds)),
-             "--output", str(target), "--nonblocking",
+             "--output", str(target), "--rate", "250",
              "--format", "raw" if args.collapsed else "flamegraph"],
         )  # fmt: skip
         wrk(ours.url, lua, args.seconds, args.connections, core)

@@ -5,8 +5,9 @@ ceiling); on a 2-core machine its ratios move by a tenth between runs. This scri
 one thing steadily enough to compare two commits or a change against its parent: the process
 CPU each workload's request costs through the whole ASGI app (the edge, authentication, the
 rate limit, the persisted-documents check, the gate, the compiled path or graphql-core, the
-database driver), with the database in the same process on SQLite. It uses bench.http's
-database (seeded there, or here when missing) and its workloads.
+database driver), with the database in the same process on SQLite (or on the PostgreSQL
+server that `--database-url` names). It uses bench.http's database (seeded there, or here
+when missing) and its workloads.
 
     .venv/bin/python -m bench.inprocess [--requests 2000] [--rounds 5] [--only customer]
     .venv/bin/python -m bench.inprocess --profile customer   # cProfile's top functions
@@ -174,7 +175,8 @@ async def run(args: argparse.Namespace) -> None:
                 for body in requests:
                     await client.post(body)
                 figures[w.name].append((time.process_time() - before) / len(requests) * 1e6)
-    print(f"in process, SQLite, {args.rounds} rounds of {args.requests} requests each")
+    backend = "SQLite" if args.database_url.startswith("sqlite") else "PostgreSQL"
+    print(f"in process, {backend}, {args.rounds} rounds of {args.requests} requests each")
     print(f"{'workload':<34}{'CPU us/req (median)':>20}{'min':>8}{'max':>8}")
     for name, values in figures.items():
         print(f"{name:<34}{statistics.median(values):>20.0f}{min(values):>8.0f}{max(values):>8.0f}")
