@@ -3,11 +3,15 @@ the test moves the deliveries along by hand)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
 import os
 import re
+from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, insert, text
 from sqlalchemy import select as sa_select
@@ -15,8 +19,13 @@ from sqlmodel import col, select
 
 from db import migrate, webhooks
 from db.engine import Database
+from db.feed import FeedSignal
 from db.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utc_now
+from db.tasks import cancel_and_wait
 from tests.support.graphql_client import GraphQLClient
+from web.app import app_state
+from web.settings import Settings
+from web.webhooks import ROUND_SECONDS, DeliveryWorker
 
 
 @pytest.mark.one_executor("delivery reads the event feed, which test_events proves alike on both")
@@ -175,3 +184,33 @@ async def test_the_migration_starts_each_endpoint_below_its_oldest_pending_deliv
         assert [(h.endpoint_id, h.id) for h in heads] == [(1, 4)]
     finally:
         await db.dispose()
+
+
+async def test_the_worker_starts_a_round_at_most_every_round_seconds(db: Database) -> None:
+    """Under a burst of commits (each one news in the feed) the worker does not start a
+    round per commit: each starts at least ROUND_SECONDS after the one before it."""
+    feed = FeedSignal(db, poll_seconds=60, fallback_seconds=60)
+    settings = Settings(cursor_secret="k" * 32)
+    worker = DeliveryWorker(replace(await app_state(db, settings, utc_now), feed=feed))
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    enough = asyncio.Event()
+    work = worker.work
+
+    async def news_in_every_round(client: httpx.AsyncClient) -> None:
+        starts.append(loop.time())
+        feed._advance(feed.latest + 1)  # a commit as the round runs: the next wait ends at once
+        if len(starts) == 6:
+            enough.set()
+        await work(client)
+
+    worker.work = news_in_every_round  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            await enough.wait()
+    finally:
+        await cancel_and_wait(task)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # asyncio may run a timer up to its clock's resolution early.
+    assert min(gaps) >= ROUND_SECONDS - loop._clock_resolution, gaps  # type: ignore[attr-defined]
