@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Dialect, Enum, Select, false, literal
@@ -102,6 +102,14 @@ def conversion(column_type: TypeEngine[Any], dialect: Dialect) -> Conversion | N
     return Conversion("{c}({v})", process)
 
 
+@cache
+def row_type(labels: tuple[str, ...]) -> Any:
+    """The named tuple of a statement's rows, by its columns' labels: one type for every
+    statement that reads the same columns (a write's customer is the row its update read).
+    Any: mypy wants a named tuple's fields written out."""
+    return NamedTuple("Row", [(label, Any) for label in labels])
+
+
 @dataclass(frozen=True)
 class DriverStatement:
     """A select compiled for one dialect, with what binds its values and reads its rows."""
@@ -132,8 +140,7 @@ class DriverStatement:
         results = tuple(
             conversion(column.type.dialect_impl(dialect), dialect) for column in columns
         )
-        labels = [str(column.key) for column in columns]
-        row = NamedTuple("Row", [(label, Any) for label in labels])  # type: ignore[misc]
+        row = row_type(tuple(str(column.key) for column in columns))
         return cls(
             sql=compiled.string,
             names=names,
