@@ -22,9 +22,11 @@ import asyncio
 import cProfile
 import gc
 import json
+import os
 import pstats
 import random
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -32,6 +34,7 @@ import orjson
 
 from bench.http import prepare, workloads
 from web.app import create_app
+from web.logs import configure_logging
 from web.settings import Settings
 
 
@@ -143,7 +146,7 @@ async def run(args: argparse.Namespace) -> None:
         database_url=args.database_url,
         kyc_sweep_interval_seconds=0,
         migrate_on_start=False,
-        log_level="WARNING",
+        log_level="INFO" if args.access_log else "WARNING",
     )
     loads = [
         w
@@ -195,7 +198,15 @@ def main() -> None:
     parser.add_argument("--profile", metavar="WORKLOAD", help="cProfile one workload instead")
     parser.add_argument("--sort", default="tottime", help="--profile's order (tottime, cumtime)")
     parser.add_argument("--json", action="store_true", help="also the medians as one JSON line")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="write the access log (plain, to /dev/null) as the server does over HTTP",
+    )
     args = parser.parse_args()
+    if args.access_log:  # as server.py sets it up, to a sink
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (for the whole run)
+        configure_logging("INFO", "plain")
     try:
         import uvloop
 
