@@ -182,24 +182,20 @@ class DriverStatement:
 
 
 class PerDialect:
-    """A statement built from the models whose shape never changes: `ByShape`'s one shape,
-    compiled once for each dialect it runs on. `build` gets the dialect's name, for what
-    differs between them (`ON CONFLICT`)."""
+    """A statement built from the models whose shape never changes, compiled once for each
+    dialect it runs on: a statement on every request's path (a lookup's read, each of a
+    write's) is found with one look-up. `build` gets the dialect's name, for what differs
+    between them (`ON CONFLICT`)."""
 
     def __init__(self, build: Callable[[str], Select[Any] | UpdateBase]) -> None:
         self.build = build
-        self._shapes = ByShape(limit=4)  # a dialect each
-        # What `_shapes` compiled, by dialect: a statement on every request's path (a
-        # lookup's read, each of a write's) is found with one look-up, not a shape's key.
-        self._found: dict[str, DriverStatement] = {}
+        self._compiled: dict[str, DriverStatement] = {}
 
     def on(self, dialect: Dialect) -> DriverStatement:
-        found = self._found.get(dialect.name)
+        found = self._compiled.get(dialect.name)
         if found is None:
-            found, _values = self._shapes.on(
-                dialect, None, (), {}, lambda: self.build(dialect.name)
-            )
-            self._found[dialect.name] = found
+            found = DriverStatement.compile(self.build(dialect.name), dialect)
+            self._compiled[dialect.name] = found
         return found
 
 
