@@ -109,6 +109,13 @@ async def wait_for_span(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
     raise AssertionError(f"no {name!r} span ended")
 
 
+async def stamps_written(app: Starlette) -> None:
+    """Until the key's last-used stamps that requests started are written: a stamp runs beside
+    its request, in its trace, and may end after it (web/auth.py)."""
+    if stamps := app.state.view.keys.stamps:
+        await asyncio.wait(list(stamps))
+
+
 async def test_a_request_continues_the_trace_down_to_its_statements_and_webhook_delivery(
     app: Starlette,
     http: httpx.AsyncClient,
@@ -120,6 +127,7 @@ async def test_a_request_continues_the_trace_down_to_its_statements_and_webhook_
     with receiving() as receiver:
         made = await gql.run("create_webhook_endpoint", input={"url": receiver.url})
         assert made["createWebhookEndpoint"]["userErrors"] == []
+        await stamps_written(app)
         spans.clear()  # the endpoint's request is a trace of its own
         answered_before = app.state.view.compiled_answers
         variables = {
@@ -205,6 +213,7 @@ async def test_a_query_on_either_executor_is_an_operation_span_with_its_reads(
     app: Starlette, gql: GraphQLClient, http: httpx.AsyncClient, spans: InMemorySpanExporter
 ) -> None:
     await gql.create("c-1", phone=PHONE)
+    await stamps_written(app)
     spans.clear()
     response = await http.post(
         "/graphql",
