@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
 from db import events, rules
-from db.driver import PerDialect, WriteDriver, among, row_type
+from db.driver import PerDialect, WriteDriver, among, row_type, settable, setting
 from db.events import NewEvent
 from db.faults import UNIQUE_VIOLATIONS
 from db.models import Customer, EventType, KycStatus
@@ -114,7 +114,7 @@ async def create_customer(
         "created_at": now,
         "updated_at": now,
     }
-    inserted = await driver.run(_INSERT, _setting(record))
+    inserted = await driver.run(_INSERT, setting(record))
     if not inserted:  # a unique index refused it: a race lost to another writer's commit
         return CustomerOutcome(problems=await _lost_race(driver, external_id, email))
     customer = CustomerRow(id=inserted[0].id, **record)
@@ -164,7 +164,7 @@ async def update_customer(
         # A new e-mail can meet another writer's, committed after the check above: the
         # unique index refuses it, and on PostgreSQL that would abort the whole transaction.
         async with driver.savepoint("new_email") if "email" in changed else nullcontext():
-            await driver.run(_UPDATE, {"customer_id": row.id, **_setting({**stored, **written})})
+            await driver.run(_UPDATE, {"customer_id": row.id, **setting({**stored, **written})})
     except UNIQUE_VIOLATIONS:
         return CustomerOutcome(problems=await _lost_race(driver, None, email, stored["id"]))
     updated = NewEvent(EventType.CUSTOMER_UPDATED, external_customer_id, who, now, list(changed))
@@ -193,21 +193,11 @@ _C = CUSTOMERS.c
 _WRITTEN = [column for column in _C if column.key != "id"]
 
 
-def _setting(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record's values by the names `_INSERT` and `_UPDATE` bind them to."""
-    return {f"set_{name}": value for name, value in record.items() if name != "id"}
-
-
-def _values() -> dict[str, Any]:
-    # Not named as the columns: SQLAlchemy keeps those names for its own VALUES and SET.
-    return {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _WRITTEN}
-
-
 def _insert(dialect: str) -> Any:
     # ON CONFLICT DO NOTHING: a row a unique index refuses comes back as no row, not as an
     # error that would abort a PostgreSQL transaction.
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return insert(CUSTOMERS).values(_values()).on_conflict_do_nothing().returning(_C.id)
+    return insert(CUSTOMERS).values(settable(_WRITTEN)).on_conflict_do_nothing().returning(_C.id)
 
 
 _INSERT = PerDialect(_insert)
@@ -215,7 +205,7 @@ _UPDATE = PerDialect(
     lambda _dialect: (
         sa_update(CUSTOMERS)
         .where(_C.id == bindparam("customer_id", type_=_C.id.type))
-        .values(_values())
+        .values(settable(_WRITTEN))
     )
 )
 _FOR_UPDATE = PerDialect(

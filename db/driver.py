@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import cache, cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Dialect, Enum, Select, false, literal
+from sqlalchemy import ColumnElement, Dialect, Enum, Select, bindparam, false, literal
 from sqlalchemy.engine import processors
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
@@ -197,6 +197,18 @@ class PerDialect:
             found = DriverStatement.compile(self.build(dialect.name), dialect)
             self._compiled[dialect.name] = found
         return found
+
+
+def settable(columns: Iterable[Any]) -> dict[str, Any]:
+    """An INSERT's or UPDATE's values for these columns, each a bound parameter named
+    `set_<column>` (SQLAlchemy keeps the columns' own names for its VALUES and SET)."""
+    return {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in columns}
+
+
+def setting(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's values by the names `settable` binds them to (a name the statement does
+    not take is left out when it runs)."""
+    return {f"set_{name}": value for name, value in record.items()}
 
 
 def among(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 
-from db.driver import DriverStatement, PerDialect, WriteDriver, among
+from db.driver import DriverStatement, PerDialect, WriteDriver, among, settable, setting
 from db.engine import Database
 from db.models import (
     CustomerEvent,
@@ -141,10 +141,10 @@ async def append(driver: WriteDriver, events: Sequence[NewEvent], now: datetime)
     trace = current_trace()
     rows = [_row(event, now, trace) for event in events]
     # The counter's statement numbers them all and may write the first itself (`_next`).
-    numbered = (await driver.run(_NEXT, {"count": len(rows), **_binds(rows[0])}))[0]
+    numbered = (await driver.run(_NEXT, {"count": len(rows), **setting(rows[0])}))[0]
     first = numbered.last - len(rows) + 1
     for number, row in enumerate(rows[numbered.carried :], start=first + numbered.carried):
-        await driver.run(_INSERT, {"set_id": number, **_binds(row)})
+        await driver.run(_INSERT, {"set_id": number, **setting(row)})
     for event in events:
         for observe in event_observers:
             observe(event.type)
@@ -169,20 +169,14 @@ def _row(event: NewEvent, now: datetime, trace: str | None) -> dict[str, Any]:
     }
 
 
-def _binds(row: Mapping[str, Any]) -> dict[str, Any]:
-    # Not named as the columns: SQLAlchemy keeps those names for its own VALUES.
-    return {f"set_{name}": value for name, value in row.items()}
-
-
 # append()'s statements, run on the transaction's driver connection (db/driver.py).
 _COUNTER_ROW = EventCounter.__table__.c  # type: ignore[attr-defined]
 _EVENTS = CustomerEvent.__table__  # type: ignore[attr-defined]
 
 
 def _event_values(number: ColumnElement[int]) -> dict[str, Any]:
-    """An INSERT's values: the event numbered `number`, the rest bound as `_binds` names them."""
-    bound = {c.key: bindparam(f"set_{c.key}", type_=c.type) for c in _EVENTS.c if c.key != "id"}
-    return {"id": number, **bound}
+    """An INSERT's values: the event numbered `number`, the rest bound as `setting` names them."""
+    return {"id": number, **settable(c for c in _EVENTS.c if c.key != "id")}
 
 
 def _next(dialect: str) -> Any:
@@ -260,7 +254,7 @@ def head_statement(dialect: Dialect) -> DriverStatement:
 
 async def read_head(db: Database) -> int:
     """`head`, read on one of the database's reader connections."""
-    ((last,),) = await db.fetch(_HEAD.on(db.engine.dialect), {}, point=True)  # one row by key
+    ((last,),) = await db.fetch(head_statement(db.engine.dialect), {}, point=True)  # by key
     return int(last)
 
 

@@ -42,13 +42,15 @@ class KycType(enum.StrEnum):
 
 def utc_now() -> datetime:
     """The current instant in UTC, at the millisecond precision that the database keeps."""
-    now = datetime.now(UTC)  # in UTC already: `to_millis` less its conversion (every request's)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return _whole_millis(datetime.now(UTC))  # in UTC already: no conversion (every request's)
 
 
 def to_millis(moment: datetime) -> datetime:
     """The instant in UTC, cut to whole milliseconds (what the API shows and the tables keep)."""
-    moment = moment.astimezone(UTC)
+    return _whole_millis(moment.astimezone(UTC))
+
+
+def _whole_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
